@@ -1,0 +1,296 @@
+"""migrate.toml: finding it, reading it, and refusing anything it should not hold.
+
+Secrets never live in the file: `password_env` names the environment variable that holds the
+source password, and a URL with a password in it is refused.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from migrate.errors import ConfigError, register_secret
+
+CONFIG_NAME = "migrate.toml"
+CONFIG_ENV = "MIGRATE_CONFIG"
+
+_SECTIONS: dict[str, set[str]] = {
+    "source": {"url", "password_env"},
+    "target": {"url"},
+    "state": {"url", "password_env"},
+    "run": {"chunk_size", "max_rejects", "workers", "work_dir"},
+    "cutover": {"order"},
+}
+_SERVICE_KEYS = {"mapping"}
+_SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
+
+
+@dataclass(frozen=True, slots=True)
+class SourceConfig:
+    """A database URL and the environment variable holding its password (source or state DB)."""
+
+    url: str
+    password_env: str | None = None
+
+    def password(self) -> str | None:
+        """The source password from the environment variable the file names (None if none named)."""
+        if self.password_env is None:
+            return None
+        value = os.environ.get(self.password_env)
+        if value is None:
+            raise ConfigError(
+                f"password_env names {self.password_env}, which is not set",
+                hint=f"export {self.password_env}=... in the shell that runs migrate",
+            )
+        register_secret(value)
+        return value
+
+
+@dataclass(frozen=True, slots=True)
+class RunConfig:
+    chunk_size: int = 5000
+    max_rejects: int = 0
+    workers: int = 0  # 0: one per core
+    work_dir: str = ".migrate/work"
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceConfig:
+    name: str
+    mapping: Path
+
+
+@dataclass(frozen=True, slots=True)
+class Config:
+    path: Path
+    source: SourceConfig
+    target_url: str
+    state: SourceConfig
+    run: RunConfig = field(default_factory=RunConfig)
+    services: dict[str, ServiceConfig] = field(default_factory=dict)
+    cutover_order: tuple[str, ...] = ()
+
+    @property
+    def base_dir(self) -> Path:
+        """The project folder: relative paths and URLs in the file are relative to it."""
+        return self.path.parent
+
+    @property
+    def work_dir(self) -> Path:
+        return self.base_dir / self.run.work_dir
+
+    def service(self, name: str) -> ServiceConfig:
+        try:
+            return self.services[name]
+        except KeyError:
+            known = ", ".join(self.services) or "none"
+            raise ConfigError(
+                f"no service {name!r} in {self.path}",
+                hint=f"services defined there: {known}",
+            ) from None
+
+    def select(self, names: tuple[str, ...] | list[str]) -> list[ServiceConfig]:
+        """The named services (all, in cutover order then file order, when none are named)."""
+        if names:
+            return [self.service(name) for name in names]
+        ordered = [n for n in self.cutover_order if n in self.services]
+        ordered += [n for n in self.services if n not in ordered]
+        return [self.services[n] for n in ordered]
+
+
+def find_config(explicit: Path | None = None) -> Path:
+    """`--config`, else $MIGRATE_CONFIG, else ./migrate.toml."""
+    candidate = explicit or (Path(os.environ[CONFIG_ENV]) if os.environ.get(CONFIG_ENV) else None)
+    if candidate is None:
+        candidate = Path.cwd() / CONFIG_NAME
+        if not candidate.is_file():
+            raise ConfigError(
+                f"no {CONFIG_NAME} in {Path.cwd()}",
+                hint="run migrate in a project folder, pass --config PATH, "
+                "or create a sample project with `migrate demo DIR`",
+            )
+    if candidate.is_dir():
+        candidate = candidate / CONFIG_NAME
+    if not candidate.is_file():
+        raise ConfigError(f"config file {candidate} does not exist", hint="check --config")
+    return candidate.resolve()
+
+
+def load_config(path: Path) -> Config:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise ConfigError(f"{path}: not valid TOML: {exc}", hint="fix the syntax") from exc
+    except OSError as exc:
+        raise ConfigError(f"cannot read {path}: {exc.strerror}") from exc
+    return _parse(path, text, data)
+
+
+def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
+    lines = _Lines(path, text)
+    for section, value in data.items():
+        if section == "services":
+            continue
+        if section not in _SECTIONS:
+            raise ConfigError(
+                f"unknown section [{section}]",
+                where=lines.at(section),
+                hint=f"sections are {', '.join(sorted([*_SECTIONS, 'services']))}",
+            )
+        if not isinstance(value, dict):
+            raise ConfigError(f"[{section}] must be a table", where=lines.at(section))
+        for key in value:
+            if key not in _SECTIONS[section]:
+                raise ConfigError(
+                    f"unknown key {key!r} in [{section}]",
+                    where=lines.at(section, key),
+                    hint=f"[{section}] takes {', '.join(sorted(_SECTIONS[section]))}",
+                )
+
+    source = _table(data, "source", lines, required=True)
+    source_url = _required(source, "url", "source", lines)
+    _refuse_password(source_url, "source", lines)
+    password_env = _string(source, "password_env", "source", lines)
+    target_url = _required(_table(data, "target", lines, required=True), "url", "target", lines)
+    _refuse_password(target_url, "target", lines)
+    state = _table(data, "state", lines, required=True)
+    state_url = _required(state, "url", "state", lines)
+    _refuse_password(state_url, "state", lines)
+
+    run_table = _table(data, "run", lines)
+    run = RunConfig(
+        chunk_size=_int(run_table, "chunk_size", lines, 5000, minimum=1),
+        max_rejects=_int(run_table, "max_rejects", lines, 0, minimum=0),
+        workers=_int(run_table, "workers", lines, 0, minimum=0),
+        work_dir=_string(run_table, "work_dir", "run", lines) or ".migrate/work",
+    )
+
+    services: dict[str, ServiceConfig] = {}
+    raw_services = data.get("services", {})
+    if not isinstance(raw_services, dict):
+        raise ConfigError("[services] must hold [services.NAME] tables", where=lines.at("services"))
+    for name, body in raw_services.items():
+        where = lines.at(f"services.{name}")
+        if not _SERVICE_NAME.match(name):
+            raise ConfigError(
+                f"service name {name!r} is not allowed",
+                where=where,
+                hint="use lowercase letters, digits, '-' and '_', starting with a letter",
+            )
+        if not isinstance(body, dict):
+            raise ConfigError(f"[services.{name}] must be a table", where=where)
+        for key in body:
+            if key not in _SERVICE_KEYS:
+                raise ConfigError(
+                    f"unknown key {key!r} in [services.{name}]",
+                    where=lines.at(f"services.{name}", key),
+                    hint="a service takes: mapping",
+                )
+        mapping = _required(body, "mapping", f"services.{name}", lines)
+        services[name] = ServiceConfig(name=name, mapping=(path.parent / mapping).resolve())
+
+    order_raw = _table(data, "cutover", lines).get("order", [])
+    if not isinstance(order_raw, list) or not all(isinstance(o, str) for o in order_raw):
+        raise ConfigError(
+            "[cutover] order must be a list of service names", where=lines.at("cutover")
+        )
+    for name in order_raw:
+        if name not in services:
+            raise ConfigError(
+                f"[cutover] order names {name!r}, which is not a service",
+                where=lines.at("cutover", "order"),
+                hint=f"define [services.{name}] or remove it from the order",
+            )
+    return Config(
+        path=path,
+        source=SourceConfig(url=source_url, password_env=password_env),
+        target_url=target_url,
+        state=SourceConfig(
+            url=state_url, password_env=_string(state, "password_env", "state", lines)
+        ),
+        run=run,
+        services=services,
+        cutover_order=tuple(order_raw),
+    )
+
+
+class _Lines:
+    """Finds the line of a section or key, so config errors can say file:line."""
+
+    def __init__(self, path: Path, text: str) -> None:
+        self.path = path
+        self.lines = text.splitlines()
+
+    def at(self, section: str, key: str | None = None) -> str:
+        header = re.compile(r"^\s*\[\s*" + re.escape(section) + r"\s*\]")
+        start = next((i for i, line in enumerate(self.lines) if header.match(line)), None)
+        if start is None:
+            return str(self.path)
+        if key is None:
+            return f"{self.path}:{start + 1}"
+        pattern = re.compile(r"^\s*" + re.escape(key) + r"\s*=")
+        for i in range(start + 1, len(self.lines)):
+            if self.lines[i].lstrip().startswith("["):
+                break
+            if pattern.match(self.lines[i]):
+                return f"{self.path}:{i + 1}"
+        return f"{self.path}:{start + 1}"
+
+
+def _table(
+    data: dict[str, Any], name: str, lines: _Lines, required: bool = False
+) -> dict[str, Any]:
+    value = data.get(name)
+    if value is None:
+        if required:
+            raise ConfigError(
+                f"missing section [{name}]",
+                where=str(lines.path),
+                hint=f"add [{name}] with a url (see the README)",
+            )
+        return {}
+    return value if isinstance(value, dict) else {}
+
+
+def _required(table: dict[str, Any], key: str, section: str, lines: _Lines) -> str:
+    value = _string(table, key, section, lines)
+    if value is None:
+        raise ConfigError(f"[{section}] needs {key}", where=lines.at(section))
+    return value
+
+
+def _string(table: dict[str, Any], key: str, section: str, lines: _Lines) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value:
+        raise ConfigError(
+            f"[{section}] {key} must be a non-empty string", where=lines.at(section, key)
+        )
+    return value
+
+
+def _int(table: dict[str, Any], key: str, lines: _Lines, default: int, minimum: int) -> int:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
+        raise ConfigError(
+            f"[run] {key} must be an integer >= {minimum}", where=lines.at("run", key)
+        )
+    return value
+
+
+_URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^:/@\s]*:[^@\s]+@", re.I)
+
+
+def _refuse_password(url: str, section: str, lines: _Lines) -> None:
+    if _URL_WITH_PASSWORD.match(url):
+        raise ConfigError(
+            f"[{section}] url holds a password; secrets never live in migrate.toml",
+            where=lines.at(section, "url"),
+            hint="remove it from the URL and name an environment variable with password_env",
+        )

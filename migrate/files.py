@@ -1,0 +1,44 @@
+"""Owner-only files and folders: staged chunks, reject files and dumps hold personal data."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+from collections.abc import Iterator
+from pathlib import Path
+from typing import IO
+
+
+def private_dir(path: Path) -> Path:
+    """Create `path` (and missing parents) readable by the owner only."""
+    path.mkdir(parents=True, exist_ok=True, mode=0o700)
+    path.chmod(0o700)
+    return path
+
+
+@contextlib.contextmanager
+def private_writer(path: Path) -> Iterator[IO[bytes]]:
+    """Write `path` atomically and owner-only: a temporary sibling, fsync, then rename into place.
+
+    A crash leaves either the old file or the new one, never half of one.
+    """
+    private_dir(path.parent)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as handle:
+            yield handle
+            handle.flush()
+            os.fsync(handle.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        with contextlib.suppress(FileNotFoundError):
+            tmp.unlink()
+        raise
+
+
+def open_private(path: Path) -> IO[bytes]:
+    """Open `path` for writing, owner-only, truncating it (for streamed outputs such as dumps)."""
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    os.fchmod(fd, 0o600)
+    return os.fdopen(fd, "wb")

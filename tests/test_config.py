@@ -1,0 +1,128 @@
+"""migrate.toml: loading, defaults, and errors that name file:line."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from migrate.config import find_config, load_config
+from migrate.errors import ConfigError, mask_secrets
+
+BASE = """
+[source]
+url = "sqlite:///legacy.db"
+
+[target]
+url = "local:///.migrate/target.db"
+
+[state]
+url = "sqlite:///.migrate/state.db"
+
+[services.pds]
+mapping = "mappings/pds.yaml"
+
+[services.ods]
+mapping = "mappings/ods.yaml"
+"""
+
+
+def _write(tmp_path: Path, text: str) -> Path:
+    path = tmp_path / "migrate.toml"
+    path.write_text(text)
+    return path
+
+
+def test_defaults_and_relative_paths(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, BASE))
+    assert config.base_dir == tmp_path
+    assert config.services["pds"].mapping == (tmp_path / "mappings" / "pds.yaml").resolve()
+    assert config.run.chunk_size == 5000 and config.run.max_rejects == 0
+    assert config.work_dir == tmp_path / ".migrate" / "work"
+    assert [s.name for s in config.select([])] == ["pds", "ods"]
+
+
+def test_cutover_order_decides_the_default_order(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, BASE + '\n[cutover]\norder = ["ods", "pds"]\n'))
+    assert [s.name for s in config.select([])] == ["ods", "pds"]
+    assert [s.name for s in config.select(["pds"])] == ["pds"]
+
+
+def test_unknown_service_is_a_config_error_listing_the_known_ones(tmp_path: Path) -> None:
+    config = load_config(_write(tmp_path, BASE))
+    with pytest.raises(ConfigError, match="no service 'eps'") as info:
+        config.service("eps")
+    assert "pds, ods" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("extra", "message", "line_of"),
+    [
+        ("\n[run]\nchunk_size = 0\n", "chunk_size must be an integer >= 1", "chunk_size = 0"),
+        ("\n[run]\nmax_rejects = -1\n", "max_rejects must be", "max_rejects = -1"),
+        ("\n[run]\nworkers = true\n", "workers must be", "workers = true"),
+        ("\n[nonsense]\nx = 1\n", "unknown section [nonsense]", "[nonsense]"),
+        ('\n[cutover]\norder = ["eps"]\n', "order names 'eps'", 'order = ["eps"]'),
+        ('\n[services.Bad]\nmapping = "x.yaml"\n', "service name 'Bad'", "[services.Bad]"),
+    ],
+)
+def test_errors_name_the_line(tmp_path: Path, extra: str, message: str, line_of: str) -> None:
+    path = _write(tmp_path, BASE + extra)
+    line = path.read_text().splitlines().index(line_of) + 1
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert message in str(info.value)
+    assert f"{path}:{line}" in str(info.value)
+    assert info.value.exit_code == 2
+
+
+def test_missing_section(tmp_path: Path) -> None:
+    path = _write(tmp_path, BASE.replace('[target]\nurl = "local:///.migrate/target.db"\n', ""))
+    with pytest.raises(ConfigError, match=r"missing section \[target\]"):
+        load_config(path)
+
+
+def test_bad_toml(tmp_path: Path) -> None:
+    with pytest.raises(ConfigError, match="not valid TOML"):
+        load_config(_write(tmp_path, "[source\nurl="))
+
+
+def test_password_in_url_is_refused_and_never_echoed(tmp_path: Path) -> None:
+    path = _write(
+        tmp_path, BASE.replace("sqlite:///legacy.db", "oracle+oracledb://spine:Tiger99@db:1521/x")
+    )
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "Tiger99" not in str(info.value)
+    assert "password_env" in str(info.value)
+
+
+def test_password_comes_from_the_environment_and_is_masked(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    path = _write(
+        tmp_path,
+        BASE.replace(
+            'url = "sqlite:///legacy.db"',
+            'url = "sqlite:///legacy.db"\npassword_env = "PW_FOR_TEST"',
+        ),
+    )
+    config = load_config(path)
+    with pytest.raises(ConfigError, match="PW_FOR_TEST"):
+        config.source.password()
+    monkeypatch.setenv("PW_FOR_TEST", "correct-horse")
+    assert config.source.password() == "correct-horse"
+    assert mask_secrets("connecting with correct-horse failed") == "connecting with *** failed"
+
+
+def test_find_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    path = _write(tmp_path, BASE)
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.delenv("MIGRATE_CONFIG", raising=False)
+    assert find_config() == path.resolve()
+    assert find_config(tmp_path) == path.resolve()
+    monkeypatch.setenv("MIGRATE_CONFIG", str(path))
+    monkeypatch.chdir("/")
+    assert find_config() == path.resolve()
+    with pytest.raises(ConfigError, match="does not exist"):
+        find_config(tmp_path / "nope.toml")
