@@ -11,8 +11,8 @@ IndexValue = str | int
 class Document:
     """One target object: identity, canonical JSON bytes, secondary indexes and their checksum.
 
-    `indexes` is sorted by name, each with its distinct values sorted; `checksum` is the xxh3-128 hex
-    digest of `value`.
+    `indexes` is sorted by name, each with its distinct values sorted; `checksum` is the xxh3-128
+    hex digest of `value`.
     """
 
     bucket_type: str

@@ -118,7 +118,9 @@ class VerificationError(MigrateError):
     exit_code = EXIT_VERIFY
 
 
-_URL_PASSWORD = re.compile(r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)", re.I)
+_URL_PASSWORD = re.compile(
+    r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)", re.I
+)
 _registered: set[str] = set()
 
 

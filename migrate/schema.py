@@ -13,12 +13,12 @@ from dataclasses import dataclass, field
 class ValueKind(enum.Enum):
     """The value rule a column follows (MAPPING.md, "Value rules").
 
-    The staged (normalised) Python type of each kind is fixed, so transform never sees driver quirks:
-
-    STRING str; INTEGER int; DECIMAL decimal.Decimal (declared scale > 0); NUMBER decimal.Decimal
-    (a number with no declared scale, such as Oracle's bare NUMBER); FLOAT float; DATE datetime.datetime
-    (naive; written as a date when it holds no time of day); TIMESTAMP datetime.datetime (naive);
-    TIMESTAMP_TZ datetime.datetime (aware, UTC); BOOLEAN bool; BINARY bytes; JSON str (JSON text).
+    The staged (normalised) Python type of each kind is fixed, so transform never sees driver
+    quirks: STRING str; INTEGER int (decimal.Decimal beyond 18 digits); DECIMAL decimal.Decimal
+    (declared scale > 0); NUMBER str holding the exact plain decimal (no declared scale, such as
+    Oracle's bare NUMBER); FLOAT float; DATE datetime.datetime (naive; written as a date when it
+    holds no time of day); TIMESTAMP datetime.datetime (naive); TIMESTAMP_TZ datetime.datetime
+    (aware, UTC); BOOLEAN bool; BINARY bytes; JSON str (JSON text).
     """
 
     STRING = "string"

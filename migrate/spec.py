@@ -1,8 +1,8 @@
 """What to read from the source for one document type: the contract between mapping and source.
 
-The mapping compiler produces an `ExtractSpec`; the source reads exactly those tables and columns for a
-chunk; the document builder consumes the rows. Nodes form a tree rooted at the document type's root
-table: every embed and lookup is a node whose rows link to its parent node's rows.
+The mapping compiler produces an `ExtractSpec`; the source reads exactly those tables and columns
+for a chunk; the document builder consumes the rows. Nodes form a tree rooted at the document
+type's root table: every embed and lookup is a node whose rows link to its parent node's rows.
 """
 
 from __future__ import annotations

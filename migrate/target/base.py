@@ -42,7 +42,7 @@ class Target(Protocol):
         ...
 
     def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
-        """Store every document (with `meta` as user metadata) and return only once all are durable."""
+        """Store every document (`meta` as user metadata); return once all are durable."""
         ...
 
     def get(self, bucket_type: str, bucket: str, key: str) -> StoredObject | None: ...
@@ -56,7 +56,12 @@ class Target(Protocol):
         ...
 
     def query_index(
-        self, bucket_type: str, bucket: str, name: str, value: IndexValue, end: IndexValue | None = None
+        self,
+        bucket_type: str,
+        bucket: str,
+        name: str,
+        value: IndexValue,
+        end: IndexValue | None = None,
     ) -> list[str]:
         """Keys whose index `name` equals `value`, or lies in [value, end] when `end` is given."""
         ...
