@@ -1,0 +1,261 @@
+"""Raw driver values normalised into the staged type of their value kind, as Arrow arrays.
+
+Drivers disagree (SQLite returns dates as text and NUMBER(10,2) as a float, psycopg returns `date`
+for DATE, oracledb returns LOB handles), so one normaliser per column, chosen once from its kind,
+turns whatever the driver gave into the type `migrate.schema.ValueKind` promises.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import decimal
+import json
+import uuid
+from collections.abc import Callable, Sequence
+from decimal import Decimal
+from typing import Any
+
+import pyarrow as pa
+
+from migrate.schema import ColumnType, ValueKind
+from migrate.source.types import arrow_type
+
+Normaliser = Callable[[Any], Any]
+
+_CONTEXT = decimal.Context(prec=200, rounding=decimal.ROUND_HALF_UP)
+_UTC = dt.UTC
+
+
+class BadValue(Exception):
+    """A raw value that its column's kind cannot hold; `row` is its position in the batch."""
+
+    def __init__(self, expected: str, got: str, row: int = -1) -> None:
+        super().__init__(f"expected {expected}, got {got}")
+        self.expected = expected
+        self.got = got
+        self.row = row
+
+
+def describe(value: Any) -> str:
+    """What kind of value the driver gave, never the value itself (it may be personal data)."""
+    if isinstance(value, bool):
+        return "a boolean"
+    if isinstance(value, int):
+        return "an integer"
+    if isinstance(value, float):
+        return "a floating-point number"
+    if isinstance(value, Decimal):
+        return "a decimal number"
+    if isinstance(value, str):
+        return "text"
+    if isinstance(value, bytes | bytearray | memoryview):
+        return "binary data"
+    if isinstance(value, dt.datetime | dt.date | dt.time):
+        return "a date/time value"
+    return f"a value of type {type(value).__name__}"
+
+
+def _read_lob(value: Any) -> Any:
+    """Oracle LOB handles are read whole; everything else passes through."""
+    read = getattr(value, "read", None)
+    return read() if callable(read) else value
+
+
+def _string(value: Any) -> str:
+    value = _read_lob(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, uuid.UUID) or (isinstance(value, int) and not isinstance(value, bool)):
+        return str(value)
+    if isinstance(value, bytes):
+        try:
+            return value.decode("utf-8")
+        except UnicodeDecodeError:
+            raise BadValue("text", "binary data that is not UTF-8") from None
+    raise BadValue("text", describe(value))
+
+
+def _json(value: Any) -> str:
+    value = _read_lob(value)
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict | list | bool | int | float) or value is None:
+        return json.dumps(value, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+    raise BadValue("JSON text", describe(value))
+
+
+def _exact(value: Any, expected: str) -> Decimal:
+    """An exact decimal; floats go through their shortest repr, never their binary expansion."""
+    result: Decimal
+    if isinstance(value, bool):
+        raise BadValue(expected, describe(value))
+    if isinstance(value, int):
+        result = Decimal(value)
+    elif isinstance(value, float):
+        result = Decimal(repr(value))
+    elif isinstance(value, Decimal):
+        result = value
+    elif isinstance(value, str):
+        try:
+            result = Decimal(value.strip())
+        except decimal.InvalidOperation:
+            raise BadValue(expected, "text that is not a number") from None
+    else:
+        raise BadValue(expected, describe(value))
+    if not result.is_finite():
+        raise BadValue(expected, "a value that is not a finite number")
+    return result
+
+
+def _integer(value: Any) -> int:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return value
+    number = _exact(value, "an integer")
+    if number != number.to_integral_value(context=_CONTEXT):
+        raise BadValue("an integer", "a number with a fraction")
+    return int(number)
+
+
+def _wide_integer(value: Any) -> Decimal:
+    return Decimal(_integer(value))
+
+
+def _decimal(scale: int) -> Normaliser:
+    quantum = Decimal(1).scaleb(-scale)
+
+    def normalise(value: Any) -> Decimal:
+        # More decimals than declared (SQLite does not enforce a scale) round as Oracle stores them.
+        return _exact(value, "a number").quantize(quantum, context=_CONTEXT)
+
+    return normalise
+
+
+def decimal_text(number: Decimal) -> str:
+    """Plain decimal text with no exponent and no trailing zeros: `12.5`, `3`, `100`."""
+    if number.is_zero():
+        return "0"
+    return format(number.normalize(_CONTEXT), "f")
+
+
+def _number(value: Any) -> str:
+    if isinstance(value, int) and not isinstance(value, bool):
+        return str(value)
+    return decimal_text(_exact(value, "a number"))
+
+
+def _float(value: Any) -> float:
+    if isinstance(value, float):
+        return value
+    if isinstance(value, int | Decimal) and not isinstance(value, bool):
+        try:
+            return float(value)
+        except OverflowError:
+            raise BadValue("a floating-point number", "a number out of range") from None
+    raise BadValue("a floating-point number", describe(value))
+
+
+def _parse_datetime(value: Any) -> dt.datetime:
+    if isinstance(value, dt.datetime):
+        return value
+    if isinstance(value, dt.date):
+        return dt.datetime.combine(value, dt.time())
+    if isinstance(value, str):
+        try:
+            return dt.datetime.fromisoformat(value.strip())
+        except ValueError:
+            raise BadValue("a date/time", "text that is not an ISO date/time") from None
+    raise BadValue("a date/time", describe(value))
+
+
+def _naive(value: Any) -> dt.datetime:
+    parsed = _parse_datetime(value)
+    if parsed.tzinfo is not None:
+        return parsed.astimezone(_UTC).replace(tzinfo=None)
+    return parsed
+
+
+def _utc(value: Any) -> dt.datetime:
+    parsed = _parse_datetime(value)
+    if parsed.tzinfo is None:
+        return parsed.replace(tzinfo=_UTC)  # a value without a zone is taken as UTC
+    return parsed.astimezone(_UTC)
+
+
+def _boolean(value: Any) -> bool:
+    if isinstance(value, bool):
+        return value
+    if isinstance(value, int | Decimal) and value in (0, 1):
+        return bool(value)
+    raise BadValue("a boolean (or 0/1)", describe(value))
+
+
+def _binary(value: Any) -> bytes:
+    value = _read_lob(value)
+    if isinstance(value, bytes):
+        return value
+    if isinstance(value, bytearray | memoryview):
+        return bytes(value)
+    raise BadValue("binary data", describe(value))
+
+
+def normaliser(column: ColumnType) -> Normaliser:
+    """The function that turns one raw driver value of this column into its staged value."""
+    kind = column.kind
+    if kind is ValueKind.INTEGER:
+        return _integer if arrow_type(column) == pa.int64() else _wide_integer
+    if kind is ValueKind.DECIMAL:
+        return _decimal(column.scale or 0)
+    return _SIMPLE[kind]
+
+
+_SIMPLE: dict[ValueKind, Normaliser] = {
+    ValueKind.STRING: _string,
+    ValueKind.JSON: _json,
+    ValueKind.NUMBER: _number,
+    ValueKind.FLOAT: _float,
+    ValueKind.DATE: _naive,
+    ValueKind.TIMESTAMP: _naive,
+    ValueKind.TIMESTAMP_TZ: _utc,
+    ValueKind.BOOLEAN: _boolean,
+    ValueKind.BINARY: _binary,
+}
+
+_INT64 = (-(2**63), 2**63 - 1)
+
+
+def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
+    """One column of raw driver values as an Arrow array of its kind's staged type.
+
+    Raises BadValue (with the row) for a value the kind cannot hold. An integer column declared
+    without a precision (Oracle's INTEGER is NUMBER(38)) that holds a value beyond 64 bits is
+    staged as decimal128(38, 0) for that chunk, so it stays exact.
+    """
+    convert = normaliser(column)
+    staged: list[Any] = []
+    for row, value in enumerate(values):
+        if value is None:
+            staged.append(None)
+            continue
+        try:
+            staged.append(convert(value))
+        except BadValue as exc:
+            exc.row = row
+            raise
+    target = arrow_type(column)
+    if target == pa.int64() and any(
+        v is not None and not _INT64[0] <= v <= _INT64[1] for v in staged
+    ):
+        wide = [None if v is None else Decimal(v) for v in staged]
+        for row, v in enumerate(wide):
+            if v is not None and len(v.as_tuple().digits) > 38:
+                raise BadValue("an integer of at most 38 digits", "a larger integer", row)
+        return pa.array(wide, type=pa.decimal128(38, 0))
+    if column.kind is ValueKind.DECIMAL:
+        limit = 38 if pa.types.is_decimal128(target) else 76
+        for row, v in enumerate(staged):
+            if v is not None and len(v.as_tuple().digits) > limit:
+                raise BadValue(f"a number of at most {limit} digits", "a larger number", row)
+    return pa.array(staged, type=target)
+
+
+__all__ = ["BadValue", "decimal_text", "describe", "normaliser", "to_arrow"]

@@ -1,0 +1,189 @@
+"""One consistent read view of the source for a whole run: chunk planning and extraction.
+
+SQLite: one connection holding one read transaction. PostgreSQL: a REPEATABLE READ READ ONLY
+transaction whose snapshot is exported, so parallel readers could share it. Oracle: every table
+reference reads `AS OF SCN n`. The marker names the view, so delta catch-up starts where it ends.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
+from typing import Any
+
+import pyarrow as pa
+import sqlalchemy as sa
+from sqlalchemy.engine import Connection, Engine
+
+from migrate.errors import ConfigError, SourceError
+from migrate.schema import TableInfo
+from migrate.source.chunks import ChunkRange
+from migrate.source.extract import build_table, fetch_all
+from migrate.source.sql import Queries, compile_statement
+from migrate.spec import ExtractSpec
+
+TablesFor = Callable[[ExtractSpec], Mapping[str, TableInfo]]
+
+
+class Snapshot:
+    """Reads under one consistent view; created by `Source.snapshot()`, valid inside its block."""
+
+    def __init__(
+        self,
+        connection: Connection,
+        marker: str,
+        *,
+        tables_for: TablesFor,
+        display_url: str,
+        scn: int | None = None,
+    ) -> None:
+        self._connection = connection
+        self._cursor = connection.connection.cursor()
+        self._tables_for = tables_for
+        self._display_url = display_url
+        self._scn = scn
+        self.marker = marker
+
+    def _queries(self, spec: ExtractSpec) -> Queries:
+        if not spec.primary_key:
+            raise SourceError(
+                f"root table {spec.root_table} has no primary key",
+                where=f"service {spec.service}, document type {spec.doc_type}",
+                hint="chunks are cut along the root table's primary key; add one, or use a view "
+                "over a table that has one",
+            )
+        return Queries(
+            spec, self._tables_for(spec), dialect=self._connection.dialect.name, scn=self._scn
+        )
+
+    def _run(self, statement: sa.ClauseElement, what: str) -> list[tuple[Any, ...]]:
+        sql, params = compile_statement(statement, self._connection.dialect)
+        try:
+            return fetch_all(self._cursor, sql, params)
+        except self._connection.dialect.loaded_dbapi.Error as exc:
+            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            raise SourceError(
+                f"reading {what} from {self._display_url} failed: {detail}",
+                hint="check the mapping's `where` and that the source schema still matches the "
+                "mapping (`migrate check`); if the database went away, run again to resume",
+            ) from exc
+
+    def plan_chunks(self, spec: ExtractSpec, chunk_size: int) -> list[ChunkRange]:
+        """Ranges of `chunk_size` root rows along the primary key, covering every key, in order."""
+        if chunk_size < 1:
+            raise ConfigError(
+                f"chunk size must be at least 1, not {chunk_size}",
+                hint="set [run] chunk_size in migrate.toml",
+            )
+        queries = self._queries(spec)
+        (nulls,) = self._run(queries.null_keys(), f"the keys of {spec.root_table}")[0]
+        if nulls:
+            raise SourceError(
+                f"{nulls} row(s) of {spec.root_table} have a NULL in the primary key "
+                f"({', '.join(spec.primary_key)}), so no chunk can hold them",
+                where=f"service {spec.service}, document type {spec.doc_type}",
+                hint="fill in the key of those rows, or exclude them with the mapping's `where`",
+            )
+        starts = [tuple(r) for r in self._run(queries.boundaries(chunk_size), spec.root_table)]
+        ranges = []
+        for index in range(len(starts)):
+            lo = starts[index] if index else None
+            hi = starts[index + 1] if index + 1 < len(starts) else None
+            ranges.append(ChunkRange(index, lo, hi))
+        return ranges
+
+    def count_rows(self, spec: ExtractSpec, chunk: ChunkRange) -> int:
+        """Root rows in the chunk (after `where`), for progress and estimates."""
+        rows = self._run(self._queries(spec).count(chunk), spec.root_table)
+        return int(rows[0][0])
+
+    def extract(self, spec: ExtractSpec, chunk: ChunkRange) -> dict[str, pa.Table]:
+        """Every node's rows for the chunk, as Arrow tables of exactly the node's columns."""
+        queries = self._queries(spec)
+        result: dict[str, pa.Table] = {}
+        for node in spec.nodes:
+            rows = self._run(queries.rows(node, chunk), f"{node.table} (chunk {chunk.index})")
+            table = queries.table_info(node.table)
+            columns = [table.column(name) for name in node.columns]
+            types = [c.type for c in columns if c is not None]
+            result[node.node_id] = build_table(rows, node, types, table, spec=spec, chunk=chunk)
+        return result
+
+    def close(self) -> None:
+        try:
+            self._cursor.close()
+        finally:
+            self._connection.rollback()
+            self._connection.close()
+
+
+def _now() -> str:
+    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
+
+
+def _first(connection: Connection, sql: str) -> tuple[Any, ...]:
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute(sql)
+        row = cursor.fetchone()
+        if row is None:
+            raise SourceError(f"the source returned no row for {sql!r}")
+        return tuple(row)
+    finally:
+        cursor.close()
+
+
+def _begin(engine: Engine, connect: Callable[[], Connection]) -> tuple[Connection, str, int | None]:
+    """A connection inside its consistent read view, the view's marker, and Oracle's SCN."""
+    name = engine.dialect.name
+    connection = connect()
+    try:
+        if name == "sqlite":
+            cursor = connection.connection.cursor()
+            cursor.execute("BEGIN")  # deferred: the read transaction starts at the first read
+            cursor.execute("SELECT count(*) FROM sqlite_master")
+            cursor.close()
+            (version,) = _first(connection, "PRAGMA data_version")
+            return connection, f"sqlite:data_version={version};at={_now()}", None
+        if name == "postgresql":
+            connection = connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            server = connection.dialect.server_version_info or (0,)
+            current = "pg_current_snapshot()" if server >= (13,) else "txid_current_snapshot()"
+            exported, xids = _first(connection, f"SELECT pg_export_snapshot(), {current}::text")
+            return connection, f"postgresql:snapshot={exported};xids={xids}", None
+        if name == "oracle":
+            (scn,) = _first(connection, "SELECT current_scn FROM v$database")
+            return connection, f"scn:{int(scn)}", int(scn)
+        if name in ("mysql", "mariadb"):
+            connection = connection.execution_options(isolation_level="REPEATABLE READ")
+        return connection, f"{name}:at={_now()}", None
+    except BaseException:
+        connection.close()
+        raise
+
+
+@contextmanager
+def open_snapshot(
+    engine: Engine,
+    connect: Callable[[], Connection],
+    *,
+    tables_for: TablesFor,
+    display_url: str,
+) -> Iterator[Snapshot]:
+    try:
+        connection, marker, scn = _begin(engine, connect)
+    except engine.dialect.loaded_dbapi.Error as exc:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        raise SourceError(
+            f"cannot open a consistent snapshot of {display_url}: {detail}",
+            hint="on Oracle the user needs SELECT on v$database (GRANT SELECT ON v_$database) and "
+            "FLASHBACK on the tables; elsewhere, check the database is reachable",
+        ) from exc
+    snapshot = Snapshot(connection, marker, tables_for=tables_for, display_url=display_url, scn=scn)
+    try:
+        yield snapshot
+    finally:
+        snapshot.close()

@@ -1,0 +1,287 @@
+"""Set-based extraction of a document tree, bounded by the chunk's key range, inside a snapshot."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import sqlite3
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrate.errors import SourceError
+from migrate.source import ChunkRange, Source
+from migrate.spec import ExtractSpec, NodeKind, NodeSpec
+
+from .conftest import MakeDb
+
+DDL = """
+CREATE TABLE ORDERS (ORDER_ID NUMBER(10) PRIMARY KEY, REGION VARCHAR2(5), STATUS CHAR(1));
+CREATE TABLE ITEMS (ITEM_ID NUMBER(10) PRIMARY KEY, ORDER_ID NUMBER(10), PRODUCT VARCHAR2(5),
+                    QTY NUMBER(5));
+CREATE TABLE ITEM_NOTES (NOTE_ID NUMBER(10) PRIMARY KEY, ITEM_ID NUMBER(10), BODY CLOB);
+CREATE TABLE PRODUCTS (CODE VARCHAR2(5) PRIMARY KEY, NAME VARCHAR2(30));
+CREATE TABLE REGION_FACTS (REGION VARCHAR2(5), FACT VARCHAR2(20));
+"""
+
+ORDER_COUNT = 23
+
+
+def _data(seed: int = 4) -> dict[str, list[tuple[Any, ...]]]:
+    rng = random.Random(seed)
+    orders = [(i, f"R{i % 4}", "X" if i % 5 == 0 else "A") for i in range(1, ORDER_COUNT + 1)]
+    items = []
+    item_id = 100
+    for order_id, _, _ in orders:
+        for _ in range(rng.randint(0, 3)):
+            item_id += 7  # surrogate key unrelated to the order's key
+            items.append((item_id, order_id, f"P{rng.randint(0, 9)}", rng.randint(1, 5)))
+    items.append((9999, None, "P1", 1))  # NULL link: never matches
+    items.append((9998, 777, "P2", 1))  # orphan: its order does not exist
+    notes = []
+    for item in items:
+        for n in range(rng.randint(0, 2)):
+            notes.append((item[0] * 10 + n, item[0], f"note {n}"))
+    products = [(f"P{i}", f"Product {i}") for i in range(12)]  # P10, P11 never referenced
+    facts = [(f"R{i % 5}", f"fact {i}") for i in range(10)]  # REGION repeats on both sides
+    for table in (items, notes, products, facts):
+        rng.shuffle(table)
+    rng.shuffle(orders)
+    return {
+        "ORDERS": orders,
+        "ITEMS": items,
+        "ITEM_NOTES": notes,
+        "PRODUCTS": products,
+        "REGION_FACTS": facts,
+    }
+
+
+def _spec(where: str | None = None) -> ExtractSpec:
+    return ExtractSpec(
+        "shop",
+        "order",
+        "ORDERS",
+        ("ORDER_ID",),
+        where,
+        (
+            NodeSpec("order", NodeKind.ROOT, "ORDERS", ("ORDER_ID", "REGION", "STATUS")),
+            NodeSpec(
+                "order.items", NodeKind.EMBED, "ITEMS", ("ITEM_ID", "ORDER_ID", "PRODUCT", "QTY"),
+                "order", (("ORDER_ID", "ORDER_ID"),),
+            ),
+            NodeSpec(
+                "order.items.notes", NodeKind.EMBED, "ITEM_NOTES", ("ITEM_ID", "BODY"),
+                "order.items", (("ITEM_ID", "ITEM_ID"),),
+            ),
+            NodeSpec(
+                "order.items.product", NodeKind.LOOKUP, "PRODUCTS", ("CODE", "NAME"),
+                "order.items", (("CODE", "PRODUCT"),),
+            ),
+            NodeSpec(
+                "order.facts", NodeKind.EMBED, "REGION_FACTS", ("REGION", "FACT"),
+                "order", (("REGION", "REGION"),),
+            ),
+        ),
+    )  # fmt: skip
+
+
+def _expected(
+    data: dict[str, list[tuple[Any, ...]]], chunk: ChunkRange, where_x: bool
+) -> dict[str, Counter[tuple[Any, ...]]]:
+    """What a chunk must hold, computed from the inserted rows alone."""
+
+    def in_range(order_id: int) -> bool:
+        lo_ok = chunk.lo is None or order_id >= chunk.lo[0]
+        return lo_ok and (chunk.hi is None or order_id < chunk.hi[0])
+
+    orders = [o for o in data["ORDERS"] if in_range(o[0]) and not (where_x and o[2] == "X")]
+    order_ids = {o[0] for o in orders}
+    regions = {o[1] for o in orders}
+    if where_x:
+        items = [i for i in data["ITEMS"] if i[1] in order_ids]
+    else:  # linked by the whole root key: read by range, orphans included (they match no order)
+        items = [i for i in data["ITEMS"] if i[1] is not None and in_range(i[1])]
+    item_ids = {i[0] for i in items}
+    codes = {i[2] for i in items}
+    return {
+        "order": Counter(orders),
+        "order.items": Counter(items),
+        "order.items.notes": Counter((n[1], n[2]) for n in data["ITEM_NOTES"] if n[1] in item_ids),
+        "order.items.product": Counter(p for p in data["PRODUCTS"] if p[0] in codes),
+        "order.facts": Counter(f for f in data["REGION_FACTS"] if f[0] in regions),
+    }
+
+
+def _as_counter(rows: list[dict[str, Any]]) -> Counter[tuple[Any, ...]]:
+    return Counter(tuple(r.values()) for r in rows)
+
+
+@pytest.mark.parametrize("where", [None, "STATUS <> 'X'"])
+@pytest.mark.parametrize("size", [1, 4, 50])
+def test_each_chunk_holds_exactly_its_tree(make_db: MakeDb, where: str | None, size: int) -> None:
+    data = _data()
+    path = make_db(DDL, data)
+    spec = _spec(where)
+    seen_orders: list[int] = []
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        chunks = snapshot.plan_chunks(spec, size)
+        for chunk in chunks:
+            tables = snapshot.extract(spec, chunk)
+            assert list(tables) == [n.node_id for n in spec.nodes]
+            expected = _expected(data, chunk, where is not None)
+            for node in spec.nodes:
+                table = tables[node.node_id]
+                assert table.column_names == list(node.columns)
+                rows = table.to_pylist()
+                ints = {"ORDER_ID", "ITEM_ID", "QTY"}
+                assert all(isinstance(r[c], int) for r in rows for c in ints & set(r))
+                assert _as_counter(rows) == expected[node.node_id], node.node_id
+            seen_orders += tables["order"].column("ORDER_ID").to_pylist()
+    kept = sorted(o[0] for o in data["ORDERS"] if where is None or o[2] != "X")
+    assert seen_orders == kept  # root rows in key order, each once
+
+
+def test_root_rows_come_in_key_order_and_children_by_their_key(make_db: MakeDb) -> None:
+    data = _data(seed=11)
+    path = make_db(DDL, data)
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        tables = snapshot.extract(_spec(), ChunkRange(0, None, None))
+    ids = tables["order"].column("ORDER_ID").to_pylist()
+    assert ids == sorted(ids) and len(ids) == ORDER_COUNT
+    item_ids = tables["order.items"].column("ITEM_ID").to_pylist()
+    assert item_ids == sorted(item_ids)
+    assert None not in tables["order.items"].column("ORDER_ID").to_pylist()
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        filtered = snapshot.extract(_spec("1 = 1"), ChunkRange(0, None, None))
+    assert 777 not in filtered["order.items"].column("ORDER_ID").to_pylist()
+
+
+def test_queries_are_set_based_not_per_row(make_db: MakeDb) -> None:
+    path = make_db(DDL, _data())
+    statements: list[str] = []
+    source = Source(f"sqlite:///{path}")
+    with source.snapshot() as snapshot:
+        raw = snapshot._connection.connection.dbapi_connection
+        assert isinstance(raw, sqlite3.Connection)
+        raw.set_trace_callback(statements.append)
+        snapshot.extract(_spec(), ChunkRange(0, (3,), (9,)))
+        raw.set_trace_callback(None)
+    selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]
+    assert len(selects) == len(_spec().nodes)
+    assert any("EXISTS" in s for s in selects)
+
+
+def test_sqlite_snapshot_does_not_see_later_writes(make_db: MakeDb) -> None:
+    path = make_db(DDL, _data())
+    setup = sqlite3.connect(path)
+    setup.execute("PRAGMA journal_mode=WAL")
+    setup.close()
+    source = Source(f"sqlite:///{path}")
+    spec = _spec()
+    everything = ChunkRange(0, None, None)
+    with source.snapshot() as snapshot:
+        assert snapshot.marker.startswith("sqlite:data_version=")
+        before = snapshot.extract(spec, everything)
+        writer = sqlite3.connect(path)
+        writer.execute("INSERT INTO ORDERS VALUES (500, 'R1', 'A')")
+        writer.execute("INSERT INTO ITEMS VALUES (5000, 1, 'P1', 1)")
+        writer.commit()
+        writer.close()
+        after = snapshot.extract(spec, everything)
+        assert after["order"].num_rows == before["order"].num_rows == ORDER_COUNT
+        assert after["order.items"].equals(before["order.items"])
+        assert snapshot.plan_chunks(spec, 1000) == [ChunkRange(0, None, None)]
+        assert snapshot.count_rows(spec, everything) == ORDER_COUNT
+    with source.snapshot() as fresh:
+        assert fresh.count_rows(spec, everything) == ORDER_COUNT + 1
+        assert fresh.extract(spec, everything)["order.items"].num_rows == (
+            before["order.items"].num_rows + 1
+        )
+
+
+def test_values_are_normalised_from_sqlite_text_and_floats(make_db: MakeDb) -> None:
+    path = make_db(
+        "CREATE TABLE T (ID INTEGER PRIMARY KEY, D DATE, TS TIMESTAMP, TZ TIMESTAMPTZ, "
+        "AMOUNT NUMBER(10,2), N NUMBER, F BINARY_FLOAT, B BOOLEAN, J JSON)",
+        {
+            "T": [
+                (1, "2020-01-31", "2020-01-31T13:45:00.123456", "2020-01-31 13:45:00", 0.1 + 0.2,
+                 12.50, 3, 1, '{"a": 1}'),
+                (2, "2020-01-31 13:45:00", "2020-02-01 00:00:00", "2020-01-31T23:30:00-02:00",
+                 7, "1E+2", 2.5, 0, "[]"),
+            ]
+        },
+    )  # fmt: skip
+    columns = ("ID", "D", "TS", "TZ", "AMOUNT", "N", "F", "B", "J")
+    spec = ExtractSpec("s", "t", "T", ("ID",), None, (NodeSpec("t", NodeKind.ROOT, "T", columns),))
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        first, second = snapshot.extract(spec, ChunkRange(0, None, None))["t"].to_pylist()
+    assert first["D"] == dt.datetime(2020, 1, 31)
+    assert first["TS"] == dt.datetime(2020, 1, 31, 13, 45, 0, 123456)
+    assert first["TZ"] == dt.datetime(2020, 1, 31, 13, 45, tzinfo=dt.UTC)
+    assert str(first["AMOUNT"]) == "0.30"  # repr(0.1 + 0.2) is 0.30000000000000004
+    assert first["N"] == "12.5" and first["F"] == 3.0 and first["B"] is True
+    assert first["J"] == '{"a": 1}'
+    assert second["D"] == dt.datetime(2020, 1, 31, 13, 45)
+    assert second["TZ"] == dt.datetime(2020, 2, 1, 1, 30, tzinfo=dt.UTC)
+    assert str(second["AMOUNT"]) == "7.00" and second["N"] == "100" and second["B"] is False
+
+
+def test_bad_data_names_table_column_chunk_and_key_not_the_value(make_db: MakeDb) -> None:
+    path = make_db(
+        "CREATE TABLE T (ID VARCHAR2(5) PRIMARY KEY, AMOUNT NUMBER(10,2));"
+        "CREATE TABLE C (CID INTEGER PRIMARY KEY, TID VARCHAR2(5), AT DATE);",
+        {"T": [("k1", 1.5), ("k2", "Smith")], "C": [(7, "k1", "1999-12-31"), (8, "k1", "Jones")]},
+    )
+    root = NodeSpec("t", NodeKind.ROOT, "T", ("ID", "AMOUNT"))
+    spec = ExtractSpec("svc", "doc", "T", ("ID",), None, (root,))
+    with Source(f"sqlite:///{path}").snapshot() as snapshot, pytest.raises(SourceError) as caught:
+        snapshot.extract(spec, ChunkRange(4, None, None))
+    text = str(caught.value)
+    assert "T.AMOUNT" in text and "chunk 4" in text and "ID=k2" in text
+    assert "Smith" not in text and caught.value.hint
+    child = NodeSpec("t.c", NodeKind.EMBED, "C", ("AT",), "t", (("TID", "ID"),))
+    spec = ExtractSpec("svc", "doc", "T", ("ID",), "ID = 'k1'", (root, child))
+    with Source(f"sqlite:///{path}").snapshot() as snapshot, pytest.raises(SourceError) as caught:
+        snapshot.extract(spec, ChunkRange(0, None, None))
+    assert "C.AT" in str(caught.value) and "CID=8" in str(caught.value)
+    assert "Jones" not in str(caught.value)
+
+
+def test_composite_link_onto_the_whole_key_and_self_reference(make_db: MakeDb) -> None:
+    path = make_db(
+        "CREATE TABLE P (A TEXT, B INTEGER, PARENT_A TEXT, PARENT_B INTEGER, PRIMARY KEY (A, B));"
+        "CREATE TABLE K (ID INTEGER PRIMARY KEY, PA TEXT, PB INTEGER);",
+        {
+            "P": [("x", 1, None, None), ("x", 2, "x", 1), ("y", 1, "x", 2), ("z", 0, "y", 1)],
+            "K": [(1, "x", 1), (2, "x", 2), (3, "y", 1), (4, "y", 2), (5, "x", None)],
+        },
+    )
+    nodes = (
+        NodeSpec("p", NodeKind.ROOT, "P", ("A", "B")),
+        NodeSpec("p.k", NodeKind.EMBED, "K", ("ID",), "p", (("PB", "B"), ("PA", "A"))),
+        NodeSpec("p.up", NodeKind.LOOKUP, "P", ("A", "B"), "p",
+                 (("A", "PARENT_A"), ("B", "PARENT_B"))),
+    )  # fmt: skip
+    spec = ExtractSpec("s", "p", "P", ("A", "B"), None, nodes)
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        tables = snapshot.extract(spec, ChunkRange(0, ("x", 2), ("z", 0)))
+    assert tables["p"].to_pylist() == [{"A": "x", "B": 2}, {"A": "y", "B": 1}]
+    assert tables["p.k"].column("ID").to_pylist() == [2, 3, 4]  # 4 is an orphan in range
+    assert tables["p.up"].to_pylist() == [{"A": "x", "B": 1}, {"A": "x", "B": 2}]
+
+
+def test_missing_table_or_column_is_a_source_error(make_db: MakeDb, tmp_path: Path) -> None:
+    path = make_db("CREATE TABLE T (ID INTEGER PRIMARY KEY)")
+    source = Source(f"sqlite:///{path}")
+    missing_table = ExtractSpec("s", "d", "NOPE", ("ID",), None,
+                                (NodeSpec("n", NodeKind.ROOT, "NOPE", ("ID",)),))  # fmt: skip
+    missing_column = ExtractSpec("s", "d", "T", ("ID",), None,
+                                 (NodeSpec("n", NodeKind.ROOT, "T", ("ID", "GONE")),))  # fmt: skip
+    with source.snapshot() as snapshot:
+        for spec, name in ((missing_table, "NOPE"), (missing_column, "GONE")):
+            with pytest.raises(SourceError) as caught:
+                snapshot.extract(spec, ChunkRange(0, None, None))
+            assert name in caught.value.message and "migrate check" in str(caught.value.hint)
