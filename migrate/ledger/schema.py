@@ -1,0 +1,148 @@
+"""The ledger's tables (SQLAlchemy Core), portable between SQLite and PostgreSQL.
+
+`SCHEMA_VERSION` is stored in `schema_version`, so a later release can tell which layout a state DB
+has and migrate it forward instead of misreading it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy.engine import Dialect
+
+SCHEMA_VERSION = 1
+
+_STATES = "'planned', 'extracted', 'transformed', 'loaded'"
+_STATUSES = "'running', 'complete', 'failed'"
+
+
+class UTCDateTime(sa.types.TypeDecorator[datetime]):
+    """Aware UTC datetimes on every backend: SQLite keeps no offset, so UTC is implied there."""
+
+    impl = sa.DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("ledger timestamps must be timezone-aware")
+        utc = value.astimezone(UTC)
+        return utc.replace(tzinfo=None) if dialect.name == "sqlite" else utc
+
+    def process_result_value(self, value: Any, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if not isinstance(value, datetime):
+            raise TypeError(f"unexpected timestamp type {type(value).__name__}")
+        if value.tzinfo is None:
+            return value.replace(tzinfo=UTC)
+        return value.astimezone(UTC)
+
+
+metadata = sa.MetaData()
+
+schema_version = sa.Table(
+    "schema_version",
+    metadata,
+    sa.Column("id", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("version", sa.Integer, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.CheckConstraint("id = 1", name="ck_schema_version_single_row"),
+)
+
+runs = sa.Table(
+    "runs",
+    metadata,
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("service", sa.String(200), nullable=False, index=True),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=False),
+    sa.Column("mapping_fingerprint", sa.String(200), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.CheckConstraint(f"status IN ({_STATUSES})", name="ck_runs_status"),
+)
+
+chunks = sa.Table(
+    "chunks",
+    metadata,
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), primary_key=True),
+    sa.Column("chunk_id", sa.String(300), primary_key=True),
+    sa.Column("doc_type", sa.String(200), nullable=False),
+    sa.Column("chunk_index", sa.Integer, nullable=False),
+    sa.Column("lo", sa.Text, nullable=False),
+    sa.Column("hi", sa.Text, nullable=False),
+    sa.Column("extract_fingerprint", sa.String(200), nullable=False),
+    sa.Column("state", sa.String(16), nullable=False),
+    sa.Column("rows", sa.Text, nullable=False),
+    sa.Column("staged_path", sa.Text),
+    sa.Column("staged_checksum", sa.String(200)),
+    sa.Column("snapshot", sa.Text),
+    sa.Column("transform_fingerprint", sa.String(200)),
+    sa.Column("documents", sa.Integer),
+    sa.Column("rejects", sa.Integer),
+    sa.Column("doc_checksum", sa.String(200)),
+    sa.Column("written", sa.Integer),
+    sa.Column("unchanged", sa.Integer),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.UniqueConstraint("run_id", "doc_type", "chunk_index", name="uq_chunks_run_doc_index"),
+    sa.CheckConstraint(f"state IN ({_STATES})", name="ck_chunks_state"),
+    sa.CheckConstraint("chunk_index >= 0", name="ck_chunks_index"),
+    sa.CheckConstraint(
+        "(documents IS NULL OR documents >= 0) AND (rejects IS NULL OR rejects >= 0)"
+        " AND (written IS NULL OR written >= 0) AND (unchanged IS NULL OR unchanged >= 0)",
+        name="ck_chunks_counts",
+    ),
+)
+
+checkpoints = sa.Table(
+    "checkpoints",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), nullable=False),
+    sa.Column("chunk_id", sa.String(300), nullable=True),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("rows", sa.Text),
+    sa.Column("documents", sa.Integer),
+    sa.Column("rejects", sa.Integer),
+    sa.Column("written", sa.Integer),
+    sa.Column("unchanged", sa.Integer),
+    sa.Column("checksum", sa.String(200)),
+    sa.Column("fingerprint", sa.String(200)),
+    sa.Column("note", sa.Text),
+    sa.Index("ix_checkpoints_run_chunk", "run_id", "chunk_id"),
+)
+
+audit = sa.Table(
+    "audit",
+    metadata,
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("service", sa.String(200), nullable=True, index=True),
+    sa.Column("action", sa.String(200), nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
+)
+
+
+def checkpoint_row(run_id: str, chunk_id: str | None, phase: str, at: datetime) -> dict[str, Any]:
+    """A checkpoint row with every optional column present, so batches insert uniformly."""
+    return {
+        "run_id": run_id,
+        "chunk_id": chunk_id,
+        "phase": phase,
+        "at": at,
+        "rows": None,
+        "documents": None,
+        "rejects": None,
+        "written": None,
+        "unchanged": None,
+        "checksum": None,
+        "fingerprint": None,
+        "note": None,
+    }
