@@ -22,7 +22,7 @@ _SECTIONS: dict[str, set[str]] = {
     "source": {"url", "password_env"},
     "target": {"url"},
     "state": {"url", "password_env"},
-    "run": {"chunk_size", "max_rejects", "workers", "work_dir"},
+    "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir"},
     "cutover": {"order"},
 }
 _SERVICE_KEYS = {"mapping"}
@@ -54,6 +54,9 @@ class SourceConfig:
 class RunConfig:
     chunk_size: int = 5000
     max_rejects: int = 0
+    max_document_bytes: int = (
+        1024 * 1024
+    )  # Riak's recommended ceiling; larger documents are rejects
     workers: int = 0  # 0: one per core
     work_dir: str = ".migrate/work"
 
@@ -166,6 +169,7 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
     run = RunConfig(
         chunk_size=_int(run_table, "chunk_size", lines, 5000, minimum=1),
         max_rejects=_int(run_table, "max_rejects", lines, 0, minimum=0),
+        max_document_bytes=_int(run_table, "max_document_bytes", lines, 1024 * 1024, minimum=1),
         workers=_int(run_table, "workers", lines, 0, minimum=0),
         work_dir=_string(run_table, "work_dir", "run", lines) or ".migrate/work",
     )

@@ -1,0 +1,36 @@
+"""`migrate check`: the config and every mapping, validated against the live source schema."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from migrate.errors import MappingError, Problem
+from migrate.mapping import load_mapping, validate_mapping
+from migrate.project import Project
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceCheck:
+    service: str
+    mapping: str
+    doc_types: list[str]
+
+
+def check_project(project: Project) -> list[ServiceCheck]:
+    """Validate every service's mapping; raise one MappingError listing every problem found."""
+    schema = project.schema()
+    problems: list[Problem] = []
+    results = []
+    for service in project.config.select([]):
+        try:
+            mapping = load_mapping(service.mapping)
+        except MappingError as exc:
+            problems.extend(exc.problems)
+            continue
+        problems.extend(validate_mapping(mapping, schema))
+        results.append(
+            ServiceCheck(service.name, str(service.mapping), [d.name for d in mapping.documents])
+        )
+    if problems:
+        raise MappingError(problems)
+    return results

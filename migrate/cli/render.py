@@ -1,0 +1,199 @@
+"""Rendering for people: rich tables and a live progress display on a terminal, plain lines when
+piped. Nothing here decides anything; it shows what the library reports."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from typing import TYPE_CHECKING
+
+from rich.console import Console
+from rich.progress import (
+    BarColumn,
+    MofNCompleteColumn,
+    Progress,
+    TaskID,
+    TextColumn,
+    TimeElapsedColumn,
+    TimeRemainingColumn,
+)
+from rich.table import Table
+
+from migrate.events import ChunkFinished, Event, EventSink, Note, ServiceFinished, ServiceStarted
+
+if TYPE_CHECKING:
+    from migrate.check import ServiceCheck
+    from migrate.demo import DemoSummary
+    from migrate.pipeline import ServiceReport
+    from migrate.status import ServiceStatus
+
+
+class Renderer:
+    def __init__(self) -> None:
+        self.out = Console(highlight=False, soft_wrap=True)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+
+    @property
+    def live(self) -> bool:
+        return self.err.is_terminal
+
+    def step(self, text: str) -> None:
+        self.err.print(text)
+
+    # -- migrate run ---------------------------------------------------------------------------
+
+    @contextmanager
+    def progress(self) -> Iterator[EventSink]:
+        if self.live:
+            with Progress(
+                TextColumn("{task.description:<6}"),
+                BarColumn(),
+                MofNCompleteColumn(),
+                TextColumn("chunks  {task.fields[docs]:>10,} docs  {task.fields[rate]:>8} docs/s"),
+                TimeElapsedColumn(),
+                TextColumn("eta"),
+                TimeRemainingColumn(),
+                console=self.err,
+                transient=False,
+            ) as progress:
+                yield _LiveProgress(progress, self.err).handle
+        else:
+            yield _PlainProgress(self.err).handle
+
+    def run_reports(self, reports: Sequence[ServiceReport]) -> None:
+        table = Table(title="migrate run", title_justify="left")
+        for column in (
+            "service",
+            "run",
+            "chunks",
+            "documents",
+            "written",
+            "unchanged",
+            "rejects",
+            "seconds",
+        ):
+            table.add_column(column, justify="left" if column in ("service", "run") else "right")
+        for r in reports:
+            table.add_row(
+                r.service,
+                r.run_id,
+                str(r.chunks),
+                f"{r.documents:,}",
+                f"{r.written:,}",
+                f"{r.unchanged:,}",
+                f"{r.rejects:,}",
+                f"{r.seconds:.1f}",
+            )
+        self.out.print(table)
+        for r in reports:
+            if r.rejects_file is not None:
+                self.out.print(f"{r.service}: {r.rejects} rejected rows listed in {r.rejects_file}")
+
+    # -- other commands ------------------------------------------------------------------------
+
+    def check_results(self, results: Sequence[ServiceCheck]) -> None:
+        for result in results:
+            types = ", ".join(result.doc_types)
+            self.out.print(f"{result.service}: {result.mapping} ... ok ({types})")
+        self.out.print(f"{len(results)} mapping(s) valid against the source schema")
+
+    def status_table(self, statuses: Sequence[ServiceStatus]) -> None:
+        table = Table(title="migrate status", title_justify="left")
+        for column in (
+            "service",
+            "phase",
+            "run",
+            "chunks loaded",
+            "documents",
+            "rejects",
+            "next step",
+        ):
+            table.add_column(column)
+        for s in statuses:
+            loaded = s.chunks_by_state.get("loaded", 0)
+            chunks = f"{loaded}/{s.chunks_total}" if s.run_id else "-"
+            table.add_row(
+                s.service,
+                s.phase,
+                s.run_id or "-",
+                chunks,
+                f"{s.documents:,}",
+                f"{s.rejects:,}",
+                s.next_step,
+            )
+        self.out.print(table)
+
+    def demo_summary(self, summary: DemoSummary) -> None:
+        table = Table(title=f"demo estate in {summary.directory}", title_justify="left")
+        table.add_column("table")
+        table.add_column("rows", justify="right")
+        for name, count in summary.rows.items():
+            table.add_row(name, f"{count:,}")
+        self.out.print(table)
+        self.out.print(f"next: cd {summary.directory} && migrate check && migrate run")
+
+
+class _LiveProgress:
+    def __init__(self, progress: Progress, console: Console) -> None:
+        self.progress = progress
+        self.console = console
+        self.tasks: dict[str, TaskID] = {}
+        self.docs: dict[str, int] = {}
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, ServiceStarted):
+            self.docs[event.service] = 0
+            self.tasks[event.service] = self.progress.add_task(
+                event.service,
+                total=event.chunks_total,
+                completed=event.chunks_done,
+                docs=0,
+                rate="-",
+            )
+        elif isinstance(event, ChunkFinished):
+            task = self.tasks[event.service]
+            self.docs[event.service] += event.documents
+            elapsed = self.progress.tasks[task].elapsed or 0.0
+            rate = f"{self.docs[event.service] / elapsed:,.0f}" if elapsed > 0 else "-"
+            self.progress.update(task, advance=1, docs=self.docs[event.service], rate=rate)
+        elif isinstance(event, Note):
+            self.console.print(f"{event.service}: {event.text}")
+        elif isinstance(event, ServiceFinished):
+            self.progress.update(self.tasks[event.service], docs=event.documents)
+
+
+class _PlainProgress:
+    """One line per service start and end, and one per tenth of the chunks: quiet in logs."""
+
+    def __init__(self, console: Console) -> None:
+        self.console = console
+        self.total: dict[str, int] = {}
+        self.done: dict[str, int] = {}
+        self.docs: dict[str, int] = {}
+
+    def handle(self, event: Event) -> None:
+        if isinstance(event, ServiceStarted):
+            self.total[event.service] = event.chunks_total
+            self.done[event.service] = event.chunks_done
+            self.docs[event.service] = 0
+            verb = "resuming" if event.resumed else "starting"
+            self.console.print(
+                f"{event.service}: {verb} run {event.run_id} ... "
+                f"{event.chunks_done}/{event.chunks_total} chunks already done"
+            )
+        elif isinstance(event, ChunkFinished):
+            self.done[event.service] += 1
+            self.docs[event.service] += event.documents
+            done, total = self.done[event.service], self.total[event.service]
+            step = max(1, total // 10)
+            if done == total or done % step == 0:
+                self.console.print(
+                    f"{event.service}: {done}/{total} chunks, {self.docs[event.service]} documents"
+                )
+        elif isinstance(event, Note):
+            self.console.print(f"{event.service}: {event.text}")
+        elif isinstance(event, ServiceFinished):
+            self.console.print(
+                f"{event.service}: run {event.run_id} ... done: {event.documents} documents, "
+                f"{event.rejects} rejects, {event.seconds:.1f}s"
+            )

@@ -1,0 +1,455 @@
+"""Runs a service's chunks through extract -> transform -> load, durably and resumably.
+
+Every phase of every chunk is a ledger transition written only after its work is durable (the
+staged files renamed into place, the target's write committed), so a process killed at any moment
+leaves at worst a phase to redo, and every phase is idempotent. A re-run first finishes what the
+last run left pending; it starts a new run (a new snapshot) only when asked (`fresh`) or when the
+mapping now reads different data than the staged chunks hold.
+
+Extract and load run in this process (one source snapshot, one target writer); transform, the
+CPU-heavy part, runs in a pool of worker processes with a bounded number of chunks in flight.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import multiprocessing
+import os
+import time
+from collections import deque
+from collections.abc import Iterator, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from dataclasses import dataclass
+from pathlib import Path
+
+import msgspec
+
+from migrate.config import ServiceConfig
+from migrate.document import Document, Reject
+from migrate.errors import MigrateError, RejectLimitError, StagingError
+from migrate.events import ChunkFinished, EventSink, Note, ServiceFinished, ServiceStarted, ignore
+from migrate.files import private_dir, private_writer
+from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus
+from migrate.mapping import DocPlan, ServicePlan, compile_mapping, load_mapping
+from migrate.mapping.canonical import aggregate
+from migrate.project import Project, actor
+from migrate.schema import SchemaInfo
+from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged, write_staged
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceReport:
+    service: str
+    run_id: str
+    status: RunStatus
+    chunks: int
+    documents: int
+    written: int
+    unchanged: int
+    rejects: int
+    rejects_file: Path | None
+    seconds: float
+
+
+def run_services(
+    project: Project,
+    names: Sequence[str] = (),
+    *,
+    workers: int | None = None,
+    fresh: bool = False,
+    on_event: EventSink = ignore,
+) -> list[ServiceReport]:
+    """Migrate the named services (all, in cutover order, when none are named)."""
+    services = project.config.select(list(names))
+    count = workers or project.config.run.workers or os.cpu_count() or 1
+    reports = []
+    with _transformers(count) as pool:
+        for service in services:
+            reports.append(
+                _ServiceRun(
+                    project, service, pool, workers=count, fresh=fresh, on_event=on_event
+                ).execute()
+            )
+    return reports
+
+
+# -- transform, in worker processes ----------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class TransformTask:
+    mapping_path: str
+    fingerprint: str
+    schema: SchemaInfo
+    doc_type: str
+    staged: StagedChunk
+    max_bytes: int
+
+
+@dataclass(frozen=True, slots=True)
+class TransformOutput:
+    documents: list[Document]
+    rejects: list[Reject]
+    checksum: str
+
+
+_plans: dict[tuple[str, str], ServicePlan] = {}
+
+
+def transform_chunk(task: TransformTask) -> TransformOutput:
+    """Build one staged chunk's documents. Pure: staged rows in, documents out.
+
+    Each worker process compiles a mapping once and keeps the plan, keyed by its fingerprint so an
+    edited mapping is never served from a stale plan.
+    """
+    plan = _plans.get((task.mapping_path, task.fingerprint))
+    if plan is None:
+        plan = compile_mapping(load_mapping(Path(task.mapping_path)), task.schema)
+        if plan.fingerprint != task.fingerprint:
+            raise MigrateError(
+                f"{task.mapping_path} changed while the run was in progress",
+                hint="run the same command again: it resumes with the mapping as it is now",
+            )
+        _plans[(task.mapping_path, task.fingerprint)] = plan
+    doc_plan = next(d for d in plan.doc_types if d.name == task.doc_type)
+    tables = read_staged(Path(task.staged.path), task.staged)
+    result = doc_plan.build(tables, max_bytes=task.max_bytes)
+    checksum = aggregate(doc.checksum for doc in result.documents)
+    return TransformOutput(result.documents, result.rejects, checksum)
+
+
+@contextlib.contextmanager
+def _transformers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
+    """A process pool for transform, or None to transform inline (one worker)."""
+    if workers <= 1:
+        yield None
+        return
+    context = multiprocessing.get_context("forkserver")
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    try:
+        yield pool
+    finally:
+        pool.shutdown(wait=True, cancel_futures=True)
+
+
+# -- one service ---------------------------------------------------------------------------------
+
+
+class _ServiceRun:
+    def __init__(
+        self,
+        project: Project,
+        service: ServiceConfig,
+        pool: ProcessPoolExecutor | None,
+        *,
+        workers: int,
+        fresh: bool,
+        on_event: EventSink,
+    ) -> None:
+        self.project = project
+        self.service = service
+        self.pool = pool
+        self.in_flight_limit = max(2, workers * 2)
+        self.fresh = fresh
+        self.emit = on_event
+        self.ledger: Ledger = project.ledger
+        self.schema = project.schema()
+        self.plan = compile_mapping(load_mapping(service.mapping), self.schema)
+        self.doc_plans = {d.name: d for d in self.plan.doc_types}
+        self.max_rejects = project.config.run.max_rejects
+        self.documents = self.written = self.unchanged = 0
+
+    def execute(self) -> ServiceReport:
+        started = time.monotonic()
+        run, resumed = self._open_run()
+        run_dir = self.project.config.work_dir / self.service.name / run.run_id
+        self.run_dir = run_dir
+        try:
+            with self._snapshot_if_needed(run) as snapshot:
+                chunks = self._plan(run, snapshot)
+                todo = [c for c in chunks if not self._done(c)]
+                self.emit(
+                    ServiceStarted(
+                        self.service.name, run.run_id, resumed, len(chunks), len(chunks) - len(todo)
+                    )
+                )
+                rejects_before = sum(c.rejects or 0 for c in chunks if self._done(c))
+                self._process(run, todo, snapshot, rejects_before)
+        except BaseException as exc:
+            self.ledger.finish_run(run.run_id, RunStatus.FAILED)
+            self.ledger.record_audit(
+                actor=actor(),
+                service=self.service.name,
+                action="run.failed",
+                detail={"run_id": run.run_id, "error": type(exc).__name__, "message": str(exc)},
+            )
+            self._write_rejects_file(run)
+            raise
+        chunks = self.ledger.chunks(run.run_id)
+        total_rejects = sum(c.rejects or 0 for c in chunks)
+        rejects_file = self._write_rejects_file(run)
+        self.ledger.finish_run(run.run_id, RunStatus.COMPLETE)
+        documents = sum(c.documents or 0 for c in chunks)
+        checksum = aggregate(c.doc_checksum or "0" * 32 for c in chunks)
+        self.ledger.record_audit(
+            actor=actor(),
+            service=self.service.name,
+            action="run.complete",
+            detail={
+                "run_id": run.run_id,
+                "chunks": len(chunks),
+                "documents": documents,
+                "rejects": total_rejects,
+                "checksum": checksum,
+                "mapping_fingerprint": self.plan.fingerprint,
+            },
+        )
+        seconds = time.monotonic() - started
+        self.emit(ServiceFinished(self.service.name, run.run_id, documents, total_rejects, seconds))
+        return ServiceReport(
+            service=self.service.name,
+            run_id=run.run_id,
+            status=RunStatus.COMPLETE,
+            chunks=len(chunks),
+            documents=documents,
+            written=self.written,
+            unchanged=self.unchanged,
+            rejects=total_rejects,
+            rejects_file=rejects_file,
+            seconds=seconds,
+        )
+
+    # -- which run, which chunks --------------------------------------------------------------
+
+    def _open_run(self) -> tuple[RunRecord, bool]:
+        name = self.service.name
+        run = self.ledger.latest_run(name)
+        if run is not None and not self.fresh:
+            changed = self._extract_changed(run)
+            if changed is None:
+                if run.mapping_fingerprint != self.plan.fingerprint:
+                    self.ledger.update_run(run.run_id, mapping_fingerprint=self.plan.fingerprint)
+                    self.emit(
+                        Note(
+                            name, "the mapping changed: re-transforming and re-loading from staging"
+                        )
+                    )
+                elif run.status is not RunStatus.COMPLETE:
+                    self.emit(Note(name, f"resuming run {run.run_id}"))
+                return run, True
+            self.emit(
+                Note(name, f"document type {changed} now reads different data: starting a new run")
+            )
+        run = self.ledger.start_run(
+            name, snapshot="", mapping_fingerprint=self.plan.fingerprint, actor=actor()
+        )
+        self.ledger.record_audit(
+            actor=actor(), service=name, action="run.start", detail={"run_id": run.run_id}
+        )
+        return run, False
+
+    def _extract_changed(self, run: RunRecord) -> str | None:
+        """The first document type whose planned chunks were extracted for a different read."""
+        planned = {c.doc_type: c.extract_fingerprint for c in self.ledger.chunks(run.run_id)}
+        for doc_type, fingerprint in planned.items():
+            doc = self.doc_plans.get(doc_type)
+            if doc is None or doc.extract.fingerprint() != fingerprint:
+                return doc_type
+        return None
+
+    def _needs_extract(self, chunk: ChunkRecord) -> bool:
+        return chunk.state is ChunkState.PLANNED or not (
+            chunk.staged_path and Path(chunk.staged_path).is_dir()
+        )
+
+    def _done(self, chunk: ChunkRecord) -> bool:
+        return (
+            chunk.state is ChunkState.LOADED
+            and chunk.transform_fingerprint == self.doc_plans[chunk.doc_type].fingerprint
+        )
+
+    @contextlib.contextmanager
+    def _snapshot_if_needed(self, run: RunRecord) -> Iterator[Snapshot | None]:
+        chunks = self.ledger.chunks(run.run_id)
+        planned = {c.doc_type for c in chunks}
+        needed = any(d not in planned for d in self.doc_plans) or any(
+            self._needs_extract(c) for c in chunks if not self._done(c)
+        )
+        if not needed:
+            yield None
+            return
+        with self.project.source.snapshot() as snapshot:
+            if not run.snapshot:
+                self.ledger.update_run(run.run_id, snapshot=snapshot.marker)
+            yield snapshot
+
+    def _plan(self, run: RunRecord, snapshot: Snapshot | None) -> list[ChunkRecord]:
+        chunks: list[ChunkRecord] = []
+        existing = {c.doc_type for c in self.ledger.chunks(run.run_id)}
+        for doc in self.plan.doc_types:
+            if doc.name not in existing:
+                assert snapshot is not None  # _snapshot_if_needed opened one for this
+                ranges = snapshot.plan_chunks(doc.extract, self.project.config.run.chunk_size)
+                rows = [(r.index, *r.bounds_json()) for r in ranges]
+                self.ledger.plan_chunks(run.run_id, doc.name, doc.extract.fingerprint(), rows)
+            chunks.extend(self.ledger.chunks(run.run_id, doc.name))
+        return chunks
+
+    # -- the chunk loop -----------------------------------------------------------------------
+
+    def _process(
+        self,
+        run: RunRecord,
+        todo: list[ChunkRecord],
+        snapshot: Snapshot | None,
+        rejects_before: int,
+    ) -> None:
+        in_flight: deque[tuple[ChunkRecord, Future[TransformOutput] | TransformOutput]] = deque()
+        rejects = rejects_before
+        pending = iter(todo)
+        while True:
+            while len(in_flight) < self.in_flight_limit:
+                chunk = next(pending, None)
+                if chunk is None:
+                    break
+                staged = self._stage(run, chunk, snapshot)
+                task = TransformTask(
+                    str(self.service.mapping),
+                    self.plan.fingerprint,
+                    self.schema,
+                    chunk.doc_type,
+                    staged,
+                    self.project.config.run.max_document_bytes,
+                )
+                if self.pool is None:
+                    in_flight.append((chunk, transform_chunk(task)))
+                else:
+                    in_flight.append((chunk, self.pool.submit(transform_chunk, task)))
+            if not in_flight:
+                return
+            chunk, outcome = in_flight.popleft()
+            output = outcome if isinstance(outcome, TransformOutput) else outcome.result()
+            rejects += self._load(run, chunk, output)
+            if rejects > self.max_rejects:
+                for _, other in in_flight:
+                    if isinstance(other, Future):
+                        other.cancel()
+                raise RejectLimitError(
+                    f"{self.service.name}: {rejects} rows rejected, more than [run] max_rejects "
+                    f"= {self.max_rejects}; stopped after chunk {chunk.chunk_id}",
+                    hint=f"read {self.run_dir / 'rejects.jsonl'}, fix the mapping or the data, "
+                    "or raise max_rejects in migrate.toml; loaded chunks stay loaded",
+                )
+
+    def _stage(self, run: RunRecord, chunk: ChunkRecord, snapshot: Snapshot | None) -> StagedChunk:
+        """The chunk's staged files, extracting them first when they are missing."""
+        if not self._needs_extract(chunk):
+            assert chunk.staged_path is not None and chunk.staged_checksum is not None
+            return StagedChunk(chunk.staged_path, dict(chunk.rows), chunk.staged_checksum)
+        if snapshot is None:
+            raise StagingError(
+                f"chunk {chunk.chunk_id} has no staged files and no snapshot is open"
+            )
+        doc = self.doc_plans[chunk.doc_type]
+        index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
+        tables = snapshot.extract(doc.extract, index)
+        directory = self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}"
+        private_dir(directory.parent)
+        staged = write_staged(directory, tables)
+        self.ledger.mark_extracted(
+            run.run_id,
+            chunk.chunk_id,
+            rows=staged.rows,
+            staged_path=staged.path,
+            staged_checksum=staged.checksum,
+            snapshot=snapshot.marker,
+        )
+        return staged
+
+    def _load(self, run: RunRecord, chunk: ChunkRecord, output: TransformOutput) -> int:
+        """Record the transform, write the documents, record the load; returns the rejects."""
+        doc: DocPlan = self.doc_plans[chunk.doc_type]
+        if (
+            chunk.state is ChunkState.TRANSFORMED
+            and chunk.transform_fingerprint == doc.fingerprint
+            and chunk.doc_checksum != output.checksum
+        ):
+            raise MigrateError(
+                f"{self.service.name}: chunk {chunk.chunk_id} rebuilt to checksum "
+                f"{output.checksum}, but the ledger recorded {chunk.doc_checksum} for the same "
+                "mapping and staged rows",
+                hint="the staged files or the builder changed under the run; "
+                "start over with `migrate run --fresh`",
+            )
+        self._write_chunk_rejects(run, chunk, output.rejects)
+        self.ledger.mark_transformed(
+            run.run_id,
+            chunk.chunk_id,
+            transform_fingerprint=doc.fingerprint,
+            documents=len(output.documents),
+            rejects=len(output.rejects),
+            doc_checksum=output.checksum,
+        )
+        meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
+        stats = self.project.target.write(output.documents, meta=meta)
+        self.ledger.mark_loaded(
+            run.run_id,
+            chunk.chunk_id,
+            documents=len(output.documents),
+            written=stats.written,
+            unchanged=stats.unchanged,
+            doc_checksum=output.checksum,
+        )
+        self.documents += len(output.documents)
+        self.written += stats.written
+        self.unchanged += stats.unchanged
+        self.emit(
+            ChunkFinished(
+                self.service.name,
+                chunk.chunk_id,
+                len(output.documents),
+                stats.written,
+                stats.unchanged,
+                len(output.rejects),
+            )
+        )
+        return len(output.rejects)
+
+    # -- reject files ---------------------------------------------------------------------------
+
+    def _chunk_rejects_path(self, chunk: ChunkRecord) -> Path:
+        return self.run_dir / "rejects" / f"{chunk.doc_type}-{chunk.index:05d}.jsonl"
+
+    def _write_chunk_rejects(
+        self, run: RunRecord, chunk: ChunkRecord, rejects: list[Reject]
+    ) -> None:
+        path = self._chunk_rejects_path(chunk)
+        if not rejects:
+            path.unlink(missing_ok=True)
+            return
+        with private_writer(path) as handle:
+            for reject in rejects:
+                record = {
+                    "service": self.service.name,
+                    "run_id": run.run_id,
+                    "chunk_id": chunk.chunk_id,
+                    "doc_type": reject.doc_type,
+                    "source_key": reject.source_key,
+                    "key": reject.key,
+                    "field": reject.field,
+                    "reason": reject.reason,
+                }
+                handle.write(msgspec.json.encode(record) + b"\n")
+
+    def _write_rejects_file(self, run: RunRecord) -> Path | None:
+        """Gather the chunks' reject files into the run's one reject file (owner-only)."""
+        folder = self.run_dir / "rejects"
+        parts = sorted(folder.glob("*.jsonl")) if folder.is_dir() else []
+        target = self.run_dir / "rejects.jsonl"
+        if not parts:
+            target.unlink(missing_ok=True)
+            return None
+        with private_writer(target) as handle:
+            for part in parts:
+                handle.write(part.read_bytes())
+        return target

@@ -1,0 +1,86 @@
+"""A migration project: its config, and the source, ledger and target it opens on demand."""
+
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from pathlib import Path
+
+from migrate.config import Config, ServiceConfig, find_config, load_config
+from migrate.ledger import Ledger
+from migrate.mapping import Mapping, ServicePlan, compile_mapping, load_mapping
+from migrate.schema import SchemaInfo
+from migrate.source import Source
+from migrate.target import Target, open_target
+
+
+class Project:
+    """Opens each resource once, on first use, and closes them together."""
+
+    def __init__(self, config: Config) -> None:
+        self.config = config
+        self._source: Source | None = None
+        self._ledger: Ledger | None = None
+        self._target: Target | None = None
+        self._schema: SchemaInfo | None = None
+
+    @classmethod
+    def load(cls, config_path: Path | None = None) -> Project:
+        return cls(load_config(find_config(config_path)))
+
+    @property
+    def source(self) -> Source:
+        if self._source is None:
+            cfg = self.config.source
+            self._source = Source(cfg.url, password=cfg.password(), base_dir=self.config.base_dir)
+        return self._source
+
+    @property
+    def ledger(self) -> Ledger:
+        if self._ledger is None:
+            cfg = self.config.state
+            url = cfg.url
+            password = cfg.password()
+            if password is not None:
+                from sqlalchemy.engine import make_url
+
+                url = make_url(url).set(password=password).render_as_string(hide_password=False)
+            self._ledger = Ledger(url, base_dir=self.config.base_dir)
+        return self._ledger
+
+    @property
+    def target(self) -> Target:
+        if self._target is None:
+            self._target = open_target(self.config.target_url, base_dir=self.config.base_dir)
+        return self._target
+
+    def schema(self) -> SchemaInfo:
+        """The source schema, reflected once per project."""
+        if self._schema is None:
+            self._schema = self.source.reflect()
+        return self._schema
+
+    def mapping(self, service: ServiceConfig) -> Mapping:
+        return load_mapping(service.mapping)
+
+    def plan(self, service: ServiceConfig) -> ServicePlan:
+        return compile_mapping(self.mapping(service), self.schema())
+
+    def close(self) -> None:
+        for resource in (self._target, self._ledger, self._source):
+            if resource is not None:
+                resource.close()
+        self._source = self._ledger = self._target = None
+
+
+def actor() -> str:
+    """Who is acting, for the ledger's audit log: $MIGRATE_ACTOR, else user@host."""
+    explicit = os.environ.get("MIGRATE_ACTOR")
+    if explicit:
+        return explicit
+    try:
+        user = getpass.getuser()
+    except (KeyError, OSError):
+        user = str(os.getuid())
+    return f"{user}@{socket.gethostname()}"

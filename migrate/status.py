@@ -1,0 +1,82 @@
+"""Where each service stands, from the ledger alone (no source or target needed)."""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from migrate.ledger import ChunkState, Ledger, RunStatus
+from migrate.project import Project
+
+
+@dataclass(frozen=True, slots=True)
+class ServiceStatus:
+    service: str
+    phase: str
+    run_id: str | None = None
+    run_status: RunStatus | None = None
+    started_at: datetime | None = None
+    finished_at: datetime | None = None
+    snapshot: str | None = None
+    chunks_total: int = 0
+    chunks_by_state: dict[str, int] = field(default_factory=dict)
+    documents: int = 0
+    rejects: int = 0
+    next_step: str = ""
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "service": self.service,
+            "phase": self.phase,
+            "run_id": self.run_id,
+            "run_status": self.run_status.value if self.run_status else None,
+            "started_at": self.started_at.isoformat() if self.started_at else None,
+            "finished_at": self.finished_at.isoformat() if self.finished_at else None,
+            "snapshot": self.snapshot,
+            "chunks": {"total": self.chunks_total, **self.chunks_by_state},
+            "documents": self.documents,
+            "rejects": self.rejects,
+            "next_step": self.next_step,
+        }
+
+
+def project_status(project: Project) -> list[ServiceStatus]:
+    """Every configured service's state, in cutover order."""
+    return [service_status(project.ledger, s.name) for s in project.config.select([])]
+
+
+def service_status(ledger: Ledger, service: str) -> ServiceStatus:
+    run = ledger.latest_run(service)
+    if run is None:
+        return ServiceStatus(service, "not started", next_step=f"migrate run {service}")
+    chunks = ledger.chunks(run.run_id)
+    states = Counter(c.state.value for c in chunks)
+    loaded = [c for c in chunks if c.state is ChunkState.LOADED]
+    documents = sum(c.documents or 0 for c in loaded)
+    rejects = sum(c.rejects or 0 for c in chunks)
+    if run.status is RunStatus.COMPLETE:
+        phase = "loaded"
+        next_step = f"migrate dump {service} to inspect; rejects: {rejects}"
+        if rejects:
+            next_step = f"read the run's rejects.jsonl ({rejects} rows rejected)"
+    elif run.status is RunStatus.FAILED:
+        phase = "load stopped"
+        next_step = f"migrate run {service} (resumes run {run.run_id})"
+    else:
+        phase = "loading"
+        next_step = f"wait, or if no migrate process is running: migrate run {service} (resumes)"
+    return ServiceStatus(
+        service=service,
+        phase=phase,
+        run_id=run.run_id,
+        run_status=run.status,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        snapshot=run.snapshot or None,
+        chunks_total=len(chunks),
+        chunks_by_state={state.value: states.get(state.value, 0) for state in ChunkState},
+        documents=documents,
+        rejects=rejects,
+        next_step=next_step,
+    )
