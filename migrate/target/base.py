@@ -66,4 +66,10 @@ class Target(Protocol):
         """Keys whose index `name` equals `value`, or lies in [value, end] when `end` is given."""
         ...
 
+    def index_terms(
+        self, bucket_type: str, bucket: str, name: str, start: IndexValue, end: IndexValue
+    ) -> Iterator[tuple[IndexValue, str]]:
+        """(term, key) pairs with the term in [start, end], in (term, key) order, streamed."""
+        ...
+
     def close(self) -> None: ...

@@ -70,6 +70,9 @@ def path_from_url(url: str, *, base_dir: Path | None = None) -> Path:
     return path if path.is_absolute() else (base_dir or Path.cwd()) / path
 
 
+_TERMS_PAGE = 1000
+
+
 class LocalTarget:
     """A Target kept in one owner-only SQLite file; safe to share between threads."""
 
@@ -282,6 +285,39 @@ class LocalTarget:
                 .fetchall()
             )
         return list(dict.fromkeys(row[0] for row in rows))
+
+    def index_terms(
+        self, bucket_type: str, bucket: str, name: str, start: IndexValue, end: IndexValue
+    ) -> Iterator[tuple[IndexValue, str]]:
+        """(term, key) pairs with the term in [start, end], in (term, key) order, read in pages so
+        a whole bucket never sits in memory."""
+        _check_identity(bucket_type, bucket)
+        where = f"index {name} of {bucket_type}/{bucket}"
+        column = _check_term(name, start, where)
+        _check_term(name, end, where)
+        after: tuple[Any, str] | None = None
+        while True:
+            params: list[Any] = [bucket_type, bucket, name, start, end]
+            condition = ""
+            if after is not None:
+                condition = f" AND ({column}, key) > (?, ?)"
+                params.extend(after)
+            with self._lock:
+                rows = (
+                    self._connection()
+                    .execute(
+                        f"SELECT {column}, key FROM index_entries"
+                        " WHERE bucket_type = ? AND bucket = ? AND name = ?"
+                        f" AND {column} BETWEEN ? AND ?{condition}"
+                        f" ORDER BY {column}, key LIMIT {_TERMS_PAGE}",
+                        params,
+                    )
+                    .fetchall()
+                )
+            yield from rows
+            if len(rows) < _TERMS_PAGE:
+                return
+            after = (rows[-1][0], rows[-1][1])
 
     def close(self) -> None:
         with self._lock:
