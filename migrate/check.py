@@ -5,7 +5,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from migrate.errors import MappingError, Problem
-from migrate.mapping import load_mapping, validate_mapping
+from migrate.mapping import validate_mapping
 from migrate.project import Project
 
 
@@ -23,7 +23,7 @@ def check_project(project: Project) -> list[ServiceCheck]:
     results = []
     for service in project.config.select([]):
         try:
-            mapping = load_mapping(service.mapping)
+            mapping = project.mapping(service)
         except MappingError as exc:
             problems.extend(exc.problems)
             continue

@@ -20,7 +20,7 @@ CONFIG_ENV = "MIGRATE_CONFIG"
 
 _SECTIONS: dict[str, set[str]] = {
     "source": {"url", "password_env"},
-    "target": {"url"},
+    "target": {"url", "bucket_type", "w", "dw", "pw", "r", "max_in_flight", "timeout"},
     "state": {"url", "password_env"},
     "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir"},
     "cutover": {"order"},
@@ -51,6 +51,21 @@ class SourceConfig:
 
 
 @dataclass(frozen=True, slots=True)
+class TargetConfig:
+    """Where documents go. Quorums (w, dw, pw, r) default to the bucket's own; Riak credentials come
+    from the environment (RIAK_USER, RIAK_PASSWORD), never from the file."""
+
+    url: str
+    bucket_type: str = "default"  # for document types whose mapping names none
+    w: str | None = None
+    dw: str | None = None
+    pw: str | None = None
+    r: str | None = None
+    max_in_flight: int = 64
+    timeout: float = 10.0
+
+
+@dataclass(frozen=True, slots=True)
 class RunConfig:
     chunk_size: int = 5000
     max_rejects: int = 0
@@ -71,7 +86,7 @@ class ServiceConfig:
 class Config:
     path: Path
     source: SourceConfig
-    target_url: str
+    target: TargetConfig
     state: SourceConfig
     run: RunConfig = field(default_factory=RunConfig)
     services: dict[str, ServiceConfig] = field(default_factory=dict)
@@ -159,8 +174,19 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
     source_url = _required(source, "url", "source", lines)
     _refuse_password(source_url, "source", lines)
     password_env = _string(source, "password_env", "source", lines)
-    target_url = _required(_table(data, "target", lines, required=True), "url", "target", lines)
+    target_table = _table(data, "target", lines, required=True)
+    target_url = _required(target_table, "url", "target", lines)
     _refuse_password(target_url, "target", lines)
+    target = TargetConfig(
+        url=target_url,
+        bucket_type=_string(target_table, "bucket_type", "target", lines) or "default",
+        w=_quorum(target_table, "w", lines),
+        dw=_quorum(target_table, "dw", lines),
+        pw=_quorum(target_table, "pw", lines),
+        r=_quorum(target_table, "r", lines),
+        max_in_flight=_int(target_table, "max_in_flight", lines, 64, minimum=1, section="target"),
+        timeout=_seconds(target_table, "timeout", lines, 10.0),
+    )
     state = _table(data, "state", lines, required=True)
     state_url = _required(state, "url", "state", lines)
     _refuse_password(state_url, "state", lines)
@@ -213,7 +239,7 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
     return Config(
         path=path,
         source=SourceConfig(url=source_url, password_env=password_env),
-        target_url=target_url,
+        target=target,
         state=SourceConfig(
             url=state_url, password_env=_string(state, "password_env", "state", lines)
         ),
@@ -279,13 +305,46 @@ def _string(table: dict[str, Any], key: str, section: str, lines: _Lines) -> str
     return value
 
 
-def _int(table: dict[str, Any], key: str, lines: _Lines, default: int, minimum: int) -> int:
+def _int(
+    table: dict[str, Any],
+    key: str,
+    lines: _Lines,
+    default: int,
+    minimum: int,
+    *,
+    section: str = "run",
+) -> int:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int) or value < minimum:
         raise ConfigError(
-            f"[run] {key} must be an integer >= {minimum}", where=lines.at("run", key)
+            f"[{section}] {key} must be an integer >= {minimum}", where=lines.at(section, key)
         )
     return value
+
+
+_QUORUM = re.compile(r"^(all|quorum|one|default|[0-9]+)$")
+
+
+def _quorum(table: dict[str, Any], key: str, lines: _Lines) -> str | None:
+    value = table.get(key)
+    if value is None:
+        return None
+    text = str(value) if isinstance(value, int) and not isinstance(value, bool) else value
+    if not isinstance(text, str) or not _QUORUM.match(text):
+        raise ConfigError(
+            f"[target] {key} must be all, quorum, one, default or a number of replicas",
+            where=lines.at("target", key),
+        )
+    return text
+
+
+def _seconds(table: dict[str, Any], key: str, lines: _Lines, default: float) -> float:
+    value = table.get(key, default)
+    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+        raise ConfigError(
+            f"[target] {key} must be a number of seconds > 0", where=lines.at("target", key)
+        )
+    return float(value)
 
 
 _URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^:/@\s]*:[^@\s]+@", re.I)

@@ -35,6 +35,7 @@ from migrate.mapping.canonical import aggregate
 from migrate.project import Project, actor
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged, write_staged
+from migrate.target.chunks import with_chunk_index
 
 
 @dataclass(frozen=True, slots=True)
@@ -79,6 +80,7 @@ def run_services(
 @dataclass(frozen=True, slots=True)
 class TransformTask:
     mapping_path: str
+    default_bucket_type: str
     fingerprint: str
     schema: SchemaInfo
     doc_type: str
@@ -104,7 +106,10 @@ def transform_chunk(task: TransformTask) -> TransformOutput:
     """
     plan = _plans.get((task.mapping_path, task.fingerprint))
     if plan is None:
-        plan = compile_mapping(load_mapping(Path(task.mapping_path)), task.schema)
+        mapping = load_mapping(
+            Path(task.mapping_path), default_bucket_type=task.default_bucket_type
+        )
+        plan = compile_mapping(mapping, task.schema)
         if plan.fingerprint != task.fingerprint:
             raise MigrateError(
                 f"{task.mapping_path} changed while the run was in progress",
@@ -154,7 +159,7 @@ class _ServiceRun:
         self.emit = on_event
         self.ledger: Ledger = project.ledger
         self.schema = project.schema()
-        self.plan = compile_mapping(load_mapping(service.mapping), self.schema)
+        self.plan = compile_mapping(project.mapping(service), self.schema)
         self.doc_plans = {d.name: d for d in self.plan.doc_types}
         self.max_rejects = project.config.run.max_rejects
         self.documents = self.written = self.unchanged = 0
@@ -315,6 +320,7 @@ class _ServiceRun:
                 staged = self._stage(run, chunk, snapshot)
                 task = TransformTask(
                     str(self.service.mapping),
+                    self.project.config.target.bucket_type,
                     self.plan.fingerprint,
                     self.schema,
                     chunk.doc_type,
@@ -391,7 +397,8 @@ class _ServiceRun:
             doc_checksum=output.checksum,
         )
         meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
-        stats = self.project.target.write(output.documents, meta=meta)
+        documents = [with_chunk_index(doc, chunk.index) for doc in output.documents]
+        stats = self.project.target.write(documents, meta=meta)
         self.ledger.mark_loaded(
             run.run_id,
             chunk.chunk_id,

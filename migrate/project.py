@@ -52,7 +52,7 @@ class Project:
     @property
     def target(self) -> Target:
         if self._target is None:
-            self._target = open_target(self.config.target_url, base_dir=self.config.base_dir)
+            self._target = open_target(self.config.target, base_dir=self.config.base_dir)
         return self._target
 
     def schema(self) -> SchemaInfo:
@@ -62,7 +62,7 @@ class Project:
         return self._schema
 
     def mapping(self, service: ServiceConfig) -> Mapping:
-        return load_mapping(service.mapping)
+        return load_mapping(service.mapping, default_bucket_type=self.config.target.bucket_type)
 
     def plan(self, service: ServiceConfig) -> ServicePlan:
         return compile_mapping(self.mapping(service), self.schema())

@@ -61,8 +61,11 @@ _FORM_KEYS = {
 _Pairs = list[tuple[str, int, Node]]
 
 
-def load_mapping(path: Path) -> Mapping:
-    """Read and parse one mapping file; raise `MappingError` listing every structural problem."""
+def load_mapping(path: Path, *, default_bucket_type: str = "default") -> Mapping:
+    """Read and parse one mapping file; raise `MappingError` listing every structural problem.
+
+    `default_bucket_type` (from `[target] bucket_type`) applies to document types that name none.
+    """
     try:
         text = path.read_text(encoding="utf-8")
     except (OSError, UnicodeDecodeError) as exc:
@@ -75,10 +78,10 @@ def load_mapping(path: Path) -> Mapping:
             "check the path in migrate.toml",
         )
         raise MappingError([problem]) from exc
-    return parse_mapping(text, path)
+    return parse_mapping(text, path, default_bucket_type=default_bucket_type)
 
 
-def parse_mapping(text: str, path: Path) -> Mapping:
+def parse_mapping(text: str, path: Path, *, default_bucket_type: str = "default") -> Mapping:
     """Parse mapping text; `path` is where it came from, used in problems."""
     file = str(path)
     try:
@@ -92,7 +95,7 @@ def parse_mapping(text: str, path: Path) -> Mapping:
         ) from exc
     except yaml.YAMLError as exc:
         raise MappingError([Problem(file, 1, "", "not valid YAML", "fix the YAML syntax")]) from exc
-    reader = _Reader(file)
+    reader = _Reader(file, default_bucket_type)
     try:
         mapping = reader.mapping(root, path)
     except RecursionError as exc:
@@ -116,8 +119,9 @@ def _join(path: str, key: str) -> str:
 class _Reader:
     """Walks composed YAML nodes, collecting problems instead of stopping at the first."""
 
-    def __init__(self, file: str) -> None:
+    def __init__(self, file: str, default_bucket_type: str = "default") -> None:
         self.file = file
+        self.default_bucket_type = default_bucket_type
         self.problems: list[Problem] = []
         self._constructor = SafeConstructor()
 
@@ -305,7 +309,7 @@ class _Reader:
         if "table" in got:
             table = self.name_of(got, "table", path)
         bucket = text_of("bucket")
-        bucket_type = text_of("bucket_type") if "bucket_type" in got else "default"
+        bucket_type = text_of("bucket_type") if "bucket_type" in got else self.default_bucket_type
         key = self.name_of(got, "key", path) if "key" in got else None
         where = text_of("where")
         text_of("description")

@@ -2,9 +2,11 @@
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
-from migrate.errors import ConfigError
+from migrate.config import TargetConfig
+from migrate.errors import ConfigError, register_secret
 from migrate.target.base import StoredObject, Target, WriteStats
 
 __all__ = ["StoredObject", "Target", "WriteStats", "local_path", "open_target"]
@@ -23,13 +25,28 @@ def local_path(url: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def open_target(url: str, *, base_dir: Path) -> Target:
+def open_target(config: TargetConfig, *, base_dir: Path) -> Target:
+    """The adapter for `[target] url`: `local://` (embedded), `riak://` or `riaks://` (HTTP)."""
+    url = config.url
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "local":
         from migrate.target.local import LocalTarget
 
         return LocalTarget(local_path(url, base_dir))
+    if scheme in ("riak", "riaks", "http", "https"):
+        from migrate.target.riak import RiakTarget
+
+        register_secret(os.environ.get("RIAK_PASSWORD"))
+        return RiakTarget(
+            url,
+            max_in_flight=config.max_in_flight,
+            timeout=config.timeout,
+            w=config.w,
+            dw=config.dw,
+            pw=config.pw,
+            r=config.r,
+        )
     raise ConfigError(
-        f"[target] url scheme {scheme or url!r} is not supported by this version",
-        hint="use the embedded target, local:///.migrate/target.db",
+        f"[target] url scheme {scheme or url!r} is not supported",
+        hint="use local:///.migrate/target.db (embedded) or riak://host:8098 (Riak KV)",
     )
