@@ -1,13 +1,50 @@
-"""Fixtures shared by the end-to-end tests: a small demo project, copied fresh for each test."""
+"""Fixtures shared across test folders: a small demo project copied fresh for each test, a fake
+Riak node, and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
 import shutil
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from postgres_server import PostgresServer, find_bin_dir
+from riak_fake import SIBLINGS_TYPE_PROPS, RiakFake
 from support import DEMO_CHUNK_SIZE, DEMO_PATIENTS, DEMO_SEED, Invoke, set_run_option
+
+
+@pytest.fixture
+def riak_fake() -> Iterator[RiakFake]:
+    """A running fake Riak node with the `default` type and a `siblings` type (allow_mult=true)."""
+    fake = RiakFake(seed=1)
+    fake.create_bucket_type("siblings", **SIBLINGS_TYPE_PROPS)
+    fake.start()
+    try:
+        yield fake
+    finally:
+        fake.stop()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[PostgresServer]:
+    """A PostgreSQL server for the whole session; skipped only when the binaries are missing."""
+    bin_dir = find_bin_dir()
+    if bin_dir is None:
+        pytest.skip(
+            "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (CI installs them)"
+        )
+    server = PostgresServer.start(bin_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def pg_url(postgres_server: PostgresServer) -> str:
+    """The URL of a fresh, empty PostgreSQL database."""
+    return postgres_server.create_database()
 
 
 @pytest.fixture(scope="session")

@@ -19,14 +19,15 @@ import migrate.ledger
 from migrate.errors import EXIT_RUNTIME, LedgerError
 from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunStatus
 
-BACKENDS = ["sqlite"]
+BACKENDS = ["sqlite", "postgresql"]
 
 
 @pytest.fixture(params=BACKENDS)
 def ledger_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     if request.param == "sqlite":
         return f"sqlite:///{tmp_path / 'state.db'}"
-    raise AssertionError(request.param)
+    url: str = request.getfixturevalue("pg_url")
+    return url
 
 
 @pytest.fixture

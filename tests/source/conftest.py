@@ -1,14 +1,13 @@
-"""Fixtures for the source tests: SQLite files built from DDL, and a throwaway PostgreSQL server."""
+"""Fixtures for the source tests: SQLite files built from DDL (PostgreSQL: tests/conftest.py)."""
 
 from __future__ import annotations
 
 import sqlite3
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 import pytest
-from postgres_server import PostgresServer, find_bin_dir
 
 MakeDb = Callable[..., Path]
 
@@ -33,24 +32,3 @@ def make_db(tmp_path: Path) -> MakeDb:
         return path
 
     return make
-
-
-@pytest.fixture(scope="session")
-def postgres_server() -> Iterator[PostgresServer]:
-    """A PostgreSQL server for the whole session; skipped only when the binaries are missing."""
-    bin_dir = find_bin_dir()
-    if bin_dir is None:
-        pytest.skip(
-            "PostgreSQL binaries not found under /usr/lib/postgresql/*/bin (CI installs them)"
-        )
-    server = PostgresServer.start(bin_dir)
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-def pg_url(postgres_server: PostgresServer) -> str:
-    """The URL of a fresh, empty PostgreSQL database."""
-    return postgres_server.create_database()
