@@ -30,7 +30,10 @@ if TYPE_CHECKING:
 
 class Renderer:
     def __init__(self) -> None:
+        # Piped output goes to logs and scripts: wide enough that tables never truncate run ids.
         self.out = Console(highlight=False, soft_wrap=True)
+        if not self.out.is_terminal:
+            self.out = Console(highlight=False, soft_wrap=True, width=200)
         self.err = Console(stderr=True, highlight=False, soft_wrap=True)
 
     @property
