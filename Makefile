@@ -34,17 +34,21 @@ test: venv ## run the whole test suite
 
 .PHONY: lint
 lint: venv ## ruff lint and format check
-	$(BIN)/ruff check migrate tests
-	$(BIN)/ruff format --check migrate tests
+	$(BIN)/ruff check migrate tests benchmarks
+	$(BIN)/ruff format --check migrate tests benchmarks
 
 .PHONY: format
 format: venv ## apply ruff formatting and safe fixes
-	$(BIN)/ruff check --fix migrate tests
-	$(BIN)/ruff format migrate tests
+	$(BIN)/ruff check --fix migrate tests benchmarks
+	$(BIN)/ruff format migrate tests benchmarks
 
 .PHONY: typecheck
 typecheck: venv ## mypy --strict on the package
 	$(BIN)/mypy
+
+.PHONY: bench
+bench: venv ## speed figures against baselines measured in the same run (bench-results/bench.json)
+	$(BIN)/python -m benchmarks
 
 .PHONY: check
 check: lint typecheck test ## what CI runs: lint, types, tests
