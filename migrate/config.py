@@ -20,7 +20,17 @@ CONFIG_ENV = "MIGRATE_CONFIG"
 
 _SECTIONS: dict[str, set[str]] = {
     "source": {"url", "password_env"},
-    "target": {"url", "bucket_type", "w", "dw", "pw", "r", "max_in_flight", "timeout"},
+    "target": {
+        "url",
+        "bucket_type",
+        "w",
+        "dw",
+        "pw",
+        "r",
+        "max_in_flight",
+        "timeout",
+        "failure_threshold",
+    },
     "state": {"url", "password_env"},
     "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir"},
     "cutover": {"order"},
@@ -63,6 +73,7 @@ class TargetConfig:
     r: str | None = None
     max_in_flight: int = 64
     timeout: float = 10.0
+    failure_threshold: int = 20  # transient failures in a row that pause the load
 
 
 @dataclass(frozen=True, slots=True)
@@ -186,6 +197,9 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
         r=_quorum(target_table, "r", lines),
         max_in_flight=_int(target_table, "max_in_flight", lines, 64, minimum=1, section="target"),
         timeout=_seconds(target_table, "timeout", lines, 10.0),
+        failure_threshold=_int(
+            target_table, "failure_threshold", lines, 20, minimum=1, section="target"
+        ),
     )
     state = _table(data, "state", lines, required=True)
     state_url = _required(state, "url", "state", lines)

@@ -45,6 +45,7 @@ def open_target(config: TargetConfig, *, base_dir: Path) -> Target:
             dw=config.dw,
             pw=config.pw,
             r=config.r,
+            failure_threshold=config.failure_threshold,
         )
     raise ConfigError(
         f"[target] url scheme {scheme or url!r} is not supported",

@@ -5,7 +5,8 @@ metadata and indexes); an object stored with the same checksum and indexes costs
 other is PUT with the vclock it replaces, so even an `allow_mult=true` bucket type gets no sibling.
 Siblings already there (a 300) are resolved on purpose: the document is the truth, and a PUT with
 the 300's vclock replaces them all. Transient failures are retried (tenacity) with exponential
-backoff and jitter; the first terminal failure stops the whole write.
+backoff and jitter; the first terminal failure stops the whole write. A circuit breaker over
+every request pauses the load when the node keeps failing (see `breaker`).
 """
 
 from __future__ import annotations
@@ -13,7 +14,8 @@ from __future__ import annotations
 import os
 import re
 import threading
-from collections.abc import Callable, Iterator, Mapping, Sequence
+import time
+from collections.abc import Callable, Collection, Iterator, Mapping, Sequence
 from concurrent.futures import FIRST_EXCEPTION, Future, ThreadPoolExecutor, wait
 from functools import partial
 from typing import Any, TypeVar
@@ -24,6 +26,7 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from migrate.document import Document, IndexValue
 from migrate.errors import ConfigError, TargetError, TransientTargetError
 from migrate.target.base import StoredObject, WriteStats
+from migrate.target.riak.breaker import DEFAULT_THRESHOLD, CircuitBreaker, CircuitOpenError
 from migrate.target.riak.client import Reply, RiakHTTP, parse_url, segment
 
 CHECKSUM_META = "migrate-checksum"
@@ -47,7 +50,7 @@ class RiakTarget:
         url: str,
         *,
         max_in_flight: int = 64,
-        max_attempts: int = 5,
+        max_attempts: int = 10,  # patient per document: the breaker stops a storm
         backoff_initial: float = 0.1,
         backoff_max: float = 2.0,
         timeout: float = 10.0,
@@ -57,10 +60,13 @@ class RiakTarget:
         dw: str | None = None,
         pw: str | None = None,
         r: str | None = None,
+        failure_threshold: int = DEFAULT_THRESHOLD,
         environ: Mapping[str, str] | None = None,
     ) -> None:
-        if max_in_flight < 1 or max_attempts < 1:
-            raise ConfigError("[target] max_in_flight and max_attempts must be at least 1")
+        if max_in_flight < 1 or max_attempts < 1 or failure_threshold < 1:
+            raise ConfigError(
+                "[target] max_in_flight, max_attempts and failure_threshold must be at least 1"
+            )
         env = os.environ if environ is None else environ
         self._url = parse_url(url)
         self._http = RiakHTTP(
@@ -78,6 +84,7 @@ class RiakTarget:
         self._read_q = _quorum({"r": r})
         self._pool: ThreadPoolExecutor | None = None
         self._pool_lock = threading.Lock()
+        self._breaker = CircuitBreaker(self._url.display, threshold=failure_threshold)
 
     @property
     def display_url(self) -> str:
@@ -90,6 +97,7 @@ class RiakTarget:
         plans = [(doc, _index_headers(doc)) for doc in documents]
         if not plans:
             return WriteStats(written=0, unchanged=0)
+        self._breaker.trial()
         abort = threading.Event()
         pool = self._executor()
         futures: list[Future[bool]] = [
@@ -100,14 +108,13 @@ class RiakTarget:
         failed = next((f for f in done if f.exception() is not None), None)
         if failed is not None:
             abort.set()
+            for future in futures:
+                future.cancel()  # queued documents never start
             wait(futures)
-            first = next(
-                f.exception()
-                for f in futures
-                if f.exception() is not None and not isinstance(f.exception(), _Aborted)
-            )
-            assert first is not None
-            raise first
+            errors = [f.exception() for f in futures if not f.cancelled()]
+            failures = [e for e in errors if e is not None and not isinstance(e, _Aborted)]
+            # an open circuit is the cause of the other failures: report it, not one of them
+            raise next((e for e in failures if isinstance(e, CircuitOpenError)), failures[0])
         written = sum(1 for f in futures if f.result())
         return WriteStats(written=written, unchanged=len(futures) - written)
 
@@ -126,7 +133,7 @@ class RiakTarget:
             nonlocal put_sent
             if abort.is_set():
                 raise _Aborted
-            head = self._http.request("HEAD", path, query=self._read_q, ok=(200, 300, 404))
+            head = self._request("HEAD", path, query=self._read_q, ok=(200, 300, 404))
             if head.status == 200 and _is_current(head, doc):
                 return put_sent
             headers = [("Content-Type", JSON_TYPE), *index_headers, *meta_headers]
@@ -135,7 +142,7 @@ class RiakTarget:
             if vclock:
                 headers.append(("X-Riak-Vclock", vclock))
             put_sent = True
-            self._http.request(
+            self._request(
                 "PUT", path, query=self._write_q, headers=headers, body=doc.value, ok=(200, 204)
             )
             return True
@@ -144,6 +151,8 @@ class RiakTarget:
 
     def _retrying(self, call: Callable[[], _T], abort: threading.Event | None = None) -> _T:
         """Run `call`, retrying transient failures with exponential backoff and jitter."""
+        if abort is None:
+            self._breaker.trial()  # a new operation outside a write (which tries once itself)
         event = abort or threading.Event()
 
         def sleep(seconds: float) -> None:
@@ -167,6 +176,26 @@ class RiakTarget:
                 f"{exc.message} (gave up after {self.max_attempts} attempts)", hint=exc.hint
             ) from exc
 
+    def _request(
+        self,
+        method: str,
+        path: str,
+        *,
+        query: Mapping[str, str] | None = None,
+        headers: Sequence[tuple[str, str]] = (),
+        body: bytes | None = None,
+        ok: Collection[int] = (200,),
+    ) -> Reply:
+        """One request through the circuit breaker: refused while it is open, counted after."""
+        self._breaker.check()
+        try:
+            reply = self._http.request(method, path, query=query, headers=headers, body=body, ok=ok)
+        except TransientTargetError as exc:
+            self._breaker.record_failure(exc, every_host_down=_every_host_down(self._http))
+            raise
+        self._breaker.record_success()
+        return reply
+
     def _executor(self) -> ThreadPoolExecutor:
         with self._pool_lock:
             if self._pool is None:
@@ -178,7 +207,7 @@ class RiakTarget:
     def get(self, bucket_type: str, bucket: str, key: str) -> StoredObject | None:
         path = _object_path(bucket_type, bucket, key)
         reply: Reply = self._retrying(
-            lambda: self._http.request("GET", path, query=self._read_q, ok=(200, 300, 404))
+            lambda: self._request("GET", path, query=self._read_q, ok=(200, 300, 404))
         )
         if _missing(reply, self.display_url, path):
             return None
@@ -195,7 +224,7 @@ class RiakTarget:
     def delete(self, bucket_type: str, bucket: str, key: str) -> bool:
         path = _object_path(bucket_type, bucket, key)
         reply: Reply = self._retrying(
-            lambda: self._http.request("DELETE", path, query=self._write_q, ok=(204, 404))
+            lambda: self._request("DELETE", path, query=self._write_q, ok=(204, 404))
         )
         return not _missing(reply, self.display_url, path)
 
@@ -226,7 +255,7 @@ class RiakTarget:
             query = {"max_results": str(PAGE_SIZE)}
             if continuation:
                 query["continuation"] = continuation
-            reply = self._retrying(partial(self._http.request, "GET", path, query=query))
+            reply = self._retrying(partial(self._request, "GET", path, query=query))
             try:
                 page = msgspec.json.decode(reply.body, type=_IndexPage)
             except msgspec.DecodeError as exc:
@@ -258,7 +287,7 @@ class RiakTarget:
             query = {"max_results": str(PAGE_SIZE), "return_terms": "true"}
             if continuation:
                 query["continuation"] = continuation
-            reply = self._retrying(partial(self._http.request, "GET", path, query=query))
+            reply = self._retrying(partial(self._request, "GET", path, query=query))
             try:
                 page = msgspec.json.decode(reply.body, type=_TermsPage)
             except msgspec.DecodeError as exc:
@@ -284,10 +313,10 @@ class RiakTarget:
     # ---- node ---------------------------------------------------------------------------------
 
     def ping(self) -> bool:
-        return self._retrying(lambda: self._http.request("GET", "/ping")).body.strip() == b"OK"
+        return self._retrying(lambda: self._request("GET", "/ping")).body.strip() == b"OK"
 
     def stats(self) -> dict[str, Any]:
-        reply: Reply = self._retrying(lambda: self._http.request("GET", "/stats"))
+        reply: Reply = self._retrying(lambda: self._request("GET", "/stats"))
         return dict(msgspec.json.decode(reply.body, type=dict[str, Any]))
 
     def bucket_props(self, bucket_type: str, bucket: str | None = None) -> dict[str, Any]:
@@ -295,7 +324,7 @@ class RiakTarget:
         path = f"/types/{segment(bucket_type)}"
         if bucket is not None:
             path += f"/buckets/{segment(bucket)}"
-        reply: Reply = self._retrying(lambda: self._http.request("GET", path + "/props"))
+        reply: Reply = self._retrying(lambda: self._request("GET", path + "/props"))
         props = msgspec.json.decode(reply.body, type=dict[str, dict[str, Any]])
         return dict(props["props"])
 
@@ -315,6 +344,13 @@ class _TermsPage(msgspec.Struct):
 class _IndexPage(msgspec.Struct):
     keys: list[str] = []
     continuation: str | None = None
+
+
+def _every_host_down(http: RiakHTTP) -> bool:
+    """True when every host of the client is in cool-off after a failure (client.py keeps that
+    state per host; it has no public accessor yet)."""
+    now = time.monotonic()
+    return all(host.down_until > now for host in http._hosts)
 
 
 def _missing(reply: Reply, url: str, path: str) -> bool:
