@@ -71,6 +71,7 @@ def path_from_url(url: str, *, base_dir: Path | None = None) -> Path:
 
 
 _TERMS_PAGE = 1000
+_LOOKUP_SLICE = 500  # keys per IN list: well under SQLite's bound-parameter limit
 
 
 class LocalTarget:
@@ -134,11 +135,16 @@ class LocalTarget:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                for document in documents:
-                    if self._put(conn, document, meta_text):
-                        written += 1
-                    else:
-                        unchanged += 1
+                identities = {(d.bucket_type, d.bucket, d.key) for d in documents}
+                if len(identities) == len(documents):
+                    written = self._put_batch(conn, documents, meta_text)
+                    unchanged = len(documents) - written
+                else:  # the same key twice in one batch: store them in order, one by one
+                    for document in documents:
+                        if self._put(conn, document, meta_text):
+                            written += 1
+                        else:
+                            unchanged += 1
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -151,18 +157,73 @@ class LocalTarget:
                 raise
         return WriteStats(written=written, unchanged=unchanged)
 
+    def _put_batch(
+        self, conn: sqlite3.Connection, documents: Sequence[Document], meta_text: str
+    ) -> int:
+        """Store documents with distinct keys in a few set-based statements; returns how many
+        were written (the others are stored already with the same value and indexes)."""
+        prepared = [(document, *_prepare(document)) for document in documents]
+        stored: dict[tuple[str, str, str], tuple[str, str]] = {}
+        by_bucket: dict[tuple[str, str], list[str]] = {}
+        for document, _, _ in prepared:
+            by_bucket.setdefault((document.bucket_type, document.bucket), []).append(document.key)
+        for (bucket_type, bucket), keys in by_bucket.items():
+            for start in range(0, len(keys), _LOOKUP_SLICE):
+                part = keys[start : start + _LOOKUP_SLICE]
+                marks = ", ".join("?" for _ in part)
+                rows = conn.execute(
+                    "SELECT key, checksum, indexes FROM objects"
+                    f" WHERE bucket_type = ? AND bucket = ? AND key IN ({marks})",
+                    (bucket_type, bucket, *part),
+                )
+                for key, checksum, indexes in rows:
+                    stored[(bucket_type, bucket, key)] = (checksum, indexes)
+        changed = [
+            (document, entries, indexes_text)
+            for document, entries, indexes_text in prepared
+            if stored.get((document.bucket_type, document.bucket, document.key))
+            != (document.checksum, indexes_text)
+        ]
+        conn.executemany(
+            "INSERT OR REPLACE INTO objects"
+            " (bucket_type, bucket, key, value, checksum, indexes, meta)"
+            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            [
+                (d.bucket_type, d.bucket, d.key, d.value, d.checksum, text, meta_text)
+                for d, _, text in changed
+            ],
+        )
+        conn.executemany(
+            f"DELETE FROM index_entries WHERE {_ONE_OBJECT}",
+            [
+                (d.bucket_type, d.bucket, d.key)
+                for d, _, _ in changed
+                if (d.bucket_type, d.bucket, d.key) in stored
+            ],
+        )
+        conn.executemany(
+            "INSERT INTO index_entries (bucket_type, bucket, name, value_bin, value_int, key)"
+            " VALUES (?, ?, ?, ?, ?, ?)",
+            [
+                (
+                    d.bucket_type,
+                    d.bucket,
+                    name,
+                    value if isinstance(value, str) else None,
+                    value if isinstance(value, int) else None,
+                    d.key,
+                )
+                for d, entries, _ in changed
+                for name, values in entries
+                for value in values
+            ],
+        )
+        return len(changed)
+
     def _put(self, conn: sqlite3.Connection, document: Document, meta_text: str) -> bool:
         """Store one document; False when it is already stored with the same value and indexes."""
         identity = (document.bucket_type, document.bucket, document.key)
-        where = f"{document.bucket_type}/{document.bucket}/{document.key}"
-        _check_identity(*identity)
-        if not isinstance(document.value, bytes):
-            raise TargetError(
-                f"document {where}: the value is {type(document.value).__name__}, not bytes",
-                hint="this is a bug in the document builder worth reporting",
-            )
-        entries = _index_entries(document, where)
-        indexes_text = _indexes_json(entries)
+        entries, indexes_text = _prepare(document)
         stored = conn.execute(
             f"SELECT checksum, indexes FROM objects WHERE {_ONE_OBJECT}",
             identity,
@@ -330,6 +391,19 @@ class LocalTarget:
 
     def __exit__(self, *_exc: object) -> None:
         self.close()
+
+
+def _prepare(document: Document) -> tuple[list[tuple[str, list[IndexValue]]], str]:
+    """Check a document before any write; its index entries and their stored text form."""
+    where = f"{document.bucket_type}/{document.bucket}/{document.key}"
+    _check_identity(document.bucket_type, document.bucket, document.key)
+    if not isinstance(document.value, bytes):
+        raise TargetError(
+            f"document {where}: the value is {type(document.value).__name__}, not bytes",
+            hint="this is a bug in the document builder worth reporting",
+        )
+    entries = _index_entries(document, where)
+    return entries, _indexes_json(entries)
 
 
 def _check_identity(bucket_type: str, bucket: str, key: str | None = None) -> None:

@@ -331,3 +331,44 @@ def test_urls(tmp_path: Path) -> None:
     for bad in ["riak://h:8098", "local://host/x.db", "local:///", "local:x.db"]:
         with pytest.raises(ConfigError):
             path_from_url(bad, base_dir=tmp_path)
+
+
+def test_a_large_mixed_batch_writes_only_what_changed(target: LocalTarget) -> None:
+    """Batches are stored set-based, in slices of keys: new, changed-value, changed-index and
+    unchanged documents across two buckets must each be handled as a one-by-one PUT would."""
+    first = [
+        doc(f"k{n:04d}", {"n": n}, bucket=f"b{n % 2}", indexes={"n_int": [n], "g_bin": ["x"]})
+        for n in range(1200)
+    ]
+    assert target.write(first, meta={}) == WriteStats(written=1200, unchanged=0)
+
+    second = []
+    for n in range(1200):
+        body = {"n": n, "v": 2} if n % 3 == 0 else {"n": n}
+        tag = "y" if n % 3 == 1 else "x"
+        second.append(
+            doc(f"k{n:04d}", body, bucket=f"b{n % 2}", indexes={"n_int": [n], "g_bin": [tag]})
+        )
+    second.append(doc("new", {"n": -1}, bucket="b0", indexes={"g_bin": ["x"]}))
+    assert target.write(second, meta={}) == WriteStats(written=801, unchanged=400)
+
+    assert sorted(target.query_index("default", "b1", "g_bin", "y")) == [
+        f"k{n:04d}" for n in range(1200) if n % 3 == 1 and n % 2 == 1
+    ]
+    x_keys = set(target.query_index("default", "b0", "g_bin", "x"))
+    assert "new" in x_keys and "k0001" not in x_keys and "k0000" in x_keys
+    stored = target.get("default", "b0", "k0000")
+    assert stored is not None and json.loads(stored.value) == {"n": 0, "v": 2}
+    assert raw_count(target.path, "objects") == 1201
+
+
+def test_the_same_key_twice_in_one_batch_ends_with_the_last(target: LocalTarget) -> None:
+    batch = [
+        doc("k", {"v": 1}, indexes={"g_bin": ["a"]}),
+        doc("k", {"v": 2}, indexes={"g_bin": ["b"]}),
+    ]
+    target.write(batch, meta={})
+    stored = target.get("default", "patients", "k")
+    assert stored is not None and json.loads(stored.value) == {"v": 2}
+    assert target.query_index("default", "patients", "g_bin", "a") == []
+    assert target.query_index("default", "patients", "g_bin", "b") == ["k"]
