@@ -21,6 +21,7 @@ from collections.abc import Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import msgspec
 
@@ -37,6 +38,9 @@ from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged, write_staged
 from migrate.target.chunks import with_chunk_index
 
+if TYPE_CHECKING:
+    from migrate.reconcile import ServiceResult
+
 
 @dataclass(frozen=True, slots=True)
 class ServiceReport:
@@ -50,6 +54,7 @@ class ServiceReport:
     rejects: int
     rejects_file: Path | None
     seconds: float
+    verification: ServiceResult | None = None  # the check of what the run loaded
 
 
 def run_services(
@@ -66,12 +71,22 @@ def run_services(
     reports = []
     with _transformers(count) as pool:
         for service in services:
-            reports.append(
-                _ServiceRun(
-                    project, service, pool, workers=count, fresh=fresh, on_event=on_event
-                ).execute()
-            )
+            report = _ServiceRun(
+                project, service, pool, workers=count, fresh=fresh, on_event=on_event
+            ).execute()
+            reports.append(_verified(project, service, report))
     return reports
+
+
+def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -> ServiceReport:
+    """The report with a recorded reconciliation of what the run loaded (ledger aggregates against
+    the target's chunk index; chunks are rebuilt from staging only where they differ)."""
+    from dataclasses import replace
+
+    from migrate.reconcile import Against, Options, reconcile_service
+
+    check = reconcile_service(project, service, Options(against=Against.STAGING))
+    return replace(report, verification=check)
 
 
 # -- transform, in worker processes ----------------------------------------------------------------

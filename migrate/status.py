@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 from collections import Counter
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
-from migrate.ledger import ChunkState, Ledger, RunStatus
+from migrate.ledger import ChunkState, Ledger, RunStatus, VerificationRecord
 from migrate.project import Project
 
 
@@ -24,6 +24,15 @@ class ServiceStatus:
     documents: int = 0
     rejects: int = 0
     next_step: str = ""
+    verification: VerificationRecord | None = None
+
+    def verification_text(self) -> str:
+        """The last verification for people: outcome, against what, when."""
+        v = self.verification
+        if v is None:
+            return "-"
+        sample = f" {v.sample}" if v.sample else ""
+        return f"{v.outcome} vs {v.against}{sample} at {v.finished_at:%Y-%m-%d %H:%M}Z"
 
     def as_json(self) -> dict[str, object]:
         return {
@@ -38,6 +47,18 @@ class ServiceStatus:
             "documents": self.documents,
             "rejects": self.rejects,
             "next_step": self.next_step,
+            "last_verification": (
+                None
+                if self.verification is None
+                else {
+                    "verification_id": self.verification.verification_id,
+                    "outcome": self.verification.outcome,
+                    "against": self.verification.against,
+                    "sample": self.verification.sample,
+                    "finished_at": self.verification.finished_at.isoformat(),
+                    "counts": self.verification.counts,
+                }
+            ),
         }
 
 
@@ -47,6 +68,17 @@ def project_status(project: Project) -> list[ServiceStatus]:
 
 
 def service_status(ledger: Ledger, service: str) -> ServiceStatus:
+    status = _run_status(ledger, service)
+    verification = ledger.latest_verification(service)
+    if verification is None:
+        return status
+    next_step = status.next_step
+    if verification.outcome == "different" and status.run_status is RunStatus.COMPLETE:
+        next_step = f"migrate repair {service} (the last reconciliation found differences)"
+    return replace(status, verification=verification, next_step=next_step)
+
+
+def _run_status(ledger: Ledger, service: str) -> ServiceStatus:
     run = ledger.latest_run(service)
     if run is None:
         return ServiceStatus(service, "not started", next_step=f"migrate run {service}")

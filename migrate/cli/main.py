@@ -13,14 +13,18 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from migrate import __version__
-from migrate.errors import EXIT_RUNTIME, MigrateError, mask_secrets
+from migrate.errors import EXIT_RUNTIME, EXIT_VERIFY, MigrateError, mask_secrets
 from migrate.project import Project
 
 from .render import Renderer
+
+if TYPE_CHECKING:
+    from migrate.reconcile import ServiceResult
 
 
 class _State:
@@ -157,6 +161,20 @@ def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fres
     with _project(ctx) as project, renderer.progress() as on_event:
         reports = run_services(project, services, workers=workers, fresh=fresh, on_event=on_event)
     renderer.run_reports(reports)
+    different = [r for r in reports if r.verification is not None and not r.verification.equal]
+    for r in different:
+        assert r.verification is not None
+        counts = r.verification.counts()
+        keys = counts["missing"] + counts["extra"] + counts["changed"]
+        click.echo(
+            f"{r.service}: the reconciliation of what this run loaded found {keys} keys that "
+            f"differ (differences: {r.verification.differences_path}); next: "
+            f"`migrate reconcile {r.service}` to see them, "
+            f"`migrate repair {r.service}` to fix them",
+            err=True,
+        )
+    if different:
+        ctx.exit(EXIT_VERIFY)
 
 
 @cli.command()
@@ -209,6 +227,113 @@ def status(ctx: click.Context, fmt: str) -> None:
         click.echo(json.dumps([s.as_json() for s in statuses], indent=2))
     else:
         Renderer().status_table(statuses)
+
+
+@cli.command()
+@click.argument("services", nargs=-1)
+@click.option("--dry-run", is_flag=True, help="Write nothing anywhere (what CI runs).")
+@click.option(
+    "--against",
+    type=click.Choice(["source", "staging"]),
+    default="source",
+    show_default=True,
+    help="Expected documents from the source as it is now, or from what the last run staged.",
+)
+@click.option("--sample", default=None, help="Only keys in a deterministic sample, e.g. 1%.")
+@click.option("--deep", is_flag=True, help="Also read every body back and check its checksum.")
+@click.option(
+    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Build processes."
+)
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json", "junit"]),
+    default="table",
+    show_default=True,
+    help="A table for people, JSON for scripts, JUnit XML for CI.",
+)
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Write the report to FILE (owner-only) instead of standard output.",
+)
+@click.option(
+    "--show-values",
+    is_flag=True,
+    help="Include expected and actual values of changed documents (personal data!).",
+)
+@click.pass_context
+def reconcile(  # noqa: PLR0917 (click passes every option by position)
+    ctx: click.Context,
+    services: tuple[str, ...],
+    dry_run: bool,
+    against: str,
+    sample: str | None,
+    deep: bool,
+    workers: int,
+    fmt: str,
+    output: Path | None,
+    show_values: bool,
+) -> None:
+    """Prove that the target holds exactly what the source says, per document.
+
+    Names every missing key (in the source, not the target), extra key (in the target, not the
+    source) and changed document. Exit 0 when everything matches, 1 when anything differs. Without
+    --dry-run the result is recorded in the ledger for `migrate repair` and the cutover gates.
+    """
+    from migrate.reconcile import Against, Options, parse_sample, reconcile_services
+
+    options = Options(
+        dry_run=dry_run,
+        against=Against(against),
+        sample=parse_sample(sample) if sample is not None else None,
+        deep=deep,
+        workers=workers,
+        show_values=show_values,
+    )
+    with _project(ctx) as project:
+        results = reconcile_services(project, services, options)
+    _emit_report(results, fmt, output, show_values)
+    if not all(r.equal for r in results):
+        ctx.exit(EXIT_VERIFY)
+
+
+def _emit_report(results: list[ServiceResult], fmt: str, output: Path | None, show: bool) -> None:
+    from migrate.files import open_private
+    from migrate.reconcile.report import render_json, render_junit
+
+    if fmt == "table":
+        if output is None:
+            Renderer().reconcile_table(results, show_values=show)
+            return
+        text = Renderer.reconcile_text(results, show_values=show)
+    elif fmt == "json":
+        text = render_json(results, show_values=show) + "\n"
+    else:
+        text = render_junit(results, show_values=show)
+    if output is None:
+        click.echo(text, nl=False)
+        return
+    with open_private(output) as handle:
+        handle.write(text.encode("utf-8"))
+    click.echo(f"report written to {output}", err=True)
+
+
+@cli.command()
+@click.argument("service")
+@click.pass_context
+def repair(ctx: click.Context, service: str) -> None:
+    """Re-load the keys the last recorded reconciliation of SERVICE found missing or changed,
+    delete its extra keys, then reconcile those chunks again. Exit 0 when now equal."""
+    from migrate.reconcile import repair_service
+
+    with _project(ctx) as project:
+        report = repair_service(project, service)
+    Renderer().repair_report(report)
+    if report.check is not None and not report.check.equal:
+        ctx.exit(EXIT_VERIFY)
 
 
 def main() -> None:

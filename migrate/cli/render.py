@@ -3,6 +3,7 @@ piped. Nothing here decides anything; it shows what the library reports."""
 
 from __future__ import annotations
 
+import io
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from typing import TYPE_CHECKING
@@ -25,6 +26,7 @@ if TYPE_CHECKING:
     from migrate.check import ServiceCheck
     from migrate.demo import DemoSummary
     from migrate.pipeline import ServiceReport
+    from migrate.reconcile import RepairReport, ServiceResult
     from migrate.status import ServiceStatus
 
 
@@ -74,8 +76,11 @@ class Renderer:
             "unchanged",
             "rejects",
             "seconds",
+            "verified",
         ):
-            table.add_column(column, justify="left" if column in ("service", "run") else "right")
+            table.add_column(
+                column, justify="left" if column in ("service", "run", "verified") else "right"
+            )
         for r in reports:
             table.add_row(
                 r.service,
@@ -86,11 +91,33 @@ class Renderer:
                 f"{r.unchanged:,}",
                 f"{r.rejects:,}",
                 f"{r.seconds:.1f}",
+                _verified(r.verification),
             )
         self.out.print(table)
         for r in reports:
             if r.rejects_file is not None:
                 self.out.print(f"{r.service}: {r.rejects} rejected rows listed in {r.rejects_file}")
+
+    # -- migrate reconcile / repair ------------------------------------------------------------
+
+    def reconcile_table(self, results: Sequence[ServiceResult], *, show_values: bool) -> None:
+        _reconcile_tables(self.out, results, show_values)
+
+    @staticmethod
+    def reconcile_text(results: Sequence[ServiceResult], *, show_values: bool) -> str:
+        console = Console(highlight=False, soft_wrap=True, width=200, record=True, file=_Null())
+        _reconcile_tables(console, results, show_values)
+        return console.export_text()
+
+    def repair_report(self, report: RepairReport) -> None:
+        if report.check is None:
+            self.out.print(f"{report.service}: the last reconciliation found nothing to repair")
+            return
+        self.out.print(
+            f"{report.service}: repaired verification {report.verification_id}: "
+            f"{report.written} written, {report.deleted} deleted"
+        )
+        _reconcile_tables(self.out, [report.check], False)
 
     # -- other commands ------------------------------------------------------------------------
 
@@ -109,6 +136,7 @@ class Renderer:
             "chunks loaded",
             "documents",
             "rejects",
+            "last verification",
             "next step",
         ):
             table.add_column(column)
@@ -122,6 +150,7 @@ class Renderer:
                 chunks,
                 f"{s.documents:,}",
                 f"{s.rejects:,}",
+                s.verification_text(),
                 s.next_step,
             )
         self.out.print(table)
@@ -200,3 +229,56 @@ class _PlainProgress:
                 f"{event.service}: run {event.run_id} ... done: {event.documents} documents, "
                 f"{event.rejects} rejects, {event.seconds:.1f}s"
             )
+
+
+class _Null(io.StringIO):
+    """Where a recording console prints when only its exported text is wanted."""
+
+
+def _verified(result: ServiceResult | None) -> str:
+    if result is None:
+        return "-"
+    counts = result.counts()
+    if result.equal:
+        return f"equal ({counts['expected']:,} documents)"
+    kinds = ", ".join(f"{counts[k]} {k}" for k in ("missing", "extra", "changed"))
+    return f"DIFFERENT: {kinds}"
+
+
+def _reconcile_tables(
+    console: Console, results: Sequence[ServiceResult], show_values: bool
+) -> None:
+    table = Table(title="migrate reconcile", title_justify="left")
+    names = ["service", "document type", "outcome", "expected", "actual", "equal"]
+    names += ["missing", "extra", "changed", "chunks", "skipped equal", "seconds"]
+    for name in names:
+        table.add_column(name, justify="left" if name in names[:3] else "right")
+    for result in results:
+        for doc in result.doc_types:
+            c = doc.counts()
+            table.add_row(
+                result.service,
+                doc.doc_type,
+                "equal" if doc.equal else "DIFFERENT",
+                *(f"{c[k]:,}" for k in ("expected", "actual", "equal", "missing")),
+                *(f"{c[k]:,}" for k in ("extra", "changed", "chunks_compared")),
+                f"{c['chunks_skipped_equal']:,}",
+                f"{result.seconds:.1f}",
+            )
+    console.print(table)
+    for result in results:
+        sample = f", sample {result.sample:g}%" if result.sample is not None else ""
+        console.print(
+            f"{result.service}: against {result.against.value}{sample}, snapshot "
+            f"{result.snapshot or '-'}"
+            + (f", recorded as {result.verification_id}" if result.verification_id else "")
+        )
+        for doc in result.doc_types:
+            for d in doc.differences:
+                reason = f" ({d.reason})" if d.reason else ""
+                console.print(
+                    f"  {d.kind.value:<8} {doc.doc_type} {d.key}  chunk {d.chunk_id}{reason}"
+                )
+                if show_values and d.expected_value is not None:
+                    console.print(f"    expected: {d.expected_value}", markup=False)
+                    console.print(f"    actual:   {d.actual_value}", markup=False)

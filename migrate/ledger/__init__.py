@@ -1,8 +1,18 @@
-"""The ledger: durable state of runs and chunks, their checkpoints and the audit log."""
+"""The ledger: durable state of runs and chunks, their checkpoints, verifications and audit log."""
 
 from migrate.ledger.records import ChunkRecord, RunRecord
 from migrate.ledger.schema import SCHEMA_VERSION
 from migrate.ledger.states import ChunkState, RunStatus
 from migrate.ledger.store import Ledger
+from migrate.ledger.verifications import ChunkVerification, VerificationRecord
 
-__all__ = ["SCHEMA_VERSION", "ChunkRecord", "ChunkState", "Ledger", "RunRecord", "RunStatus"]
+__all__ = [
+    "SCHEMA_VERSION",
+    "ChunkRecord",
+    "ChunkState",
+    "ChunkVerification",
+    "Ledger",
+    "RunRecord",
+    "RunStatus",
+    "VerificationRecord",
+]

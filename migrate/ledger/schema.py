@@ -12,10 +12,12 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
+# Version 2 added `verifications` and `chunk_verifications`; a version 1 file gets them on open.
 
 _STATES = "'planned', 'extracted', 'transformed', 'loaded'"
 _STATUSES = "'running', 'complete', 'failed'"
+_OUTCOMES = "'equal', 'different'"
 
 
 class UTCDateTime(sa.types.TypeDecorator[datetime]):
@@ -127,6 +129,45 @@ audit = sa.Table(
     sa.Column("service", sa.String(200), nullable=True, index=True),
     sa.Column("action", sa.String(200), nullable=False),
     sa.Column("detail", sa.Text, nullable=False),
+)
+
+verifications = sa.Table(
+    "verifications",
+    metadata,
+    sa.Column("verification_id", sa.String(64), primary_key=True),
+    sa.Column("service", sa.String(200), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=True),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=False),
+    sa.Column("against", sa.String(16), nullable=False),
+    sa.Column("sample", sa.String(32), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("counts", sa.Text, nullable=False),
+    sa.Column("snapshot", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("differences_path", sa.Text, nullable=True),
+    sa.CheckConstraint("against IN ('source', 'staging')", name="ck_verifications_against"),
+    sa.CheckConstraint(f"outcome IN ({_OUTCOMES})", name="ck_verifications_outcome"),
+)
+
+chunk_verifications = sa.Table(
+    "chunk_verifications",
+    metadata,
+    sa.Column(
+        "verification_id",
+        sa.String(64),
+        sa.ForeignKey("verifications.verification_id"),
+        primary_key=True,
+    ),
+    sa.Column("chunk_id", sa.String(300), primary_key=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("missing", sa.Integer, nullable=False),
+    sa.Column("extra", sa.Integer, nullable=False),
+    sa.Column("changed", sa.Integer, nullable=False),
+    sa.CheckConstraint(f"outcome IN ({_OUTCOMES})", name="ck_chunk_verifications_outcome"),
+    sa.CheckConstraint(
+        "missing >= 0 AND extra >= 0 AND changed >= 0", name="ck_chunk_verifications_counts"
+    ),
 )
 
 

@@ -27,6 +27,7 @@ from migrate.ledger.engine import (
 )
 from migrate.ledger.records import ChunkRecord, RunRecord, chunk_from_row, run_from_row
 from migrate.ledger.states import REQUIRED_BEFORE, ChunkState, RunStatus, cleared_after
+from migrate.ledger.verifications import VerificationStore
 
 _ADVISORY_LOCK = 0x6D6967726174  # "migrat": serialises table creation on PostgreSQL
 
@@ -46,8 +47,9 @@ def _mask(value: Any) -> Any:
     return value
 
 
-class Ledger:
-    """Run, chunk, checkpoint and audit records in a SQLite or PostgreSQL state database."""
+class Ledger(VerificationStore):
+    """Run, chunk, checkpoint, verification and audit records in a SQLite or PostgreSQL state
+    database."""
 
     def __init__(self, url: str, *, base_dir: Path | None = None) -> None:
         resolved = resolve_url(url, base_dir)
@@ -71,6 +73,11 @@ class Ledger:
                     t.schema_version.insert().values(
                         id=1, version=t.SCHEMA_VERSION, updated_at=_now()
                     )
+                )
+            elif found < t.SCHEMA_VERSION:
+                # create_all above added the tables of the newer layout; nothing else changed.
+                conn.execute(
+                    t.schema_version.update().values(version=t.SCHEMA_VERSION, updated_at=_now())
                 )
             elif found > t.SCHEMA_VERSION:
                 raise LedgerError(
