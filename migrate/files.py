@@ -7,6 +7,7 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import IO
+from urllib.parse import quote
 
 
 def private_dir(path: Path) -> Path:
@@ -42,3 +43,15 @@ def open_private(path: Path) -> IO[bytes]:
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     os.fchmod(fd, 0o600)
     return os.fdopen(fd, "wb")
+
+
+def sqlite_reader_uri(path: Path) -> str:
+    """A URI that reads `path` without changing anything on disk.
+
+    With no write-ahead log beside it (no writer has it open) the file is opened immutable, which
+    creates no -wal/-shm side files; while a writer is active it is opened mode=ro, which shares the
+    writer's side files and sees its commits.
+    """
+    wal = path.with_name(path.name + "-wal")
+    mode = "mode=ro" if wal.exists() else "immutable=1"
+    return f"file:{quote(str(path))}?{mode}"

@@ -18,16 +18,19 @@ from migrate.target import Target, open_target
 class Project:
     """Opens each resource once, on first use, and closes them together."""
 
-    def __init__(self, config: Config) -> None:
+    def __init__(self, config: Config, *, read_only: bool = False) -> None:
+        """`read_only`: open the ledger and the embedded target so that nothing on disk changes
+        (for `reconcile --dry-run`, which must write nothing anywhere)."""
         self.config = config
+        self.read_only = read_only
         self._source: Source | None = None
         self._ledger: Ledger | None = None
         self._target: Target | None = None
         self._schema: SchemaInfo | None = None
 
     @classmethod
-    def load(cls, config_path: Path | None = None) -> Project:
-        return cls(load_config(find_config(config_path)))
+    def load(cls, config_path: Path | None = None, *, read_only: bool = False) -> Project:
+        return cls(load_config(find_config(config_path)), read_only=read_only)
 
     @property
     def source(self) -> Source:
@@ -46,13 +49,15 @@ class Project:
                 from sqlalchemy.engine import make_url
 
                 url = make_url(url).set(password=password).render_as_string(hide_password=False)
-            self._ledger = Ledger(url, base_dir=self.config.base_dir)
+            self._ledger = Ledger(url, base_dir=self.config.base_dir, read_only=self.read_only)
         return self._ledger
 
     @property
     def target(self) -> Target:
         if self._target is None:
-            self._target = open_target(self.config.target, base_dir=self.config.base_dir)
+            self._target = open_target(
+                self.config.target, base_dir=self.config.base_dir, read_only=self.read_only
+            )
         return self._target
 
     def schema(self) -> SchemaInfo:

@@ -34,9 +34,9 @@ class _State:
 
 
 @contextmanager
-def _project(ctx: click.Context) -> Iterator[Project]:
+def _project(ctx: click.Context, *, read_only: bool = False) -> Iterator[Project]:
     state: _State = ctx.find_object(_State)  # type: ignore[assignment]
-    project = Project.load(state.config)
+    project = Project.load(state.config, read_only=read_only)
     try:
         yield project
     finally:
@@ -293,7 +293,7 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
         workers=workers,
         show_values=show_values,
     )
-    with _project(ctx) as project:
+    with _project(ctx, read_only=dry_run) as project:
         results = reconcile_services(project, services, options)
     _emit_report(results, fmt, output, show_values)
     if not all(r.equal for r in results):

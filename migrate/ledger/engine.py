@@ -8,6 +8,7 @@ two processes sharing one state file queue for the lock instead of failing on a 
 from __future__ import annotations
 
 import os
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -18,6 +19,7 @@ from sqlalchemy import event
 from sqlalchemy.pool import StaticPool
 
 from migrate.errors import ConfigError, LedgerError, mask_secrets
+from migrate.files import sqlite_reader_uri
 
 BUSY_TIMEOUT_MS = 30_000
 READ_OPTION = "migrate_ledger_read"
@@ -49,9 +51,15 @@ def display(url: sa.URL) -> str:
     return mask_secrets(url.render_as_string(hide_password=True))
 
 
-def create_engine(url: sa.URL) -> sa.Engine:
-    """An engine for `url`, with SQLite set up for durability and concurrent writers."""
+def create_engine(url: sa.URL, *, read_only: bool = False) -> sa.Engine:
+    """An engine for `url`, with SQLite set up for durability and concurrent writers.
+
+    `read_only` opens an existing SQLite file so that nothing on disk changes (SQLite itself refuses
+    writes); the caller deals with a missing file.
+    """
     try:
+        if url.get_backend_name() == "sqlite" and read_only and _is_file_database(url):
+            return _sqlite_reader(Path(str(url.database)))
         if url.get_backend_name() == "sqlite":
             return _sqlite_engine(url)
         connect_args: dict[str, Any] = {}
@@ -94,6 +102,34 @@ def _sqlite_engine(url: sa.URL) -> sa.Engine:
         conn.exec_driver_sql("BEGIN" if read_only else "BEGIN IMMEDIATE")
 
     return engine
+
+
+def _sqlite_reader(path: Path) -> sa.Engine:
+    uri = sqlite_reader_uri(path)
+
+    def connect() -> sqlite3.Connection:
+        return sqlite3.connect(uri, uri=True, check_same_thread=False)
+
+    engine = sa.create_engine("sqlite://", creator=connect, poolclass=StaticPool)
+
+    @event.listens_for(engine, "connect")
+    def _on_connect(dbapi_connection: Any, _record: Any) -> None:
+        dbapi_connection.isolation_level = None
+        dbapi_connection.execute(f"PRAGMA busy_timeout = {BUSY_TIMEOUT_MS}")
+
+    @event.listens_for(engine, "begin")
+    def _on_begin(conn: sa.Connection) -> None:
+        conn.exec_driver_sql("BEGIN")
+
+    return engine
+
+
+def is_missing_sqlite_file(url: sa.URL) -> bool:
+    return (
+        url.get_backend_name() == "sqlite"
+        and _is_file_database(url)
+        and not Path(str(url.database)).exists()
+    )
 
 
 def _create_owner_only(path: Path) -> None:

@@ -22,6 +22,7 @@ from migrate.ledger.engine import (
     READ_OPTION,
     create_engine,
     display,
+    is_missing_sqlite_file,
     resolve_url,
     translate_errors,
 )
@@ -51,16 +52,35 @@ class Ledger(VerificationStore):
     """Run, chunk, checkpoint, verification and audit records in a SQLite or PostgreSQL state
     database."""
 
-    def __init__(self, url: str, *, base_dir: Path | None = None) -> None:
+    def __init__(self, url: str, *, base_dir: Path | None = None, read_only: bool = False) -> None:
+        """Open (and create or upgrade) the ledger; `read_only` changes nothing anywhere: a missing
+        SQLite file reads as an empty ledger, an older layout is read as it is, writes fail."""
         resolved = resolve_url(url, base_dir)
         self.display_url = display(resolved)
-        self._engine = create_engine(resolved)
+        self.read_only = read_only
+        empty = read_only and is_missing_sqlite_file(resolved)
+        if empty:
+            resolved = sa.make_url("sqlite://")  # in memory: nothing is created on disk
+        self._engine = create_engine(resolved, read_only=read_only and not empty)
         self._reader = self._engine.execution_options(**{READ_OPTION: True})
         try:
-            self._initialise()
+            if read_only and not empty:
+                self._check_version()
+            else:
+                self._initialise()
         except BaseException:
             self._engine.dispose()
             raise
+
+    def _check_version(self) -> None:
+        with translate_errors(self.display_url, "opening"), self._reader.connect() as conn:
+            found = conn.execute(sa.select(t.schema_version.c.version)).scalar_one_or_none()
+        if found is not None and found > t.SCHEMA_VERSION:
+            raise LedgerError(
+                f"state database {self.display_url} has ledger schema version {found}, "
+                f"newer than this release understands ({t.SCHEMA_VERSION})",
+                hint="upgrade migrate, or point [state] url at another state database",
+            )
 
     def _initialise(self) -> None:
         with translate_errors(self.display_url, "opening"), self._engine.begin() as conn:

@@ -25,14 +25,14 @@ def local_path(url: str, base_dir: Path) -> Path:
     return path if path.is_absolute() else base_dir / path
 
 
-def open_target(config: TargetConfig, *, base_dir: Path) -> Target:
+def open_target(config: TargetConfig, *, base_dir: Path, read_only: bool = False) -> Target:
     """The adapter for `[target] url`: `local://` (embedded), `riak://` or `riaks://` (HTTP)."""
     url = config.url
     scheme = url.split("://", 1)[0].lower() if "://" in url else ""
     if scheme == "local":
         from migrate.target.local import LocalTarget
 
-        return LocalTarget(local_path(url, base_dir))
+        return LocalTarget(local_path(url, base_dir), read_only=read_only)
     if scheme in ("riak", "riaks", "http", "https"):
         from migrate.target.riak import RiakTarget
 

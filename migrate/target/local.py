@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 from migrate.document import Document, IndexValue
 from migrate.errors import ConfigError, TargetError
+from migrate.files import sqlite_reader_uri
 from migrate.target.base import StoredObject, WriteStats
 
 SCHEME = "local"
@@ -77,10 +78,15 @@ _LOOKUP_SLICE = 500  # keys per IN list: well under SQLite's bound-parameter lim
 class LocalTarget:
     """A Target kept in one owner-only SQLite file; safe to share between threads."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, read_only: bool = False) -> None:
+        """Open (creating) the store; `read_only` changes nothing on disk: a missing file reads as
+        an empty store, and SQLite refuses writes."""
         self.path = Path(path)
+        self.read_only = read_only
         self._lock = threading.Lock()
-        self._conn: sqlite3.Connection | None = self._open()
+        self._conn: sqlite3.Connection | None = (
+            self._open_read_only() if read_only else self._open()
+        )
 
     @classmethod
     def from_url(cls, url: str, *, base_dir: Path | None = None) -> LocalTarget:
@@ -114,6 +120,23 @@ class LocalTarget:
             ) from exc
         self._restrict_side_files()
         return conn
+
+    def _open_read_only(self) -> sqlite3.Connection:
+        try:
+            if not self.path.exists():
+                conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
+                conn.executescript(_SCHEMA)
+                return conn
+            uri = sqlite_reader_uri(self.path)
+            conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
+            conn.execute("PRAGMA busy_timeout = 30000")
+            conn.execute("SELECT count(*) FROM objects LIMIT 1").fetchone()
+            return conn
+        except sqlite3.Error as exc:
+            raise TargetError(
+                f"the embedded target {self.display_url} cannot be read: {exc}",
+                hint="the file is not an embedded target store; check [target] url",
+            ) from exc
 
     def _restrict_side_files(self) -> None:
         """SQLite copies the database file's mode to its WAL files; make sure of it anyway."""
