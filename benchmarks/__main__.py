@@ -7,11 +7,11 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import reconcile, riak
+from benchmarks import build, reconcile, riak
 from benchmarks.harness import Case, Settings, render_table, run_cases, write_json
 from migrate.errors import MigrateError
 
-CASES: dict[str, Case] = {"riak": riak.run, "reconcile": reconcile.run}
+CASES: dict[str, Case] = {"riak": riak.run, "reconcile": reconcile.run, "build": build.run}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
