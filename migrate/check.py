@@ -21,6 +21,7 @@ def check_project(project: Project) -> list[ServiceCheck]:
     schema = project.schema()
     problems: list[Problem] = []
     results = []
+    owners: dict[tuple[str, str], str] = {}
     for service in project.config.select([]):
         try:
             mapping = project.mapping(service)
@@ -28,6 +29,22 @@ def check_project(project: Project) -> list[ServiceCheck]:
             problems.extend(exc.problems)
             continue
         problems.extend(validate_mapping(mapping, schema))
+        for doc in mapping.documents:
+            identity = (doc.bucket_type, doc.bucket)
+            owner = owners.setdefault(identity, service.name)
+            if owner != service.name:
+                where = doc.loc.at("bucket")
+                problems.append(
+                    Problem(
+                        str(service.mapping),
+                        where.line,
+                        where.path,
+                        f"bucket `{doc.bucket}` (type `{doc.bucket_type}`) is also written by "
+                        f"service {owner}",
+                        "give each service its own buckets: keys, the chunk index and "
+                        "reconciliation are per bucket",
+                    )
+                )
         results.append(
             ServiceCheck(service.name, str(service.mapping), [d.name for d in mapping.documents])
         )

@@ -280,3 +280,19 @@ def test_documents_over_the_size_limit_are_rejected_before_any_write(
     lines = (run_dir / "rejects.jsonl").read_text().splitlines()
     assert len(lines) == rejects
     assert all("400" in json.loads(line)["reason"] for line in lines)
+
+
+def test_check_refuses_two_services_writing_one_bucket(
+    migrate_cli: Invoke, demo_project: Path
+) -> None:
+    scr = demo_project / "mappings" / "scr.yaml"
+    text = scr.read_text()
+    bucket_line = next(line for line in text.splitlines() if line.strip().startswith("bucket:"))
+    scr.write_text(text.replace(bucket_line, bucket_line.split(":")[0] + ": patients", 1))
+    line = scr.read_text().splitlines().index(bucket_line.split(":")[0] + ": patients") + 1
+
+    result = migrate_cli("check")
+
+    assert result.exit_code == 2, result.output
+    assert f"scr.yaml:{line}" in result.output
+    assert "also written by service pds" in result.output
