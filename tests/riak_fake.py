@@ -280,6 +280,13 @@ class RiakFake:
                 return []
             return [s.value for s in stored.siblings]
 
+    @property
+    def writes(self) -> int:
+        """Object writes the fake applied: PUTs that stored something (a refused one, such as a
+        412 to `If-None-Match: *`, is a request but no write)."""
+        with self._lock:
+            return self._stats["puts"]
+
     def keys(self, bucket_type: str, bucket: str) -> list[str]:
         with self._lock:
             return sorted(
@@ -691,6 +698,9 @@ def _quorum_error(query: dict[str, str], n_val: int, content_type: str) -> Respo
 
 class _Server(ThreadingHTTPServer):
     daemon_threads = True
+    # A node's listen backlog (mochiweb's is 128), not socketserver's 5: a client opening its
+    # pool at once must not see connections the server accepts only after a SYN retransmit.
+    request_queue_size = 128
     block_on_close = False
 
     def __init__(self, address: tuple[str, int], handler: type[_Handler], fake: RiakFake) -> None:

@@ -36,14 +36,16 @@ def test_riak_case_runs_end_to_end(
     figures = {f["name"]: f for f in report["figures"]}
     assert all(f["case"] == "riak" for f in figures.values())
 
-    cpu = figures["client CPU per PUT, HEAD+PUT (sink)"]
+    cpu = figures["client CPU per PUT (sink)"]
     assert cpu["value"] > 0 and cpu["baseline"] > 0
     assert cpu["ratio"] == pytest.approx(cpu["value"] / cpu["baseline"])
     assert cpu["goal"] == "<= 100" and cpu["met"] == (cpu["value"] <= 100)
-    # The sink counted one HEAD and one PUT per document: a first load finds nothing stored.
-    assert "1.00 HEAD + 1.00 PUT per document; 30 documents per load" in cpu["note"]
+    # The sink counted one create-only PUT per document and no HEAD: a first load reads nothing.
+    assert "0.00 HEAD + 1.00 PUT per document; 30 documents per load" in cpu["note"]
     per_request = figures["client CPU per request (sink)"]
-    assert per_request["value"] == pytest.approx(cpu["value"] / 2)
+    assert per_request["value"] == pytest.approx(cpu["value"])
+    threads = figures["client CPU per doc vs threads (sink)"]
+    assert threads["value"] > 0 and threads["baseline"] > 0
 
     fake = figures["documents/s into the fake (max_in_flight 64)"]
     assert fake["value"] > 0 and fake["baseline"] > 0 and len(fake["samples"]) == 1
@@ -68,8 +70,8 @@ def test_node_loads_use_riak_url(
     node = figures["documents/s into the node (RIAK_URL)"]
     assert node["value"] > 0 and node["baseline"] > 0
     assert "migrate-bench-" in node["note"]
-    # 12 documents by RiakTarget (HEAD + PUT) and 12 by the baseline (PUT only), plus the ping.
-    assert counts["PUT"] == 24 and counts["HEAD"] == 12
+    # 12 documents by RiakTarget (a create-only PUT each) and 12 by the baseline, plus the ping.
+    assert counts["PUT"] == 24 and counts["HEAD"] == 0
 
 
 def test_unreachable_riak_url_is_reported_not_raised(

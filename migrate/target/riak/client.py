@@ -1,10 +1,11 @@
 """A pooled keep-alive HTTP/1.1 client for Riak's HTTP API, on the standard library's http.client.
 
-Chosen by measurement (issue 3): http.client with a connection per thread costs about 100 us of CPU
-per PUT, an order below httpx or urllib3, and it handles chunked answers and keep-alive itself.
-Several hosts are used round-robin; a host that fails to answer is skipped for a cool-off. Every
-foreign exception is translated here into `migrate.errors`: timeouts, connection failures and 5xx
-are transient, other 4xx are terminal with Riak's own text (values in it masked).
+Thread-safe and synchronous: it serves the reads (GET, 2i pages, node calls), one request at a
+time from any thread. Bulk writes use the asyncio client in `wire`, which costs a fraction of the
+CPU per request (measured in `make bench`). Several hosts are used round-robin; a host that fails
+to answer is skipped for a cool-off. Every foreign exception is translated here into
+`migrate.errors`: timeouts, connection failures and 5xx are transient, other 4xx are terminal with
+Riak's own text (values in it masked).
 """
 
 from __future__ import annotations
@@ -142,7 +143,7 @@ class RiakHTTP:
         self._turn = itertools.count()
         self._lock = threading.Lock()
         self._closed = False
-        self._context = _tls_context(url) if url.tls else None
+        self._context = tls_context(url) if url.tls else None
         self._auth: str | None = None
         if user is not None:
             register_secret(password)
@@ -184,8 +185,13 @@ class RiakHTTP:
                 conn.close()
                 raise self._failed(host, where, type(exc).__name__, exc) from exc
             self._give_back(host, conn)
-            return self._judge(reply, ok, where)
+            return judge(reply, ok, where, self.url)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def every_host_down(self) -> bool:
+        """True when every host is in cool-off after a failure (the breaker's cue)."""
+        now = time.monotonic()
+        return all(host.down_until > now for host in self._hosts)
 
     def close(self) -> None:
         with self._lock:
@@ -288,19 +294,22 @@ class RiakHTTP:
             hint="pass the CA bundle that signed it as ?ca=/path/ca.pem in the target URL",
         )
 
-    def _judge(self, reply: Reply, ok: Collection[int], where: str) -> Reply:
-        if reply.status in ok:
-            return reply
-        text = _riak_text(reply.body)
-        message = f"Riak at {self.url.display} answered {reply.status} to {where}: {text}"
-        if reply.status >= 500:
-            raise TransientTargetError(message, hint="the node is overloaded or failing; retry")
-        if reply.status == 401:
-            raise TargetError(message, hint="set RIAK_USER and RIAK_PASSWORD for this node")
-        raise TargetError(message, hint="this request is refused as sent: retrying will not help")
+
+def judge(reply: Reply, ok: Collection[int], where: str, url: RiakURL) -> Reply:
+    """The reply when its status is in `ok`; else Riak's refusal as a transient (5xx) or
+    terminal error, with Riak's own text (values masked)."""
+    if reply.status in ok:
+        return reply
+    text = _riak_text(reply.body)
+    message = f"Riak at {url.display} answered {reply.status} to {where}: {text}"
+    if reply.status >= 500:
+        raise TransientTargetError(message, hint="the node is overloaded or failing; retry")
+    if reply.status == 401:
+        raise TargetError(message, hint="set RIAK_USER and RIAK_PASSWORD for this node")
+    raise TargetError(message, hint="this request is refused as sent: retrying will not help")
 
 
-def _tls_context(url: RiakURL) -> ssl.SSLContext:
+def tls_context(url: RiakURL) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=url.ca_file)
         if url.cert_file:
