@@ -135,6 +135,7 @@ class Sibling:
     meta: list[tuple[str, str]]
     modified: float
     dot: int
+    deleted: bool = False  # a tombstone: what a DELETE leaves until it is reaped
 
 
 @dataclass
@@ -454,7 +455,17 @@ class RiakFake:
                 if stored is None or stored.deleted:
                     return _text(404, NOT_FOUND)
                 stored.clock[self._actor] = stored.clock.get(self._actor, 0) + 1
-                stored.siblings, stored.deleted = [], True
+                tombstone = Sibling(
+                    self._vtag(),
+                    b"",
+                    "application/octet-stream",
+                    {},
+                    [],
+                    time.time(),
+                    stored.clock[self._actor],
+                    deleted=True,
+                )
+                stored.siblings, stored.deleted = [tombstone], True
             return Response(204, [("Vary", "Accept-Encoding"), ("Content-Type", "text/html")])
         return _text(404, NO_ROUTE, "text/html")
 
@@ -508,7 +519,9 @@ class RiakFake:
                 clock[actor] = max(clock.get(actor, 0), count)
             clock[self._actor] = clock.get(self._actor, 0) + 1
             kept: list[Sibling] = []
-            if live and stored is not None and props.get("allow_mult"):
+            if stored is not None and props.get("allow_mult"):
+                # A write that does not descend a value keeps it as a sibling, a tombstone too:
+                # on allow_mult types a blind PUT after a DELETE leaves a tombstone sibling.
                 seen = given_clock.get(self._actor, 0)
                 kept = [s for s in stored.siblings if s.dot > seen]
             sibling = Sibling(
@@ -574,6 +587,8 @@ class RiakFake:
             parts = [b""]
             for sib in siblings:
                 lines = [f"Content-Type: {sib.content_type}", f"Link: {link}", f"Etag: {sib.vtag}"]
+                if sib.deleted:
+                    lines.append("X-Riak-Deleted: true")
                 lines += [f"{n}: {v}" for n, v in sib.meta]
                 lines += [
                     f"X-Riak-Index-{n}: {', '.join(map(str, t))}" for n, t in sib.indexes.items()

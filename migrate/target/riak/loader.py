@@ -42,6 +42,7 @@ class Planned:
     path: str
     target: bytes  # path and quorum query, percent-encoded
     headers: bytes  # its index header lines and checksum metadata
+    read_first: bool = False  # its bucket keeps siblings: never write without reading the vclock
     put_sent: bool = False  # a PUT that may have been applied was sent
 
 
@@ -132,9 +133,11 @@ class Loader:
 
     async def _attempt(self, plan: Planned, common: bytes) -> bool:
         """One try; True when a PUT was made (now or by an earlier attempt)."""
-        if self.reads_first:
+        if plan.read_first or self.reads_first:
+            # On a bucket with allow_mult a create-only PUT over a tombstone would leave the
+            # tombstone as a sibling: only a write carrying the tombstone's vclock replaces it.
             self.head_first_documents += 1
-            return await self._read_then_write(plan, common)
+            return await self._read_then_write(plan, common, record=not plan.read_first)
         before, plan.put_sent = plan.put_sent, True
         reply = await self._put(plan, common, b"If-None-Match: *\r\n", _CREATE_OR_EXISTS)
         self._window.append(reply.status == 412)

@@ -98,6 +98,7 @@ class RiakTarget:
             read_query=_query_text(self._read_q),
         )
         self._closed = threading.Event()
+        self._allow_mult: dict[tuple[str, str], bool] = {}
 
     @property
     def display_url(self) -> str:
@@ -113,6 +114,8 @@ class RiakTarget:
         if self._closed.is_set():
             raise TargetError(f"{self.display_url}: the target is closed")
         self._breaker.trial()
+        for plan in plans:
+            plan.read_first = self._keeps_siblings(plan.doc.bucket_type, plan.doc.bucket)
         written = self._loop.run(self._loader.write(plans, common))
         return WriteStats(written=written, unchanged=len(plans) - written)
 
@@ -213,6 +216,25 @@ class RiakTarget:
     def stats(self) -> dict[str, Any]:
         reply: Reply = self._retrying(lambda: self._request("GET", "/stats"))
         return dict(msgspec.json.decode(reply.body, type=dict[str, Any]))
+
+    def _keeps_siblings(self, bucket_type: str, bucket: str) -> bool:
+        """Whether the bucket's properties allow siblings (asked once per bucket, then cached).
+
+        When the node cannot answer right now, assume it does: reading before writing is correct
+        on every bucket, only slower, and the write that follows meets the failure with its own
+        retries and circuit breaker.
+        """
+        known = self._allow_mult.get((bucket_type, bucket))
+        if known is None:
+            path = f"/types/{segment(bucket_type)}/buckets/{segment(bucket)}/props"
+            try:
+                reply = self._request("GET", path)
+            except TransientTargetError:
+                return True
+            props = msgspec.json.decode(reply.body, type=dict[str, dict[str, Any]])
+            known = bool(props["props"].get("allow_mult"))
+            self._allow_mult[(bucket_type, bucket)] = known
+        return known
 
     def bucket_props(self, bucket_type: str, bucket: str | None = None) -> dict[str, Any]:
         """The properties of a bucket type, or of one bucket in it."""
