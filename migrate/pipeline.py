@@ -31,7 +31,7 @@ from migrate.errors import MigrateError, RejectLimitError, StagingError
 from migrate.events import ChunkFinished, EventSink, Note, ServiceFinished, ServiceStarted, ignore
 from migrate.files import private_dir, private_writer
 from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus
-from migrate.mapping import DocPlan, ServicePlan, compile_mapping, load_mapping
+from migrate.mapping import DocPlan, cached_plan, compile_mapping
 from migrate.mapping.canonical import aggregate
 from migrate.project import Project, actor
 from migrate.schema import SchemaInfo
@@ -110,28 +110,15 @@ class TransformOutput:
     checksum: str
 
 
-_plans: dict[tuple[str, str], ServicePlan] = {}
-
-
 def transform_chunk(task: TransformTask) -> TransformOutput:
-    """Build one staged chunk's documents. Pure: staged rows in, documents out.
-
-    Each worker process compiles a mapping once and keeps the plan, keyed by its fingerprint so an
-    edited mapping is never served from a stale plan.
-    """
-    plan = _plans.get((task.mapping_path, task.fingerprint))
-    if plan is None:
-        mapping = load_mapping(
-            Path(task.mapping_path), default_bucket_type=task.default_bucket_type
-        )
-        plan = compile_mapping(mapping, task.schema)
-        if plan.fingerprint != task.fingerprint:
-            raise MigrateError(
-                f"{task.mapping_path} changed while the run was in progress",
-                hint="run the same command again: it resumes with the mapping as it is now",
-            )
-        _plans[(task.mapping_path, task.fingerprint)] = plan
-    doc_plan = next(d for d in plan.doc_types if d.name == task.doc_type)
+    """Build one staged chunk's documents. Pure: staged rows in, documents out."""
+    plan = cached_plan(
+        task.mapping_path,
+        default_bucket_type=task.default_bucket_type,
+        fingerprint=task.fingerprint,
+        schema=task.schema,
+    )
+    doc_plan = plan.doc_type(task.doc_type)
     tables = read_staged(Path(task.staged.path), task.staged)
     result = doc_plan.build(tables, max_bytes=task.max_bytes)
     checksum = aggregate(doc.checksum for doc in result.documents)

@@ -4,7 +4,7 @@ a plan, and build documents from a chunk's rows."""
 from migrate.mapping.builder import DocumentBuilder
 from migrate.mapping.loader import load_mapping, parse_mapping
 from migrate.mapping.model import DocTypeModel, Mapping
-from migrate.mapping.plan import DocPlan, ServicePlan, compile_mapping
+from migrate.mapping.plan import DocPlan, ServicePlan, cached_plan, compile_mapping
 from migrate.mapping.validate import validate_mapping
 
 __all__ = [
@@ -13,6 +13,7 @@ __all__ = [
     "DocumentBuilder",
     "Mapping",
     "ServicePlan",
+    "cached_plan",
     "compile_mapping",
     "load_mapping",
     "parse_mapping",

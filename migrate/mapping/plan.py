@@ -13,15 +13,17 @@ import json
 from collections.abc import Mapping as AbcMapping
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
 from migrate.document import BuildResult
-from migrate.errors import MappingError
+from migrate.errors import MappingError, MigrateError
 from migrate.mapping.builder import DocumentBuilder, node_column
 from migrate.mapping.indexes import ColumnSource, resolve_source
 from migrate.mapping.keys import parse_template
+from migrate.mapping.loader import load_mapping
 from migrate.mapping.model import (
     ColumnField,
     DocTypeModel,
@@ -315,3 +317,25 @@ def _describe_fields(
                 )
             out[f.name] = described
     return out
+
+
+_cached: dict[tuple[str, str], ServicePlan] = {}
+
+
+def cached_plan(
+    mapping_path: str, *, default_bucket_type: str, fingerprint: str, schema: SchemaInfo
+) -> ServicePlan:
+    """The compiled plan of a mapping file, compiled once per process (worker processes build
+    many chunks). Keyed by the plan's fingerprint, so an edited mapping is never served stale;
+    a file that no longer compiles to `fingerprint` changed under the running command."""
+    plan = _cached.get((mapping_path, fingerprint))
+    if plan is None:
+        mapping = load_mapping(Path(mapping_path), default_bucket_type=default_bucket_type)
+        plan = compile_mapping(mapping, schema)
+        if plan.fingerprint != fingerprint:
+            raise MigrateError(
+                f"{mapping_path} changed while migrate was running",
+                hint="run the same command again: it starts from the mapping as it is now",
+            )
+        _cached[(mapping_path, fingerprint)] = plan
+    return plan

@@ -18,9 +18,9 @@ from pathlib import Path
 import pyarrow as pa
 
 from migrate.document import Document
-from migrate.errors import MigrateError, StagingError
+from migrate.errors import StagingError
 from migrate.ledger import ChunkRecord
-from migrate.mapping import ServicePlan, compile_mapping, load_mapping
+from migrate.mapping import ServicePlan, cached_plan
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
 
@@ -48,23 +48,14 @@ class BuildTask:
     max_bytes: int
 
 
-_plans: dict[tuple[str, str], ServicePlan] = {}
-
-
 def build_chunk(task: BuildTask) -> list[Document]:
     """One chunk's documents (rejected rows make none, as in the load). Pure."""
-    plan = _plans.get((task.mapping_path, task.fingerprint))
-    if plan is None:
-        mapping = load_mapping(
-            Path(task.mapping_path), default_bucket_type=task.default_bucket_type
-        )
-        plan = compile_mapping(mapping, task.schema)
-        if plan.fingerprint != task.fingerprint:
-            raise MigrateError(
-                f"{task.mapping_path} changed while the reconciliation was in progress",
-                hint="run the same command again",
-            )
-        _plans[(task.mapping_path, task.fingerprint)] = plan
+    plan = cached_plan(
+        task.mapping_path,
+        default_bucket_type=task.default_bucket_type,
+        fingerprint=task.fingerprint,
+        schema=task.schema,
+    )
     return plan.doc_type(task.doc_type).build(task.tables, max_bytes=task.max_bytes).documents
 
 

@@ -216,6 +216,7 @@ def test_the_public_api_is_exactly_all() -> None:
         "DocumentBuilder",
         "Mapping",
         "ServicePlan",
+        "cached_plan",
         "compile_mapping",
         "load_mapping",
         "parse_mapping",
