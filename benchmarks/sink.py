@@ -3,8 +3,9 @@
 A client's CPU is only measurable when the server's is not in the same process, so both servers run
 in a child process and report their request counts over a pipe:
 
-- `sink`: a minimal HTTP/1.1 keep-alive server (asyncio) answering every request with 204 and
-  every HEAD with Riak's 404, so a client's cost per request is measured without a server's work;
+- `sink`: a minimal HTTP/1.1 keep-alive server (asyncio) answering every request with 204, every
+  HEAD with Riak's 404 and bucket props with a bucket that keeps no siblings, so a client's cost
+  per request is measured without a server's work;
 - `fake`: the Riak fake of the test suite (`tests/riak_fake.py`), a stand-in for a node.
 
 Both listen on 127.0.0.1 only, and the child ends when told, when the parent goes away (the pipe
@@ -35,6 +36,11 @@ MAX_HEAD_BYTES = 64 * 1024
 TESTS_DIR = Path(__file__).resolve().parent.parent / "tests"
 
 NO_CONTENT = b"HTTP/1.1 204 No Content\r\nServer: migrate-bench-sink\r\n\r\n"
+_PROPS_BODY = b'{"props":{"allow_mult":false,"n_val":3}}'
+BUCKET_PROPS = (
+    b"HTTP/1.1 200 OK\r\nServer: migrate-bench-sink\r\nContent-Type: application/json\r\n"
+    b"Content-Length: " + str(len(_PROPS_BODY)).encode() + b"\r\n\r\n" + _PROPS_BODY
+)
 # Riak's answer to HEAD of a missing object; a HEAD answer carries no body despite its length.
 NOT_FOUND_HEAD = (
     b"HTTP/1.1 404 Object Not Found\r\nServer: migrate-bench-sink\r\n"
@@ -118,7 +124,12 @@ class SinkProtocol(asyncio.Protocol):
             elif name == b"connection" and value.strip().lower() == b"close":
                 self.close_after = True
         self.counts[method.decode("ascii", "replace")] += 1
-        self.answer = NOT_FOUND_HEAD if method == b"HEAD" else NO_CONTENT
+        if method == b"HEAD":
+            self.answer = NOT_FOUND_HEAD
+        elif method == b"GET" and head.split(b" ", 2)[1].split(b"?")[0].endswith(b"/props"):
+            self.answer = BUCKET_PROPS  # the client asks once whether a bucket keeps siblings
+        else:
+            self.answer = NO_CONTENT
         self.body_left = length
         if length == 0:
             out.append(self.answer)
