@@ -19,8 +19,9 @@ import pytest
 from riak_fake import RiakFake, decode_continuation, encode_continuation
 
 RECORDINGS = Path(
-    os.environ.get("RIAK_RECORDINGS", Path(__file__).resolve().parents[3] / "shared" / "riak-http")
+    os.environ.get("RIAK_RECORDINGS", Path(__file__).resolve().parents[1] / "riak_recordings")
 )
+SHARED = Path(__file__).resolve().parents[3] / "shared" / "riak-http"
 FILES = sorted(RECORDINGS.glob("*.txt")) if RECORDINGS.is_dir() else []
 OPAQUE = {"x-riak-vclock", "etag", "last-modified", "content-length", "date", "server"}
 
@@ -217,6 +218,15 @@ def check(exchange: Exchange, fake: RiakFake, tokens: dict[str, str]) -> None:
 
 def test_recordings_are_present() -> None:
     assert len(FILES) == 7, f"expected the seven recordings in {RECORDINGS}"
+
+
+@pytest.mark.skipif(not SHARED.is_dir(), reason="no shared/ folder beside this checkout")
+def test_the_copied_recordings_are_the_shared_ones() -> None:
+    """tests/riak_recordings is a copy of shared/riak-http, so the suite runs anywhere; it must not
+    drift from the recordings of the real node."""
+    shared = {p.name: p.read_bytes() for p in SHARED.iterdir() if p.is_file()}
+    copied = {p.name: p.read_bytes() for p in RECORDINGS.iterdir() if p.is_file()}
+    assert copied == shared
 
 
 @pytest.mark.parametrize("path", FILES, ids=[p.name for p in FILES])
