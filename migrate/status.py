@@ -73,8 +73,13 @@ def service_status(ledger: Ledger, service: str) -> ServiceStatus:
     if verification is None:
         return status
     next_step = status.next_step
-    if verification.outcome == "different" and status.run_status is RunStatus.COMPLETE:
-        next_step = f"migrate repair {service} (the last reconciliation found differences)"
+    if status.run_status is RunStatus.COMPLETE and not status.rejects:
+        if verification.outcome == "different":
+            next_step = f"migrate repair {service} (the last reconciliation found differences)"
+        elif verification.against == "staging":
+            next_step = f"migrate reconcile {service} (prove it against the source as it is now)"
+        else:
+            next_step = f"verified against the source; reconcile {service} again after changes"
     return replace(status, verification=verification, next_step=next_step)
 
 

@@ -296,3 +296,10 @@ def test_check_refuses_two_services_writing_one_bucket(
     assert result.exit_code == 2, result.output
     assert f"scr.yaml:{line}" in result.output
     assert "also written by service pds" in result.output
+
+
+def test_status_names_the_next_safe_step_after_each_verification(migrate_cli: Invoke) -> None:
+    assert migrate_cli("run", "ods").exit_code == 0
+    assert _status(migrate_cli)["ods"]["next_step"].startswith("migrate reconcile ods")
+    assert migrate_cli("reconcile", "ods").exit_code == 0
+    assert _status(migrate_cli)["ods"]["next_step"].startswith("verified against the source")
