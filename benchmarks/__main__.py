@@ -7,11 +7,18 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import build, reconcile, riak
+from benchmarks import build, end_to_end, extract, memory, reconcile, riak
 from benchmarks.harness import Case, Settings, render_table, run_cases, write_json
 from migrate.errors import MigrateError
 
-CASES: dict[str, Case] = {"riak": riak.run, "reconcile": reconcile.run, "build": build.run}
+CASES: dict[str, Case] = {
+    "riak": riak.run,
+    "reconcile": reconcile.run,
+    "build": build.run,
+    "extract": extract.run,
+    "end_to_end": end_to_end.run,
+    "memory": memory.run,
+}
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:

@@ -1,0 +1,251 @@
+"""Extract rate (issue 5, goal 1): the toolkit's extraction of the demo's pds tables (PATIENTS and
+its child tables) against the raw rate of the same tables in the same run.
+
+- SQLite: the `sqlite3` CLI (`sqlite3 -batch -noheader legacy.db "SELECT * FROM T" > /dev/null`,
+  one process per table, whole-process wall time) against `Source(url).snapshot()` -> plan_chunks +
+  extract of every chunk of the pds `patient` document type (engine, reflection and snapshot
+  included). Without the CLI the baseline is Python's sqlite3 cursor, and the figure says so.
+- PostgreSQL (when its binaries are installed): a throwaway server holding the same tables, raw
+  `COPY (SELECT * FROM t) TO STDOUT (FORMAT binary)` through psycopg against the same extract.
+
+Rates are rows/s: the toolkit's rows are every row returned over all node tables (lookups of
+ORGANISATIONS included), the baseline's every row of the five tables.
+"""
+
+from __future__ import annotations
+
+import importlib
+import re
+import shutil
+import sqlite3
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from functools import partial
+from pathlib import Path
+from typing import Any
+
+from benchmarks.harness import Figure, Goal, Settings, repeat, skipped
+from benchmarks.sink import TESTS_DIR
+from migrate.demo import create_demo
+from migrate.demo.schema import TABLES
+from migrate.errors import MigrateError
+from migrate.project import Project
+from migrate.source import Source
+from migrate.spec import ExtractSpec
+
+CASE = "extract"
+PDS_TABLES = (
+    "PATIENTS",
+    "PATIENT_PHARMACIES",
+    "PATIENT_NAMES",
+    "PATIENT_ADDRESSES",
+    "PATIENT_TELECOMS",
+)
+PG_TABLES = ("ORGANISATIONS", *PDS_TABLES)  # the lookups read ORGANISATIONS too
+CLI = "sqlite3 CLI"
+CURSOR = "Python sqlite3 cursor (no sqlite3 CLI)"
+COPY = "COPY TO STDOUT binary (psycopg)"
+GOAL = Goal(">=", 0.6, "ratio")
+CLI_TIMEOUT = 120.0
+
+
+class BenchError(MigrateError):
+    """A baseline read went wrong (the figure would not mean what it says)."""
+
+
+def _toolkit_rate(url: str, spec: ExtractSpec, chunk_size: int) -> float:
+    """rows/s of the toolkit's extraction, from a fresh Source to the last chunk's tables."""
+    started = time.perf_counter()
+    source = Source(url)
+    try:
+        with source.snapshot() as snapshot:
+            rows = 0
+            for chunk in snapshot.plan_chunks(spec, chunk_size):
+                rows += sum(t.num_rows for t in snapshot.extract(spec, chunk).values())
+    finally:
+        source.close()
+    return rows / (time.perf_counter() - started)
+
+
+def _counts(database: Path) -> dict[str, int]:
+    with sqlite3.connect(database) as db:
+        return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in PDS_TABLES}
+
+
+def _cli_rate(cli: str, database: Path, rows: int) -> float:
+    started = time.perf_counter()
+    for table in PDS_TABLES:
+        subprocess.run(
+            [cli, "-batch", "-noheader", str(database), f"SELECT * FROM {table}"],
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.PIPE,
+            check=True,
+            timeout=CLI_TIMEOUT,
+        )
+    return rows / (time.perf_counter() - started)
+
+
+def _cursor_rate(database: Path, rows: int) -> float:
+    started = time.perf_counter()
+    with sqlite3.connect(database) as db:
+        for table in PDS_TABLES:
+            for _ in db.execute(f"SELECT * FROM {table}"):
+                pass
+    return rows / (time.perf_counter() - started)
+
+
+def _pds_spec(project: Project) -> ExtractSpec:
+    return project.plan(project.config.service("pds")).doc_type("patient").extract
+
+
+def _sqlite_figure(folder: Path, patients: int, repeats: int) -> Figure:
+    database = folder / "legacy.db"
+    rows = sum(_counts(database).values())
+    project = Project.load(folder / "migrate.toml")
+    try:
+        spec = _pds_spec(project)
+        chunk_size = project.config.run.chunk_size
+    finally:
+        project.close()
+    cli = shutil.which("sqlite3")
+    baseline: Callable[[], float]
+    if cli is not None:
+        name, baseline = CLI, partial(_cli_rate, cli, database, rows)
+    else:
+        name, baseline = CURSOR, partial(_cursor_rate, database, rows)
+    url = f"sqlite:///{database}"
+    fast, raw = repeat(repeats, partial(_toolkit_rate, url, spec, chunk_size), baseline)
+    return Figure(
+        CASE,
+        "extract pds rows/s, SQLite" + ("" if cli else " (vs Python cursor: no sqlite3 CLI)"),
+        "rows/s",
+        tuple(fast),
+        name,
+        tuple(raw),
+        goal=GOAL,
+        note=f"{patients:,}-patient demo, baseline {rows:,} rows of {len(PDS_TABLES)} tables "
+        f"(one CLI process each, wall time); toolkit: chunks of {chunk_size:,}, every node "
+        "table's rows (lookups included) from a fresh Source",
+    )
+
+
+# ---- PostgreSQL ----------------------------------------------------------------------------------
+
+_PG_TYPES = (
+    (re.compile(r"\bN?VARCHAR2\("), "VARCHAR("),
+    (re.compile(r"\bNUMBER\("), "NUMERIC("),
+    (re.compile(r"\bRAW\(\d+\)"), "BYTEA"),
+    (re.compile(r"\bTIMESTAMP WITH TIME ZONE\b"), "TIMESTAMPTZ"),
+    (re.compile(r"\bDATE\b"), "TIMESTAMP(0)"),  # an Oracle DATE holds a time of day
+    (re.compile(r"\bCLOB\b"), "TEXT"),
+)
+
+
+def pg_ddl(table: str) -> str:
+    """The demo table's Oracle DDL with the PostgreSQL type for each Oracle type."""
+    ddl = dict(TABLES)[table]
+    for pattern, replacement in _PG_TYPES:
+        ddl = pattern.sub(replacement, ddl)
+    return ddl
+
+
+def _load_pg(connection: Any, database: Path) -> int:
+    """Create the pds tables in PostgreSQL and COPY the SQLite rows in; the pds rows loaded."""
+    rows = 0
+    with sqlite3.connect(database) as db:
+        for table in PG_TABLES:
+            connection.execute(pg_ddl(table))
+            cursor = db.execute(f"SELECT * FROM {table}")
+            loaded = 0
+            with connection.cursor().copy(f"COPY {table} FROM STDIN") as copy:
+                for row in cursor:
+                    copy.write_row(row)
+                    loaded += 1
+            if table in PDS_TABLES:
+                rows += loaded
+            connection.execute(f"ANALYZE {table}")
+    return rows
+
+
+def _copy_rate(server: Any, url: str, rows: int) -> float:
+    started = time.perf_counter()
+    with server.connect(url) as connection, connection.cursor() as cursor:
+        for table in PDS_TABLES:
+            sql = f"COPY (SELECT * FROM {table}) TO STDOUT (FORMAT binary)"
+            with cursor.copy(sql) as copy:
+                for _ in copy:
+                    pass
+    return rows / (time.perf_counter() - started)
+
+
+@contextmanager
+def _postgres() -> Iterator[Any]:
+    if str(TESTS_DIR) not in sys.path:
+        sys.path.insert(0, str(TESTS_DIR))
+    # The test suite's throwaway server, not part of the package (so not type-checked with it).
+    module: Any = importlib.import_module("postgres_server")
+    bin_dir = module.find_bin_dir()
+    if bin_dir is None:
+        yield None
+        return
+    server = module.PostgresServer.start(bin_dir)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+def _pg_figure(folder: Path, patients: int, repeats: int) -> Figure:
+    name = "extract pds rows/s, PostgreSQL"
+    with _postgres() as server:
+        if server is None:
+            return skipped(CASE, name, "rows/s", "no PostgreSQL binaries in /usr/lib/postgresql")
+        url = server.create_database()
+        with server.connect(url) as connection:
+            rows = _load_pg(connection, folder / "legacy.db")
+        config = folder / "migrate.toml"
+        text = config.read_text("utf-8")
+        pg_config = folder / "migrate-pg.toml"
+        pg_config.write_text(text.replace('url = "sqlite:///legacy.db"', f'url = "{url}"'))
+        project = Project.load(pg_config)
+        try:
+            if project.config.source.url != url:
+                raise BenchError(
+                    "the demo's migrate.toml no longer names sqlite:///legacy.db as its source",
+                    hint="update benchmarks/extract.py to the demo's [source] url",
+                )
+            spec = _pds_spec(project)
+            chunk_size = project.config.run.chunk_size
+        finally:
+            project.close()
+        fast, raw = repeat(
+            repeats,
+            partial(_toolkit_rate, url, spec, chunk_size),
+            partial(_copy_rate, server, url, rows),
+        )
+    return Figure(
+        CASE,
+        name,
+        "rows/s",
+        tuple(fast),
+        COPY,
+        tuple(raw),
+        goal=GOAL,
+        note=f"the same {rows:,} rows in a throwaway local server (fsync off), Oracle DATE as "
+        "TIMESTAMP(0); baseline reads and discards every COPY block on one connection",
+    )
+
+
+def run(settings: Settings) -> list[Figure]:
+    patients = settings.documents or (5_000 if settings.quick else 20_000)
+    with tempfile.TemporaryDirectory() as tmp:
+        folder = Path(tmp) / "demo"
+        create_demo(folder, patients=patients, seed=1)
+        return [
+            _sqlite_figure(folder, patients, settings.repeats),
+            _pg_figure(folder, patients, settings.repeats),
+        ]
