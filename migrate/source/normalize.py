@@ -221,6 +221,10 @@ _SIMPLE: dict[ValueKind, Normaliser] = {
 }
 
 _INT64 = (-(2**63), 2**63 - 1)
+_PASSTHROUGH: dict[ValueKind, set[type]] = {
+    ValueKind.STRING: {str, type(None)},
+    ValueKind.INTEGER: {int, type(None)},
+}
 
 
 def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
@@ -230,6 +234,19 @@ def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
     without a precision (Oracle's INTEGER is NUMBER(38)) that holds a value beyond 64 bits is
     staged as decimal128(38, 0) for that chunk, so it stays exact.
     """
+    target = arrow_type(column)
+    passthrough = _PASSTHROUGH.get(column.kind)
+    # Text and 64-bit integers as the driver gives them are already their staged values (the
+    # normaliser would return each unchanged); exact types, so a bool is never an int here.
+    if (
+        passthrough is not None
+        and target in (pa.string(), pa.int64())
+        and set(map(type, values)) <= passthrough
+    ):
+        try:
+            return pa.array(values, type=target)
+        except OverflowError:
+            pass  # beyond 64 bits: the per-value path below stages it wide
     convert = normaliser(column)
     staged: list[Any] = []
     for row, value in enumerate(values):
@@ -241,7 +258,6 @@ def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
         except BadValue as exc:
             exc.row = row
             raise
-    target = arrow_type(column)
     if target == pa.int64() and any(
         v is not None and not _INT64[0] <= v <= _INT64[1] for v in staged
     ):

@@ -1,0 +1,41 @@
+"""The pass-through path for text and 64-bit integer columns stages exactly what the per-value
+normalisers would, and leaves every other case to them."""
+
+from __future__ import annotations
+
+import pyarrow as pa
+import pytest
+
+from migrate.schema import ColumnType, ValueKind
+from migrate.source.normalize import BadValue, normaliser, to_arrow
+
+INTEGER = ColumnType(ValueKind.INTEGER, "INTEGER")
+TEXT = ColumnType(ValueKind.STRING, "VARCHAR2(20)")
+
+
+@pytest.mark.parametrize(
+    ("column", "values"),
+    [
+        (TEXT, ["a", None, "Siân", ""]),
+        (TEXT, ["a", 5, None]),  # an int in a text column: the normaliser writes it as text
+        (INTEGER, [1, None, -(2**63), 2**63 - 1]),
+        (INTEGER, [1, 2.0, None]),  # a whole float (SQLite affinity) becomes an int
+    ],
+)
+def test_staged_values_equal_the_per_value_normalisers(
+    column: ColumnType, values: list[object]
+) -> None:
+    convert = normaliser(column)
+    expected = [None if v is None else convert(v) for v in values]
+    assert to_arrow(values, column).to_pylist() == expected
+
+
+def test_integers_beyond_64_bits_are_staged_wide() -> None:
+    staged = to_arrow([1, 2**70, None], INTEGER)
+    assert staged.type == pa.decimal128(38, 0)
+    assert [None if v is None else int(v) for v in staged.to_pylist()] == [1, 2**70, None]
+
+
+def test_a_boolean_is_not_an_integer() -> None:
+    with pytest.raises(BadValue):
+        to_arrow([1, True], INTEGER)
