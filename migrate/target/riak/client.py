@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import base64
 import http.client
-import itertools
 import re
 import ssl
 import threading
-import time
 from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
 
 from migrate.errors import ConfigError, TargetError, TransientTargetError, register_secret
+from migrate.target.riak.hosts import Host, HostRing
 
 SCHEMES = {"riak": False, "http": False, "riaks": True, "https": True}
 DEFAULT_PORT = 8098
@@ -114,12 +113,8 @@ class Reply:
         return self.headers.get(name.lower())
 
 
-@dataclass
-class _Host:
-    host: str
-    port: int
-    idle: list[http.client.HTTPConnection] = field(default_factory=list)
-    down_until: float = 0.0
+_Host = Host[http.client.HTTPConnection]
+_Ring = HostRing[http.client.HTTPConnection]
 
 
 class RiakHTTP:
@@ -139,8 +134,8 @@ class RiakHTTP:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.cool_off = cool_off
-        self._hosts = [_Host(h, p) for h, p in url.hosts]
-        self._turn = itertools.count()
+        self._ring: _Ring = HostRing(url.hosts)
+        self._hosts = self._ring.hosts
         self._lock = threading.Lock()
         self._closed = False
         self._context = tls_context(url) if url.tls else None
@@ -164,7 +159,7 @@ class RiakHTTP:
         target = path
         if query:
             target += "?" + "&".join(f"{segment(k)}={segment(v)}" for k, v in query.items())
-        host = self._pick()
+        host = self._ring.pick()
         where = f"{method} {path} on {host.host}:{host.port}"
         for attempt in (1, 2):
             conn, reused = self._borrow(host, where, fresh=attempt == 2)
@@ -190,8 +185,7 @@ class RiakHTTP:
 
     def every_host_down(self) -> bool:
         """True when every host is in cool-off after a failure (the breaker's cue)."""
-        now = time.monotonic()
-        return all(host.down_until > now for host in self._hosts)
+        return self._ring.every_host_down()
 
     def close(self) -> None:
         with self._lock:
@@ -203,17 +197,6 @@ class RiakHTTP:
             conn.close()
 
     # ---- internals ----------------------------------------------------------------------------
-
-    def _pick(self) -> _Host:
-        """The next host round-robin, skipping hosts in cool-off (unless all of them are)."""
-        now = time.monotonic()
-        start = next(self._turn)
-        count = len(self._hosts)
-        for step in range(count):
-            host = self._hosts[(start + step) % count]
-            if host.down_until <= now:
-                return host
-        return min(self._hosts, key=lambda h: h.down_until)
 
     def _borrow(
         self, host: _Host, where: str, *, fresh: bool
@@ -249,7 +232,7 @@ class RiakHTTP:
         with self._lock:
             if not self._closed and conn.sock is not None:
                 host.idle.append(conn)
-                host.down_until = 0.0
+                host.mark_up()
                 return
         conn.close()
 
@@ -282,7 +265,7 @@ class RiakHTTP:
 
     def _failed(self, host: _Host, where: str, reason: str, exc: BaseException) -> TargetError:
         with self._lock:
-            host.down_until = time.monotonic() + self.cool_off
+            host.mark_down(self.cool_off)
         return TransientTargetError(
             f"Riak at {self.url.display} did not answer {where}: {reason}",
             hint="check that the node is up and reachable (riak ping); the load resumes on rerun",

@@ -13,16 +13,14 @@ from __future__ import annotations
 import asyncio
 import base64
 import contextlib
-import itertools
 import ssl
 import threading
-import time
 from collections.abc import Collection, Coroutine
-from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
 from migrate.errors import TargetError, TransientTargetError, register_secret
 from migrate.target.riak.client import Reply, RiakURL, judge, tls_context
+from migrate.target.riak.hosts import Host, HostRing
 
 MAX_HEAD_BYTES = 64 * 1024
 _NO_BODY = frozenset((204, 304))
@@ -220,12 +218,8 @@ class Connection(asyncio.Protocol):
             self._timer = None
 
 
-@dataclass
-class _Host:
-    host: str
-    port: int
-    idle: list[Connection] = field(default_factory=list)
-    down_until: float = 0.0
+_Host = Host[Connection]
+_Ring = HostRing[Connection]
 
 
 class AsyncRiakHTTP:
@@ -245,8 +239,8 @@ class AsyncRiakHTTP:
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.cool_off = cool_off
-        self._hosts = [_Host(h, p) for h, p in url.hosts]
-        self._turn = itertools.count()
+        self._ring: _Ring = HostRing(url.hosts)
+        self._hosts = self._ring.hosts
         self._context = tls_context(url) if url.tls else None
         self._all: set[Connection] = set()
         self.auth_line = b""
@@ -256,8 +250,7 @@ class AsyncRiakHTTP:
             self.auth_line = b"Authorization: Basic " + token + b"\r\n"
 
     def every_host_down(self) -> bool:
-        now = time.monotonic()
-        return all(host.down_until > now for host in self._hosts)
+        return self._ring.every_host_down()
 
     async def request(
         self,
@@ -312,22 +305,12 @@ class AsyncRiakHTTP:
 
     # ---- internals ---------------------------------------------------------------------------
 
-    def _pick(self) -> _Host:
-        now = time.monotonic()
-        start = next(self._turn)
-        count = len(self._hosts)
-        for step in range(count):
-            host = self._hosts[(start + step) % count]
-            if host.down_until <= now:
-                return host
-        return min(self._hosts, key=lambda h: h.down_until)
-
     async def _borrow_any(self, method: str, path: str) -> tuple[_Host, Connection]:
         """A connection to the next healthy host; a host that cannot be reached is put in
         cool-off and the next one tried, so a dead host beside live ones costs no failure."""
         failures = 0
         while True:
-            host = self._pick()
+            host = self._ring.pick()
             try:
                 return host, await self._borrow(host, method, path, fresh=False)
             except TransientTargetError:
@@ -368,14 +351,14 @@ class AsyncRiakHTTP:
         return conn
 
     def _give_back(self, host: _Host, conn: Connection) -> None:
-        host.down_until = 0.0
+        host.mark_up()
         if conn.reusable:
             host.idle.append(conn)
         else:
             self._all.discard(conn)
 
     def _failed(self, host: _Host, method: str, path: str, reason: str) -> TargetError:
-        host.down_until = time.monotonic() + self.cool_off
+        host.mark_down(self.cool_off)
         return TransientTargetError(
             f"Riak at {self.url.display} did not answer {method} {path} on "
             f"{host.host}:{host.port}: {reason}",
