@@ -19,9 +19,9 @@ import pyarrow as pa
 from migrate.document import BuildResult, Document, IndexValue, Reject
 from migrate.errors import StagingError
 from migrate.mapping.canonical import canonical_json, checksum
+from migrate.mapping.columnar import ColumnarBuilder, Unsupported
 from migrate.mapping.indexes import compile_index
 from migrate.mapping.keys import (
-    KeyFn,
     RowError,
     compile_key,
     default_template,
@@ -83,6 +83,7 @@ class _Node:
         self.link_child = tuple(self.pos(their) for their, _ in spec.link)
         self.primary_key = tuple(self.pos(c) for c in table.primary_key)
         self.sort_key: SortKey | None = None
+        self.sort_positions: tuple[int, ...] = ()
         self.kinds = [node_column(table, name).type for name in spec.columns]
 
     def pos(self, name: str) -> int:
@@ -99,6 +100,7 @@ class _Node:
         column read, in table order (the node's columns are in table order)."""
         tail = self.primary_key or tuple(range(len(self.spec.columns)))
         positions = tuple(self.pos(c) for c in order_by) + tail
+        self.sort_positions = positions
         self.sort_key = _sort_key(positions, self.kinds)
 
 
@@ -148,9 +150,19 @@ class DocumentBuilder:
         self._fields = self._object(doc.fields, root, "root")
         pk = [node_column(root.table, c) for c in root.table.primary_key]
         self._source_key = [(c.name, root.pos(c.name), text_converter(c.type)) for c in pk]
-        self._key = self._key_fn(doc, root)
+        self._template = (
+            parse_template(doc.key.text)
+            if doc.key is not None
+            else default_template(root.table.primary_key)
+        )
+        self._key = compile_key(self._template, root.table, root.pos)
         ordered = sorted(doc.indexes, key=lambda index: index.name)
         self._indexes = [(i.name, compile_index(i, doc, root.table, root.pos)) for i in ordered]
+        self._columnar: ColumnarBuilder | None
+        try:
+            self._columnar = ColumnarBuilder(self, doc)
+        except Unsupported:
+            self._columnar = None
 
     def __reduce__(self) -> tuple[type[DocumentBuilder], tuple[Any, ...]]:
         return (DocumentBuilder, self._args)
@@ -299,52 +311,74 @@ class DocumentBuilder:
 
         return values
 
-    def _key_fn(self, doc: DocTypeModel, root: _Node) -> KeyFn:
-        if doc.key is not None:
-            template = parse_template(doc.key.text)
-        else:
-            template = default_template(root.table.primary_key)
-        return compile_key(template, root.table, root.pos)
-
     # -- building ---------------------------------------------------------------------------------
 
     def build(self, tables: Mapping[str, pa.Table], *, max_bytes: int | None = None) -> BuildResult:
         """One document per root row that follows every rule, one reject per row that breaks one,
-        in root primary-key order. `max_bytes` rejects documents whose value is larger."""
+        in root primary-key order. `max_bytes` rejects documents whose value is larger.
+
+        Column-wise (`columnar.py`) when the mapping allows, row by row otherwise; both give the
+        same result, byte for byte."""
+        if self._columnar is not None:
+            return self._columnar.build(tables, max_bytes)
+        return self.build_rows_result(tables, max_bytes)
+
+    def build_rows_result(
+        self, tables: Mapping[str, pa.Table], max_bytes: int | None = None
+    ) -> BuildResult:
+        """`build`, row by row."""
+        documents: list[Document] = []
+        rejects: list[Reject] = []
+        for _, result in self.build_rows(tables, max_bytes=max_bytes):
+            if isinstance(result, Document):
+                documents.append(result)
+            else:
+                rejects.append(result)
+        return BuildResult(documents, rejects)
+
+    def build_rows(
+        self,
+        tables: Mapping[str, pa.Table],
+        *,
+        max_bytes: int | None = None,
+        only: set[int] | None = None,
+    ) -> list[tuple[int, Document | Reject]]:
+        """The row-by-row build, in root primary-key order: each result with its root row's
+        position in the chunk. `only` limits it to those root positions."""
         rows = [self._rows(node, tables) for node in self._order]
         groups: Groups = [{} for _ in self._order]
         for node in self._order[1:]:
             groups[node.position] = self._group(node, rows[node.position])
-        root_rows = rows[0]
-        root_rows.sort(key=self._root_sort_key())
-        documents: list[Document] = []
-        rejects: list[Reject] = []
-        for row in root_rows:
-            key: str | None = None
-            try:
-                key = self._key(row)
-                document = self._fields(row, groups)
-                indexes = self._index_entries(row, document)
-                try:
-                    value = canonical_json(document)
-                except ValueRuleError as exc:
-                    raise RowError("fields", exc.reason) from None
-                if max_bytes is not None and len(value) > max_bytes:
-                    raise RowError(
-                        "fields",
-                        f"the document is {len(value)} bytes, over the limit of {max_bytes}",
-                    )
-            except RowError as exc:
-                rejects.append(
-                    Reject(self.doc_type, self._source_key_of(row), key, exc.field, exc.reason)
-                )
-                continue
-            documents.append(
-                Document(self.bucket_type, self.bucket, key, value, indexes, checksum(value))
-            )
-        return BuildResult(documents, rejects)
+        sort_key = self._root_sort_key()
+        roots = [
+            (position, row)
+            for position, row in enumerate(rows[0])
+            if only is None or position in only
+        ]
+        roots.sort(key=lambda item: sort_key(item[1]))
+        return [(position, self._build_one(row, groups, max_bytes)) for position, row in roots]
 
-    def _rows(self, node: _Node, tables: Mapping[str, pa.Table]) -> list[Row]:
+    def _build_one(self, row: Row, groups: Groups, max_bytes: int | None) -> Document | Reject:
+        key: str | None = None
+        try:
+            key = self._key(row)
+            document = self._fields(row, groups)
+            indexes = self._index_entries(row, document)
+            try:
+                value = canonical_json(document)
+            except ValueRuleError as exc:
+                raise RowError("fields", exc.reason) from None
+            if max_bytes is not None and len(value) > max_bytes:
+                raise RowError(
+                    "fields",
+                    f"the document is {len(value)} bytes, over the limit of {max_bytes}",
+                )
+        except RowError as exc:
+            return Reject(self.doc_type, self._source_key_of(row), key, exc.field, exc.reason)
+        return Document(self.bucket_type, self.bucket, key, value, indexes, checksum(value))
+
+    def _table(self, node: _Node, tables: Mapping[str, pa.Table]) -> pa.Table:
+        """The node's staged rows, checked against the plan."""
         spec = node.spec
         table = tables.get(spec.node_id)
         if table is None:
@@ -359,6 +393,11 @@ class DocumentBuilder:
                 f"{', '.join(spec.columns)}",
                 hint="the mapping changed since the chunk was staged; stage it again",
             )
+        return table
+
+    def _rows(self, node: _Node, tables: Mapping[str, pa.Table]) -> list[Row]:
+        table = self._table(node, tables)
+        names = table.column_names
         columns = [
             _number_values(values) if node.kinds[i].kind is ValueKind.NUMBER else values
             for i, values in enumerate(table.column(i).to_pylist() for i in range(len(names)))

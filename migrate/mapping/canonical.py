@@ -15,7 +15,15 @@ from typing import Any
 import msgspec
 import xxhash
 
-__all__ = ["aggregate", "canonical_json", "checksum", "combine", "decimal_text", "float_text"]
+__all__ = [
+    "aggregate",
+    "canonical_json",
+    "canonical_lines",
+    "checksum",
+    "combine",
+    "decimal_text",
+    "float_text",
+]
 
 # One encoder for the whole process: msgspec sorts keys by code point and writes a Decimal as
 # str(Decimal), which keeps its digits (12.50 stays 12.50). Floats come out shortest round-trip.
@@ -98,3 +106,32 @@ def _value(digest: str, position: int) -> int:
     if _HEX128.fullmatch(digest) is None:
         raise ValueError(f"checksum #{position} is not 32 lower-case hex digits")
     return int(digest, 16)
+
+
+def canonical_lines(values: list[Any]) -> tuple[list[bytes | None], list[int]]:
+    """`canonical_json` of every value in one encoder pass, and the positions of values that
+    cannot be written (text with a lone surrogate). JSON text never holds a raw newline,
+    so the encoder's newline-delimited output splits back into exactly one text per value."""
+    try:
+        data = _ENCODER.encode_lines(values)
+        if _SCIENTIFIC.search(data) is not None:
+            data = _ENCODER.encode_lines([_plain_decimals(value) for value in values])
+    except UnicodeEncodeError:
+        return _one_by_one(values)
+    lines: list[bytes | None] = list(data.split(b"\n"))
+    lines.pop()
+    return lines, []
+
+
+def _one_by_one(values: list[Any]) -> tuple[list[bytes | None], list[int]]:
+    from migrate.mapping.values import ValueRuleError
+
+    out: list[bytes | None] = []
+    failed: list[int] = []
+    for position, value in enumerate(values):
+        try:
+            out.append(canonical_json(value))
+        except ValueRuleError:
+            failed.append(position)
+            out.append(None)
+    return out, failed

@@ -7,7 +7,7 @@ arrays are walked element by element at any depth; every scalar found is one ent
 from __future__ import annotations
 
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from decimal import Decimal
 from typing import Any
@@ -157,6 +157,39 @@ def json_kind(value: Any) -> str:
     return type(value).__name__
 
 
+def compile_path_values(
+    name: str, segments: tuple[str, ...]
+) -> Callable[[Iterable[Any]], list[IndexValue]]:
+    """A function giving one path index's entries from the values found at the path's end (each
+    walked into when it is an array): skips nulls and objects, as the document walk does."""
+    field = f"indexes.{name}"
+    is_int = is_int_index(name)
+    origin = f"path {'.'.join(segments)}"
+
+    def entries(found: Iterable[Any]) -> list[IndexValue]:
+        out: list[IndexValue] = []
+        for leaf in found:
+            for value in walk(leaf, ()):
+                if value is None or isinstance(value, dict):
+                    continue
+                if is_int:
+                    number = as_index_int(value)
+                    if number is None:
+                        kind = json_kind(value)
+                        raise RowError(field, f"`{name}` needs integers; {origin} gives a {kind}")
+                    out.append(number)
+                    continue
+                try:
+                    text = json_text(value)
+                except ValueRuleError as exc:
+                    raise RowError(field, f"{origin}: {exc.reason}") from None
+                if text:
+                    out.append(text)
+        return out
+
+    return entries
+
+
 def compile_index(
     index: IndexModel, doc: DocTypeModel, table: TableInfo, position: Callable[[str], int]
 ) -> IndexEntries:
@@ -176,23 +209,10 @@ def compile_index(
 
     if isinstance(source, PathSource):
         segments = source.segments
-        origin = f"path {'.'.join(segments)}"
+        of_values = compile_path_values(name, segments)
 
         def from_path(row: tuple[Any, ...], document: Any) -> list[IndexValue]:
-            out: list[IndexValue] = []
-            for value in walk(document, segments):
-                if value is None or isinstance(value, dict):
-                    continue
-                if is_int:
-                    out.append(integer(value, origin))
-                    continue
-                try:
-                    text = json_text(value)
-                except ValueRuleError as exc:
-                    raise RowError(field, f"{origin}: {exc.reason}") from None
-                if text:
-                    out.append(text)
-            return out
+            return of_values(walk(document, segments))
 
         return from_path
     column = source.column

@@ -836,3 +836,21 @@ def test_shuffling_any_node_never_changes_the_output(
     rng = random.Random(seed)
     shuffled = {node: rng.sample(rows, len(rows)) for node, rows in chunk.items()}
     assert build(PROPERTY_PLAN, shuffled) == expected
+
+
+@pytest.fixture(autouse=True, params=["columns", "rows"])
+def builder_kind(request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch) -> str:
+    """Every test here runs against both builders: column-wise with no fallback for Arrow
+    errors (so a gap in it fails the test rather than hiding), and row by row."""
+    from migrate.mapping.builder import DocumentBuilder
+    from migrate.mapping.columnar import ColumnarBuilder
+
+    if request.param == "columns":
+        monkeypatch.setattr(ColumnarBuilder, "build", ColumnarBuilder._build)
+    else:
+        monkeypatch.setattr(DocumentBuilder, "build", _rows_only)
+    return str(request.param)
+
+
+def _rows_only(self: Any, tables: Any, *, max_bytes: int | None = None) -> BuildResult:
+    return self.build_rows_result(tables, max_bytes)  # type: ignore[no-any-return]
