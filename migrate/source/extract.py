@@ -21,15 +21,13 @@ from migrate.source.normalize import BadValue, to_arrow
 from migrate.source.sql import Params
 from migrate.spec import ExtractSpec, NodeSpec
 
-BATCH_ROWS = 5000
+BATCH_ROWS = 5000  # the cursor's `arraysize`: rows per round trip where the driver batches
 
 
 def fetch_all(cursor: Any, sql: str, params: Params) -> list[tuple[Any, ...]]:
-    """Every row of a statement, fetched `BATCH_ROWS` at a time."""
+    """Every row of a statement: a chunk's rows are all staged together, so in one call."""
     cursor.execute(sql, params)
-    rows: list[tuple[Any, ...]] = []
-    while batch := cursor.fetchmany(BATCH_ROWS):
-        rows.extend(batch)
+    rows: list[tuple[Any, ...]] = cursor.fetchall()
     return rows
 
 
@@ -41,10 +39,10 @@ def _key_text(value: Any) -> str:
     return str(value)
 
 
-def _row_name(table: TableInfo, row: tuple[Any, ...]) -> str:
+def _row_name(table: TableInfo, key: Sequence[Any]) -> str:
     if not table.primary_key:
         return "a row (the table has no primary key)"
-    pairs = ", ".join(f"{k}={_key_text(v)}" for k, v in zip(table.primary_key, row, strict=True))
+    pairs = ", ".join(f"{k}={_key_text(v)}" for k, v in zip(table.primary_key, key, strict=True))
     return f"the row with {pairs}"
 
 
@@ -53,22 +51,25 @@ def build_table(
     node: NodeSpec,
     columns: Sequence[ColumnType],
     table: TableInfo,
+    keys: Sequence[int],
     *,
     spec: ExtractSpec,
     chunk: ChunkRange,
 ) -> pa.Table:
     """The node's rows as an Arrow table of exactly `node.columns`, each typed by its kind.
 
-    Each row carries the table's primary key after the mapped columns, to name it in an error.
+    `keys` are the positions of the table's primary key in a row (after the mapped columns when
+    the node does not read them), to name a row in an error.
     """
     width = len(node.columns)
+    by_column: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * width
     arrays = []
-    for position, (name, column) in enumerate(zip(node.columns, columns, strict=True)):
-        values = [row[position] for row in rows]
+    for values, name, column in zip(by_column, node.columns, columns, strict=False):
         try:
             arrays.append(to_arrow(values, column))
         except BadValue as exc:
-            where_row = _row_name(table, rows[exc.row][width:]) if exc.row >= 0 else "a row"
+            row = rows[exc.row] if exc.row >= 0 else None
+            where_row = "a row" if row is None else _row_name(table, [row[i] for i in keys])
             raise SourceError(
                 f"{table.name}.{name} ({column.declared}) holds a value that is not "
                 f"{column.kind.value}: expected {exc.expected}, got {exc.got}, in {where_row}",

@@ -18,6 +18,7 @@ from typing import Any
 import pyarrow as pa
 
 from migrate.schema import ColumnType, ValueKind
+from migrate.source.columnar import column_array
 from migrate.source.types import arrow_type
 
 Normaliser = Callable[[Any], Any]
@@ -221,10 +222,6 @@ _SIMPLE: dict[ValueKind, Normaliser] = {
 }
 
 _INT64 = (-(2**63), 2**63 - 1)
-_PASSTHROUGH: dict[ValueKind, set[type]] = {
-    ValueKind.STRING: {str, type(None)},
-    ValueKind.INTEGER: {int, type(None)},
-}
 
 
 def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
@@ -235,18 +232,9 @@ def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
     staged as decimal128(38, 0) for that chunk, so it stays exact.
     """
     target = arrow_type(column)
-    passthrough = _PASSTHROUGH.get(column.kind)
-    # Text and 64-bit integers as the driver gives them are already their staged values (the
-    # normaliser would return each unchanged); exact types, so a bool is never an int here.
-    if (
-        passthrough is not None
-        and target in (pa.string(), pa.int64())
-        and set(map(type, values)) <= passthrough
-    ):
-        try:
-            return pa.array(values, type=target)
-        except OverflowError:
-            pass  # beyond 64 bits: the per-value path below stages it wide
+    fast = column_array(values, column.kind, target)
+    if fast is not None:
+        return fast
     convert = normaliser(column)
     staged: list[Any] = []
     for row, value in enumerate(values):

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
+from operator import itemgetter
 from typing import Any
 
 import pyarrow as pa
@@ -19,8 +20,8 @@ from sqlalchemy.engine import Connection, Engine
 from migrate.errors import ConfigError, SourceError
 from migrate.schema import TableInfo
 from migrate.source.chunks import ChunkRange
-from migrate.source.extract import build_table, fetch_all
-from migrate.source.sql import Queries, compile_statement
+from migrate.source.extract import BATCH_ROWS, build_table, fetch_all
+from migrate.source.sql import Params, Queries, compile_statement
 from migrate.spec import ExtractSpec
 
 TablesFor = Callable[[ExtractSpec], Mapping[str, TableInfo]]
@@ -40,12 +41,18 @@ class Snapshot:
     ) -> None:
         self._connection = connection
         self._cursor = connection.connection.cursor()
+        self._cursor.arraysize = BATCH_ROWS
         self._tables_for = tables_for
         self._display_url = display_url
         self._scn = scn
+        self._prepared: dict[ExtractSpec, Queries] = {}
         self.marker = marker
 
     def _queries(self, spec: ExtractSpec) -> Queries:
+        """The spec's statements, prepared once per snapshot (the schema is read once)."""
+        queries = self._prepared.get(spec)
+        if queries is not None:
+            return queries
         if not spec.primary_key:
             raise SourceError(
                 f"root table {spec.root_table} has no primary key",
@@ -53,12 +60,16 @@ class Snapshot:
                 hint="chunks are cut along the root table's primary key; add one, or use a view "
                 "over a table that has one",
             )
-        return Queries(
-            spec, self._tables_for(spec), dialect=self._connection.dialect.name, scn=self._scn
+        queries = Queries(
+            spec, self._tables_for(spec), dialect=self._connection.dialect, scn=self._scn
         )
+        self._prepared[spec] = queries
+        return queries
 
     def _run(self, statement: sa.ClauseElement, what: str) -> list[tuple[Any, ...]]:
-        sql, params = compile_statement(statement, self._connection.dialect)
+        return self._fetch(*compile_statement(statement, self._connection.dialect), what)
+
+    def _fetch(self, sql: str, params: Params, what: str) -> list[tuple[Any, ...]]:
         try:
             return fetch_all(self._cursor, sql, params)
         except self._connection.dialect.loaded_dbapi.Error as exc:
@@ -95,19 +106,29 @@ class Snapshot:
 
     def count_rows(self, spec: ExtractSpec, chunk: ChunkRange) -> int:
         """Root rows in the chunk (after `where`), for progress and estimates."""
-        rows = self._run(self._queries(spec).count(chunk), spec.root_table)
+        rows = self._fetch(*self._queries(spec).count(chunk), spec.root_table)
         return int(rows[0][0])
 
     def extract(self, spec: ExtractSpec, chunk: ChunkRange) -> dict[str, pa.Table]:
         """Every node's rows for the chunk, as Arrow tables of exactly the node's columns."""
         queries = self._queries(spec)
         result: dict[str, pa.Table] = {}
+        root_keys: set[Any] = set()
         for node in spec.nodes:
-            rows = self._run(queries.rows(node, chunk), f"{node.table} (chunk {chunk.index})")
+            rows = self._fetch(*queries.rows(node, chunk), f"{node.table} (chunk {chunk.index})")
+            keys = queries.key_positions(node)
+            link = queries.filtered_by_root(node)
+            if node.parent_id is None:
+                root_keys = set(map(itemgetter(*queries.root_keys()), rows))  # value or tuple
+            elif link is not None:
+                linked = itemgetter(*link)
+                rows = [row for row in rows if linked(row) in root_keys]
             table = queries.table_info(node.table)
             columns = [table.column(name) for name in node.columns]
             types = [c.type for c in columns if c is not None]
-            result[node.node_id] = build_table(rows, node, types, table, spec=spec, chunk=chunk)
+            result[node.node_id] = build_table(
+                rows, node, types, table, keys, spec=spec, chunk=chunk
+            )
         return result
 
     def close(self) -> None:

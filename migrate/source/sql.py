@@ -1,7 +1,8 @@
 """The SQL of chunk planning and extraction, built with SQLAlchemy Core for any dialect.
 
-Statements are compiled here and run through the driver's cursor by `extract`; bound values carry no
-SQLAlchemy type, so the driver receives primary-key bounds exactly as it returned them.
+Statements are compiled here, once per shape (which bounds a chunk has), and run through the
+driver's cursor by `snapshot`; bound values carry no SQLAlchemy type, so the driver receives
+primary-key bounds exactly as it returned them.
 """
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from migrate.spec import ExtractSpec, NodeSpec
 
 Params = Sequence[Any] | Mapping[str, Any]
 From = NamedFromClause
+Shape = tuple[str, int | None, int | None]  # node id (or a statement's name), bound lengths
 
 
 class SourceTable(TableClause):
@@ -52,61 +54,96 @@ def _compile_oracle_table(element: SourceTable, compiler: SQLCompiler, **kw: Any
 
 def compile_statement(statement: sa.ClauseElement, dialect: Dialect) -> tuple[str, Params]:
     """SQL text and parameters in the driver's own paramstyle."""
-    compiled = statement.compile(dialect=dialect)
-    params = dict(compiled.construct_params() or {})
-    if dialect.positional:
-        order: list[str] = getattr(compiled, "positiontup", None) or []
-        return compiled.string, [params[name] for name in order]
-    return compiled.string, params
+    return Compiled(statement, dialect).bind({})
 
 
-def _value(value: Any) -> sa.BindParameter[Any]:
-    return sa.bindparam(None, value, type_=sqltypes.NULLTYPE, unique=True)
+class Compiled:
+    """A statement compiled once; `bind` gives its parameters for one set of bound values."""
+
+    def __init__(self, statement: sa.ClauseElement, dialect: Dialect) -> None:
+        compiled = statement.compile(dialect=dialect)
+        self.sql = compiled.string
+        self._compiled = compiled
+        order: list[str] | None = getattr(compiled, "positiontup", None)
+        self._order = order if dialect.positional else None
+
+    def bind(self, values: Mapping[str, Any]) -> tuple[str, Params]:
+        params = dict(self._compiled.construct_params(dict(values)) or {})
+        if self._order is not None:
+            return self.sql, [params[name] for name in self._order]
+        return self.sql, params
+
+
+def _param(name: str) -> sa.BindParameter[Any]:
+    return sa.bindparam(name, None, type_=sqltypes.NULLTYPE)
 
 
 def _bound(
     columns: Sequence[ColumnElement[Any]],
-    values: Bound,
+    names: Sequence[str],
     strict: Callable[[ColumnElement[Any], Any], ColumnElement[bool]],
     last: Callable[[ColumnElement[Any], Any], ColumnElement[bool]],
 ) -> ColumnElement[bool]:
     """(a, b) OP (x, y) spelled without row values: a STRICT x OR (a = x AND b LAST y)."""
-    head, value = columns[0], _value(values[0])
+    head, value = columns[0], _param(names[0])
     if len(columns) == 1:
         return last(head, value)
-    rest = _bound(columns[1:], values[1:], strict, last)
+    rest = _bound(columns[1:], names[1:], strict, last)
     return sa.or_(strict(head, value), sa.and_(head == value, rest))
+
+
+def _names(side: str, bound: Bound | None) -> list[str]:
+    return [] if bound is None else [f"{side}{i}" for i in range(len(bound))]
+
+
+def bound_values(chunk: ChunkRange) -> dict[str, Any]:
+    """The chunk's bounds as the parameters `range_predicate` names."""
+    values: dict[str, Any] = {}
+    for side, bound in (("lo", chunk.lo), ("hi", chunk.hi)):
+        values.update(zip(_names(side, bound), bound or (), strict=True))
+    return values
+
+
+def check_bounds(chunk: ChunkRange, width: int) -> None:
+    for bound in (chunk.lo, chunk.hi):
+        if bound is not None and len(bound) != width:
+            raise SourceError(
+                f"chunk {chunk.index} has a {len(bound)}-column bound for a "
+                f"{width}-column primary key",
+                hint="the root table's primary key changed since the run was planned; "
+                "start a fresh run",
+            )
 
 
 def range_predicate(
     columns: Sequence[ColumnElement[Any]], chunk: ChunkRange
 ) -> list[ColumnElement[bool]]:
-    """`lo <= key < hi` on these key columns, portable (Oracle has no row-value comparison)."""
+    """`lo <= key < hi` on these key columns, portable (Oracle has no row-value comparison), with
+    the bounds as parameters `lo0, lo1, ...` and `hi0, ...` (see `bound_values`)."""
+    check_bounds(chunk, len(columns))
     clauses: list[ColumnElement[bool]] = []
-    for bound in (chunk.lo, chunk.hi):
-        if bound is not None and len(bound) != len(columns):
-            raise SourceError(
-                f"chunk {chunk.index} has a {len(bound)}-column bound for a "
-                f"{len(columns)}-column primary key",
-                hint="the root table's primary key changed since the run was planned; "
-                "start a fresh run",
-            )
     if chunk.lo is not None:
-        clauses.append(_bound(columns, chunk.lo, lambda c, v: c > v, lambda c, v: c >= v))
+        names = _names("lo", chunk.lo)
+        clauses.append(_bound(columns, names, lambda c, v: c > v, lambda c, v: c >= v))
     if chunk.hi is not None:
-        clauses.append(_bound(columns, chunk.hi, lambda c, v: c < v, lambda c, v: c < v))
+        names = _names("hi", chunk.hi)
+        clauses.append(_bound(columns, names, lambda c, v: c < v, lambda c, v: c < v))
     return clauses
 
 
 class Queries:
-    """Every statement one document type needs, against the reflected tables of its nodes."""
+    """Every statement one document type needs, against the reflected tables of its nodes.
+
+    `rows` and `count` compile once per shape of chunk (which bounds it has) and bind each chunk's
+    bounds as parameters: SQLAlchemy compiles the SQL, it does not run per chunk.
+    """
 
     def __init__(
         self,
         spec: ExtractSpec,
         tables: Mapping[str, TableInfo],
         *,
-        dialect: str,
+        dialect: Dialect,
         scn: int | None = None,
     ) -> None:
         self.spec = spec
@@ -114,6 +151,8 @@ class Queries:
         self.dialect = dialect
         self.scn = scn
         self.kinds = {n.node_id: self._kinds(n) for n in spec.nodes}
+        self._compiled: dict[Shape, Compiled] = {}
+        self._keyed = {n.node_id: self._key_link(n) for n in spec.nodes}
 
     # -- names ---------------------------------------------------------------------------
 
@@ -150,11 +189,25 @@ class Queries:
 
     def _select_expr(self, column: ColumnElement[Any], kind: ValueKind) -> ColumnElement[Any]:
         """Ask the database for a form the driver returns exactly."""
-        if self.dialect == "postgresql" and kind is ValueKind.JSON:
+        if self.dialect.name == "postgresql" and kind is ValueKind.JSON:
             return sa.cast(column, sa.Text)  # psycopg parses JSON into floats; keep the text
-        if self.dialect == "oracle" and kind is ValueKind.TIMESTAMP_TZ:
+        if self.dialect.name == "oracle" and kind is ValueKind.TIMESTAMP_TZ:
             return sa.func.sys_extract_utc(column)  # oracledb drops the zone; read UTC instead
         return column
+
+    def _compile(
+        self, what: str, chunk: ChunkRange, make: Callable[[], sa.ClauseElement]
+    ) -> tuple[str, Params]:
+        check_bounds(chunk, len(self.spec.primary_key))
+        shape = (
+            what,
+            None if chunk.lo is None else len(chunk.lo),
+            None if chunk.hi is None else len(chunk.hi),
+        )
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            compiled = self._compiled[shape] = Compiled(make(), self.dialect)
+        return compiled.bind(bound_values(chunk))
 
     # -- statements ----------------------------------------------------------------------
 
@@ -174,13 +227,43 @@ class Queries:
         nulls = sa.or_(*(c.is_(None) for c in self._pk(root)))
         return sa.select(sa.func.count()).select_from(root).where(nulls, *self._where())
 
-    def count(self, chunk: ChunkRange) -> Select[Any]:
-        root = self._from(self.spec.root_table)
-        where = [*range_predicate(self._pk(root), chunk), *self._where()]
-        return sa.select(sa.func.count()).select_from(root).where(*where)
+    def count(self, chunk: ChunkRange) -> tuple[str, Params]:
+        """Root rows in the chunk (after `where`)."""
 
-    def rows(self, node: NodeSpec, chunk: ChunkRange) -> Select[Any]:
-        """A node's rows for a chunk: the root by range, every other node by semi-joins up to it."""
+        def make() -> Select[Any]:
+            root = self._from(self.spec.root_table)
+            where = [*range_predicate(self._pk(root), chunk), *self._where()]
+            return sa.select(sa.func.count()).select_from(root).where(*where)
+
+        return self._compile("", chunk, make)
+
+    def rows(self, node: NodeSpec, chunk: ChunkRange) -> tuple[str, Params]:
+        """A node's rows for a chunk: the root by range, every other node by semi-joins up to it
+        (or by range, see `_restrict`), ordered by the table's key."""
+        return self._compile(node.node_id, chunk, lambda: self._rows(node, chunk))
+
+    def key_positions(self, node: NodeSpec, names: Sequence[str] | None = None) -> list[int]:
+        """Where each named column (the table's primary key by default) is in a row of `rows`:
+        among the node's columns when it reads it, else in the key columns selected after them."""
+        at = {name.casefold(): i for i, name in enumerate(node.columns)}
+        extra = len(node.columns)
+        for name in self._key_names(node):
+            if name.casefold() not in at:
+                at[name.casefold()] = extra
+                extra += 1
+        wanted = self.tables[node.table].primary_key if names is None else names
+        return [at[name.casefold()] for name in wanted]
+
+    def root_keys(self) -> list[int]:
+        """Where the root's key is in a root row, in the order of `spec.primary_key`."""
+        return self.key_positions(self.spec.root, self.spec.primary_key)
+
+    def _key_names(self, node: NodeSpec) -> list[str]:
+        """The table's key, each as the node's columns spell it when the node reads it."""
+        mapped = {self._column(node.table, c).name: c for c in node.columns}
+        return [mapped.get(k, k) for k in self.tables[node.table].primary_key]
+
+    def _rows(self, node: NodeSpec, chunk: ChunkRange) -> Select[Any]:
         if node.parent_id is None:
             source = self._from(node.table)
             where = [*range_predicate(self._pk(source), chunk), *self._where()]
@@ -192,35 +275,64 @@ class Queries:
             self._select_expr(self._col(source, node.table, name), kind).label(f"c{i}")
             for i, (name, kind) in enumerate(zip(node.columns, kinds, strict=True))
         ]
-        # The table's key follows the mapped columns: it names a row in errors and orders the rows.
-        key = [source.c[k] for k in self.tables[node.table].primary_key]
-        extra = [c.label(f"k{i}") for i, c in enumerate(key)]
+        # The table's key names a row in errors and orders the rows; a key column the node does
+        # not read follows the mapped columns (one read it is not read twice).
+        key = [self._col(source, node.table, k) for k in self.tables[node.table].primary_key]
+        extra = [
+            c.label(f"k{i}")
+            for i, (c, name) in enumerate(zip(key, self._key_names(node), strict=True))
+            if name not in node.columns
+        ]
         return sa.select(*selected, *extra).select_from(source).where(*where).order_by(*key)
 
     def _alias(self, node: NodeSpec) -> str:
         return f"mig_n{[n.node_id for n in self.spec.nodes].index(node.node_id)}"
 
     def _key_link(self, node: NodeSpec) -> list[str] | None:
-        """The node's link columns in primary-key order, when they map onto the whole root key."""
-        if node.parent_id != self.spec.root.node_id or self._where():
+        """The node's link columns in primary-key order, when they are the root's whole key and of
+        the same declared type (an equal key then sorts alike: not so for CHAR against VARCHAR in
+        PostgreSQL, or for two SQLite affinities)."""
+        if node.parent_id != self.spec.root.node_id:
             return None
         by_parent = {parent.casefold(): child for child, parent in node.link}
         key = [k.casefold() for k in self.spec.primary_key]
         if len(node.link) != len(key) or set(by_parent) != set(key):
             return None
-        return [by_parent[k] for k in key]
+        ours = [by_parent[k] for k in key]
+        for mine, theirs in zip(ours, self.spec.primary_key, strict=True):
+            if _type_name(self._column(node.table, mine)) != _type_name(
+                self._column(self.spec.root_table, theirs)
+            ):
+                return None
+        read = {c.casefold() for c in node.columns}
+        if self._where() and any(c.casefold() not in read for c in ours):
+            return None
+        return ours
+
+    def filtered_by_root(self, node: NodeSpec) -> list[int] | None:
+        """For a node read by key range while a `where` drops root rows: the positions of its link
+        columns in its rows (in root key order), to keep only rows whose link equals the key of
+        one of the chunk's root rows, before any value is converted, so rows of roots the `where`
+        leaves out are neither staged nor checked. None when the SQL already restricts it."""
+        link = self._keyed[node.node_id]
+        if link is None or not self._where():
+            return None
+        positions = {c.casefold(): i for i, c in enumerate(node.columns)}
+        return [positions[c.casefold()] for c in link]
 
     def _restrict(
-        self, source: From, node: NodeSpec, chunk: ChunkRange
+        self, source: From, node: NodeSpec, chunk: ChunkRange, *, inner: bool = False
     ) -> list[ColumnElement[bool]]:
         """Predicates on a non-root node's rows: those the chunk's documents can use.
 
-        When the link is the root's whole key and there is no `where`, the range applies to the
-        link columns directly: a range scan instead of a semi-join. Such rows may include orphans
-        (a key in range whose root row does not exist); they match no document.
+        When the link is the root's whole key, the range applies to the link columns directly: a
+        range scan instead of a semi-join. Such rows may include orphans (a key in range whose root
+        row does not exist) and, with a `where`, rows of roots it leaves out: they match no
+        document, and `filtered_by_root` drops the latter after reading. That filter cannot reach
+        into SQL, so with a `where` the node restricts its own children (`inner`) by semi-join.
         """
-        shortcut = self._key_link(node)
-        if shortcut is None:
+        shortcut = self._keyed[node.node_id]
+        if shortcut is None or (inner and self._where()):
             return [self._linked(source, node, chunk)]
         columns = [self._col(source, node.table, c) for c in shortcut]
         return [*range_predicate(columns, chunk), *(c.is_not(None) for c in columns)]
@@ -242,8 +354,13 @@ class Queries:
         if is_root:
             where = [*range_predicate(self._pk(source), chunk), *self._where()]
         else:
-            where = self._restrict(source, parent, chunk)
+            where = self._restrict(source, parent, chunk, inner=True)
         inner: Select[Any] = sa.select(*theirs).select_from(source).where(*where)
         if len(ours) == 1:
             return ours[0].in_(inner)
         return sa.tuple_(*ours).in_(inner)
+
+
+def _type_name(column: ColumnInfo) -> tuple[ValueKind, str]:
+    """A column's value kind and declared type name without its length or precision."""
+    return column.type.kind, column.type.declared.split("(")[0].strip().casefold()

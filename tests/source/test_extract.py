@@ -295,6 +295,11 @@ def test_composite_link_onto_the_whole_key_and_self_reference(make_db: MakeDb) -
     assert tables["p"].to_pylist() == [{"A": "x", "B": 2}, {"A": "y", "B": 1}]
     assert tables["p.k"].column("ID").to_pylist() == [2, 3, 4]  # 4 is an orphan in range
     assert tables["p.up"].to_pylist() == [{"A": "x", "B": 1}, {"A": "x", "B": 2}]
+    filtered = ExtractSpec("s", "p", "P", ("A", "B"), "B <> 2", nodes)
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        tables = snapshot.extract(filtered, ChunkRange(0, ("x", 1), None))
+    assert tables["p"].to_pylist() == [{"A": "x", "B": 1}, {"A": "y", "B": 1}, {"A": "z", "B": 0}]
+    assert tables["p.k"].column("ID").to_pylist() == [1, 3]  # not x/2's, nor the orphan y/2
 
 
 def test_missing_table_or_column_is_a_source_error(make_db: MakeDb, tmp_path: Path) -> None:
@@ -309,3 +314,63 @@ def test_missing_table_or_column_is_a_source_error(make_db: MakeDb, tmp_path: Pa
             with pytest.raises(SourceError) as caught:
                 snapshot.extract(spec, ChunkRange(0, None, None))
             assert name in caught.value.message and "migrate check" in str(caught.value.hint)
+
+
+def test_children_of_roots_the_where_leaves_out_are_neither_staged_nor_checked(
+    make_db: MakeDb,
+) -> None:
+    """Children linked on the whole root key are read by key range, then kept only for the chunk's
+    root rows: an excluded root's child is not staged, and a bad value in it stops nothing."""
+    path = make_db(
+        "CREATE TABLE T (ID VARCHAR2(5) PRIMARY KEY, FLAG CHAR(1));"
+        "CREATE TABLE C (CID INTEGER PRIMARY KEY, TID VARCHAR2(5), AT DATE);",
+        {
+            "T": [("k1", "N"), ("k2", "S"), ("k3", None)],
+            "C": [(1, "k1", "1999-12-31"), (2, "k2", "not a date"), (3, "k3", None),
+                  (4, "k4", "2000-01-01"), (5, None, "2000-01-01")],
+        },
+    )  # fmt: skip
+    root = NodeSpec("t", NodeKind.ROOT, "T", ("ID",))
+    child = NodeSpec("t.c", NodeKind.EMBED, "C", ("CID", "TID", "AT"), "t", (("TID", "ID"),))
+    spec = ExtractSpec("s", "d", "T", ("ID",), "COALESCE(FLAG, 'N') <> 'S'", (root, child))
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        tables = snapshot.extract(spec, ChunkRange(0, None, None))
+    assert tables["t"].column("ID").to_pylist() == ["k1", "k3"]
+    assert tables["t.c"].column("CID").to_pylist() == [1, 3]  # not k2's, nor the orphan k4
+
+
+def test_a_link_of_another_declared_type_is_joined_not_ranged(make_db: MakeDb) -> None:
+    """CHAR and VARCHAR keys may compare differently from how they sort (PostgreSQL pads CHAR),
+    so only a link of the key's own declared type is read by range (which keeps orphans)."""
+    path = make_db(
+        "CREATE TABLE T (ID VARCHAR2(5) PRIMARY KEY);"
+        "CREATE TABLE SAME (SID INTEGER PRIMARY KEY, TID VARCHAR2(9));"
+        "CREATE TABLE OTHER (OID INTEGER PRIMARY KEY, TID CHAR(5));",
+        {"T": [("a",), ("c",)], "SAME": [(1, "a"), (2, "b")], "OTHER": [(1, "a"), (2, "b")]},
+    )
+    nodes = (
+        NodeSpec("t", NodeKind.ROOT, "T", ("ID",)),
+        NodeSpec("t.same", NodeKind.EMBED, "SAME", ("SID", "TID"), "t", (("TID", "ID"),)),
+        NodeSpec("t.other", NodeKind.EMBED, "OTHER", ("OID", "TID"), "t", (("TID", "ID"),)),
+    )
+    spec = ExtractSpec("s", "d", "T", ("ID",), None, nodes)
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        tables = snapshot.extract(spec, ChunkRange(0, None, None))
+    assert tables["t.same"].column("SID").to_pylist() == [1, 2]  # "b" is an orphan in range
+    assert tables["t.other"].column("OID").to_pylist() == [1]
+
+
+def test_every_chunk_reuses_its_shape_of_statement(make_db: MakeDb) -> None:
+    """SQL is compiled once per shape of chunk (first, middle, last); bounds are parameters."""
+    path = make_db(DDL, _data())
+    spec = _spec("STATUS <> 'X'")
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        chunks = snapshot.plan_chunks(spec, 3)
+        queries = snapshot._queries(spec)
+        assert snapshot._queries(spec) is queries
+        for node in spec.nodes:
+            second, third = (queries.rows(node, c) for c in chunks[1:3])
+            assert second[0] is third[0]
+            assert second[1] != third[1]
+            first, last = queries.rows(node, chunks[0]), queries.rows(node, chunks[-1])
+            assert len({first[0], second[0], last[0]}) == 3
