@@ -17,6 +17,7 @@ from __future__ import annotations
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from itertools import repeat
 from typing import TYPE_CHECKING, Any, cast
 
 import pyarrow as pa
@@ -362,34 +363,40 @@ class ColumnarBuilder:
         assert root.value is not None
         values: list[Any] = root.value.to_pylist()
         order = self._root_order(root)
-        results: list[Document | Reject | None] = [None] * n
-        bucket_type, bucket = rows.bucket_type, rows.bucket
-        names = [index.name for index in self._indexes]
-        for position in range(n):
-            if position in bad:
-                continue
-            value = values[position]
-            if max_bytes is not None and len(value) > max_bytes:
-                bad.add(position)
-                continue
-            entries = tuple(
-                (name, found[position])
-                for name, found in zip(names, index_rows, strict=True)
-                if found[position]
+        if max_bytes is not None:
+            over = pc.greater(pc.binary_length(root.value), pa.scalar(max_bytes, pa.int32()))
+            if pc.any(over).as_py():
+                bad.update(pc.indices_nonzero(over).to_pylist())
+        named = [
+            [(index.name, found) if found else None for found in found_rows]
+            for index, found_rows in zip(self._indexes, index_rows, strict=True)
+        ]
+        entries = (
+            [tuple(filter(None, per_root)) for per_root in zip(*named, strict=True)]
+            if named
+            else None
+        )
+        built = list(
+            map(
+                Document,
+                repeat(rows.bucket_type, n),
+                repeat(rows.bucket, n),
+                keys,
+                values,
+                entries if entries is not None else repeat((), n),
+                map(xxh3_128_hexdigest, values),
             )
-            results[position] = Document(
-                bucket_type, bucket, keys[position], value, entries, xxh3_128_hexdigest(value)
-            )
-        if bad:
-            for position, result in rows.build_rows(tables, max_bytes=max_bytes, only=bad):
-                results[position] = result
+        )
+        if not bad:
+            return BuildResult([built[position] for position in order], [])
+        redone = dict(rows.build_rows(tables, max_bytes=max_bytes, only=bad))
         documents: list[Document] = []
         rejects: list[Reject] = []
         for position in order:
-            outcome = results[position]
+            outcome = redone[position] if position in bad else built[position]
             if isinstance(outcome, Document):
                 documents.append(outcome)
-            elif isinstance(outcome, Reject):
+            else:
                 rejects.append(outcome)
         return BuildResult(documents, rejects)
 
