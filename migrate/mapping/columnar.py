@@ -602,48 +602,52 @@ class ColumnarBuilder:
     ) -> list[tuple[IndexValue, ...]]:
         leaf_run = runs[index.leaf_node]
         leaves, plain_text = self._leaves(index, leaf_run)
-        steps: list[tuple[list[Any], list[Any], list[int]]] = []
-        for node_id in index.chain:
-            child = runs[node_id]
-            assert child.grouping is not None and child.parent_index is not None
-            steps.append(
-                (
-                    child.parent_index.to_pylist(),
-                    child.grouping.perm.to_pylist(),
-                    child.grouping.offsets,
-                )
-            )
+        reached: dict[int, list[int]] = {}
+        for owner, row in self._walk(index.chain, root.table.num_rows, runs):
+            found = reached.get(owner)
+            if found is None:
+                reached[owner] = [row]
+            else:
+                found.append(row)
         leaf_bad = leaf_run.bad
-        out: list[tuple[IndexValue, ...]] = []
-        for position in range(root.table.num_rows):
-            reached = [position]
-            for groups, perm, offsets in steps:
-                nxt: list[int] = []
-                for row in reached:
-                    g = groups[row]
-                    if g is not None:
-                        nxt.extend(perm[offsets[g] : offsets[g + 1]])
-                reached = nxt
-            if not reached:
-                out.append(())
-                continue
-            if leaf_bad and any(row in leaf_bad for row in reached):
+        out: list[tuple[IndexValue, ...]] = [()] * root.table.num_rows
+        for position, rows in reached.items():
+            if leaf_bad and any(row in leaf_bad for row in rows):
                 bad.add(position)
-                out.append(())
                 continue
             if plain_text:  # text values: an entry each, empty text none (as json_text gives)
-                texts = {leaves[row] for row in reached}
+                texts = {leaves[row] for row in rows}
                 texts.discard(None)
                 texts.discard("")
-                out.append(tuple(sorted(texts)))
+                out[position] = tuple(sorted(texts))
                 continue
             try:
-                found = index.entries([leaves[row] for row in reached])
+                entries = index.entries([leaves[row] for row in rows])
             except RowError:
                 bad.add(position)
-                found = []
-            out.append(tuple(sorted(set(found))))
+                continue
+            out[position] = tuple(sorted(set(entries)))
         return out
+
+    @staticmethod
+    def _walk(chain: tuple[str, ...], roots: int, runs: dict[str, _Run]) -> zip[tuple[int, int]]:
+        """(root position, row of the last node) for every row an index path reaches, following
+        each node's groups in Arrow: a parent's group is a list of child rows."""
+        owner: pa.Array[Any] = pa.array(range(roots), pa.int64())
+        rows: pa.Array[Any] = owner
+        for node_id in chain:
+            child = runs[node_id]
+            grouping = child.grouping
+            assert grouping is not None and child.parent_index is not None
+            members = pa.ListArray.from_arrays(
+                pa.array(grouping.offsets, pa.int32()), grouping.perm
+            )
+            lists = pc.take(members, pc.take(child.parent_index, rows))
+            owner = _array(pc.take(owner, pc.list_parent_indices(lists)))
+            rows = _array(pc.list_flatten(lists))
+        owners = cast("list[int]", owner.to_pylist())
+        reached = cast("list[int]", rows.to_pylist())
+        return zip(owners, reached, strict=True)
 
     def _leaves(self, index: _PathIndex, run: _Run) -> tuple[list[Any], bool]:
         """The value at the path's end per row of its node, and whether all are text (or None)

@@ -46,6 +46,9 @@ Bad = dict[int, RowError]
 
 # Characters msgspec escapes in a JSON string: the C0 controls, the quote and the backslash.
 _NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+# A fraction's trailing zeros, and its point when nothing else is left ("12.500" -> "12.5",
+# "12.000" -> "12"): what Decimal.normalize() keeps, for the digits Arrow writes for decimal128.
+_TRAILING_ZEROS = r"\.0*$|(\.[0-9]*[1-9])0+$"
 _MIN_YEAR, _MAX_YEAR = 1000, 9999  # four-digit years: Arrow and isoformat write them alike
 
 
@@ -258,10 +261,13 @@ def _fast_json(column: pa.ChunkedArray[Any], rule: ColumnRule) -> pa.Array[Any] 
         return _binary(pc.cast(column, pa.string()))
     if kind is _K.BINARY and as_ in (None, "base64") and pa.types.is_binary(arrow):
         return _base64(column)
-    if kind is _K.DECIMAL and pa.types.is_decimal128(arrow) and as_ in (None, "decimal"):
-        if ctype.scale is not None and arrow.scale == ctype.scale and 0 < ctype.scale <= 6:
-            return _binary(pc.cast(column, pa.string()))
-        return None
+    if kind is _K.DECIMAL and pa.types.is_decimal128(arrow) and as_ in (None, "decimal", "number"):
+        if ctype.scale is None or arrow.scale != ctype.scale or not 0 < ctype.scale <= 6:
+            return None
+        text = pc.cast(column, pa.string())
+        if as_ == "number":  # shortest: no trailing fraction zeros, no point when whole
+            text = pc.replace_substring_regex(text, _TRAILING_ZEROS, r"\1")
+        return _binary(text)
     moments = _moments(column, ctype)
     if moments is None:
         return None

@@ -84,6 +84,7 @@ documents:
       seen: SEEN
       changed: CHANGED
       cost: COST
+      costNumber: {column: COST, as: number}
       rate: RATE
       count: COUNT
       countText: {column: COUNT, as: string}
