@@ -64,6 +64,7 @@ if TYPE_CHECKING:
 
 NULL_TEXT = b"null"
 _NULL = pa.scalar(None, BINARY)
+_ZERO32 = pa.scalar(0, pa.int32())
 # Kinds whose staged values Arrow sorts and matches exactly as Python does (not FLOAT: a NaN never
 # equals another in Python, but Arrow's hash lookups match them; not NUMBER/JSON: compared as
 # Decimals and canonical text; not BOOLEAN: staged as integers or text by some drivers).
@@ -601,9 +602,18 @@ class ColumnarBuilder:
         self, index: _PathIndex, root: _Run, runs: dict[str, _Run], bad: set[int]
     ) -> list[tuple[IndexValue, ...]]:
         leaf_run = runs[index.leaf_node]
+        owners, rows_reached = self._walk(index.chain, root.table.num_rows, runs)
+        text_column = self._text_leaf(index, leaf_run)
+        if text_column is not None and not leaf_run.bad:
+            return _text_entries(owners, pc.take(text_column, rows_reached), root.table.num_rows)
         leaves, plain_text = self._leaves(index, leaf_run)
         reached: dict[int, list[int]] = {}
-        for owner, row in self._walk(index.chain, root.table.num_rows, runs):
+        pairs = zip(
+            cast("list[int]", owners.to_pylist()),
+            cast("list[int]", rows_reached.to_pylist()),
+            strict=True,
+        )
+        for owner, row in pairs:
             found = reached.get(owner)
             if found is None:
                 reached[owner] = [row]
@@ -630,7 +640,9 @@ class ColumnarBuilder:
         return out
 
     @staticmethod
-    def _walk(chain: tuple[str, ...], roots: int, runs: dict[str, _Run]) -> zip[tuple[int, int]]:
+    def _walk(
+        chain: tuple[str, ...], roots: int, runs: dict[str, _Run]
+    ) -> tuple[pa.Array[Any], pa.Array[Any]]:
         """(root position, row of the last node) for every row an index path reaches, following
         each node's groups in Arrow: a parent's group is a list of child rows."""
         owner: pa.Array[Any] = pa.array(range(roots), pa.int64())
@@ -645,9 +657,20 @@ class ColumnarBuilder:
             lists = pc.take(members, pc.take(child.parent_index, rows))
             owner = _array(pc.take(owner, pc.list_parent_indices(lists)))
             rows = _array(pc.list_flatten(lists))
-        owners = cast("list[int]", owner.to_pylist())
-        reached = cast("list[int]", rows.to_pylist())
-        return zip(owners, reached, strict=True)
+        return owner, rows
+
+    @staticmethod
+    def _text_leaf(index: _PathIndex, run: _Run) -> pa.Array[Any] | None:
+        """The leaf column, when a `_bin` path ends at plain text: its entries are the text."""
+        plan = index.column
+        if plan is None or index.is_int or plan.rule.ctype.kind is not ValueKind.STRING:
+            return None
+        if plan.rule.as_ not in (None, "string"):
+            return None
+        column = run.table.column(plan.at)
+        if not pa.types.is_string(column.type):
+            return None
+        return _array(column)
 
     def _leaves(self, index: _PathIndex, run: _Run) -> tuple[list[Any], bool]:
         """The value at the path's end per row of its node, and whether all are text (or None)
@@ -710,6 +733,30 @@ def _array(value: Any) -> pa.Array[Any]:
         )
     assert isinstance(value, pa.Array)
     return value
+
+
+def _text_entries(
+    owners: pa.Array[Any], texts: pa.Array[Any], roots: int
+) -> list[tuple[IndexValue, ...]]:
+    """Per root: its distinct non-empty texts, sorted (UTF-8 byte order is code point order)."""
+    table = pa.table({"owner": owners, "text": texts})
+    table = table.filter(pc.greater(pc.binary_length(table.column("text")), _ZERO32))
+    table = table.sort_by([("owner", "ascending"), ("text", "ascending")])
+    owner, text = _array(table.column("owner")), _array(table.column("text"))
+    if len(owner) > 1:
+        repeated = pc.and_(_same_as_previous(owner), _same_as_previous(text))
+        keep = pc.invert(repeated)
+        owner, text = _array(owner.filter(keep)), _array(text.filter(keep))
+    out: list[tuple[IndexValue, ...]] = [()] * roots
+    if len(owner) == 0:
+        return out
+    starts = pc.indices_nonzero(pc.invert(_same_as_previous(owner)))
+    offsets = pa.concat_arrays([starts.cast(pa.int32()), pa.array([len(owner)], pa.int32())])
+    lists: Any = pa.ListArray.from_arrays(offsets, text)
+    grouped = cast("list[list[str]]", lists.to_pylist())
+    for position, values in zip(pc.take(owner, starts).to_pylist(), grouped, strict=True):
+        out[position] = tuple(values)
+    return out
 
 
 def _enclosed(start: bytes, pieces: list[Any], end: bytes, rows: int) -> pa.Array[Any]:
