@@ -427,18 +427,39 @@ class ColumnarBuilder:
     def _object_text(
         self, plan: _Object, run: _Run, runs: dict[str, _Run]
     ) -> tuple[pa.Array[Any], pa.Array[Any]]:
-        pieces: list[Any] = []
-        for label, sub in plan.fields:
+        """Each row's object in one join over every field's label and value. A field absent on
+        some rows is first joined to its label, so the two vanish together; the first field needs
+        no comma before it when it is on every row, else the comma after `{` comes out again."""
+        pieces: list[Any] = [lit(b"{")]
+        first_on_every_row = False
+        for position, (label, sub) in enumerate(plan.fields):
             value = self._value(sub, run, runs)
-            if isinstance(value, bytes):
-                pieces.append(lit(label + value))
-                continue
-            if self._keep:
+            if not isinstance(value, bytes) and self._keep:
                 value = pc.fill_null(value, lit(NULL_TEXT))
-            pieces.append(
-                pc.binary_join_element_wise(lit(label), value, lit(b""), null_handling="emit_null")
-            )
-        text = _enclosed(b"{", pieces, b"}", run.table.num_rows)
+            always = isinstance(value, bytes) or value.null_count == 0
+            if position == 0:
+                first_on_every_row = always
+            lead = label if position == 0 and always else b"," + label
+            if isinstance(value, bytes):
+                pieces.append(lit(lead + value))
+            elif always:
+                pieces.extend((lit(lead), value))
+            else:
+                pieces.append(
+                    pc.binary_join_element_wise(
+                        lit(lead), value, lit(b""), null_handling="emit_null"
+                    )
+                )
+        pieces.append(lit(b"}"))
+        rows = run.table.num_rows
+        if not any(isinstance(piece, pa.Array | pa.ChunkedArray) for piece in pieces):
+            pieces.insert(1, pa.array([b""] * rows, BINARY))  # constants only: one per row
+        joined = pc.binary_join_element_wise(
+            *pieces, lit(b""), null_handling="replace", null_replacement=b""
+        )
+        if plan.fields and not first_on_every_row:
+            joined = pc.replace_substring(joined, b"{,", b"{", max_replacements=1)
+        text = _array(joined)
         return text, pc.equal(text, lit(b"{}"))
 
     def _value(self, plan: Any, run: _Run, runs: dict[str, _Run]) -> pa.Array[Any] | bytes:
