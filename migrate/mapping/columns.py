@@ -13,6 +13,7 @@ Rows whose value breaks a rule are not converted: they come back as `bad` row po
 from __future__ import annotations
 
 import functools
+import re
 from binascii import b2a_base64
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -45,7 +46,7 @@ def lit(value: bytes) -> pa.Scalar[Any]:
 Bad = dict[int, RowError]
 
 # Characters msgspec escapes in a JSON string: the C0 controls, the quote and the backslash.
-_NEEDS_ESCAPE = r'[\x00-\x1f"\\]'
+_ESCAPE_BYTES = re.compile(rb'[\x00-\x1f"\\]')
 # A fraction's trailing zeros, and its point when nothing else is left ("12.500" -> "12.5",
 # "12.000" -> "12"): what Decimal.normalize() keeps, for the digits Arrow writes for decimal128.
 _TRAILING_ZEROS = r"\.0*$|(\.[0-9]*[1-9])0+$"
@@ -142,14 +143,15 @@ def _generic(
 
 
 def _plain_text(column: pa.ChunkedArray[Any]) -> pa.ChunkedArray[Any] | None:
-    """Text columns whose values need no JSON escaping, as utf8; None when some value does."""
+    """Text columns whose values need no JSON escaping; None when some value may."""
     if not pa.types.is_string(column.type) and not pa.types.is_large_string(column.type):
         return None
-    if (
-        column.null_count < len(column)
-        and pc.any(pc.match_substring_regex(column, _NEEDS_ESCAPE)).as_py()
-    ):
-        return None
+    for chunk in column.chunks:
+        data = chunk.buffers()[2]
+        # One scan of the chunk's whole character buffer: bytes outside the values (a sliced
+        # chunk) can only send the column down the slower exact path.
+        if data is not None and _ESCAPE_BYTES.search(memoryview(data)) is not None:
+            return None
     return column
 
 
@@ -159,7 +161,10 @@ def _quoted(text: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.Array[Any]:
 
 
 def _binary(array: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.Array[Any]:
-    return _combined(array).cast(BINARY)
+    combined = _combined(array)
+    if pa.types.is_string(combined.type):
+        return combined.view(BINARY)  # the same buffers, read as bytes: no kernel call
+    return combined.cast(BINARY)
 
 
 _EPOCH = datetime(1970, 1, 1)
