@@ -30,6 +30,7 @@ from migrate.mapping.columns import (
     BINARY,
     ColumnRule,
     int_values,
+    json_parts,
     json_texts,
     key_texts,
     lit,
@@ -144,6 +145,16 @@ class _ColumnIndex:
     rule: ColumnRule
     is_int: bool
     entries: Callable[[Any, Any], list[IndexValue]]
+
+
+@dataclass(frozen=True, slots=True)
+class _Wrapped:
+    """A field's JSON text as `opening + text + closing` (null text: no field), left unjoined so
+    the object's own join writes the brackets or quotes with the label, in the same pass."""
+
+    text: pa.Array[Any]
+    opening: bytes
+    closing: bytes
 
 
 # -- per chunk state -------------------------------------------------------------------------------
@@ -434,20 +445,29 @@ class ColumnarBuilder:
         first_on_every_row = False
         for position, (label, sub) in enumerate(plan.fields):
             value = self._value(sub, run, runs)
+            opening = closing = b""
+            if isinstance(value, _Wrapped):
+                if self._keep and value.text.null_count:
+                    value = _unwrapped(value)
+                else:
+                    opening, closing = value.opening, value.closing
+                    value = value.text
             if not isinstance(value, bytes) and self._keep:
                 value = pc.fill_null(value, lit(NULL_TEXT))
             always = isinstance(value, bytes) or value.null_count == 0
             if position == 0:
                 first_on_every_row = always
-            lead = label if position == 0 and always else b"," + label
+            lead = (label if position == 0 and always else b"," + label) + opening
             if isinstance(value, bytes):
                 pieces.append(lit(lead + value))
             elif always:
                 pieces.extend((lit(lead), value))
+                if closing:
+                    pieces.append(lit(closing))
             else:
                 pieces.append(
                     pc.binary_join_element_wise(
-                        lit(lead), value, lit(b""), null_handling="emit_null"
+                        lit(lead), value, lit(closing), lit(b""), null_handling="emit_null"
                     )
                 )
         pieces.append(lit(b"}"))
@@ -462,11 +482,15 @@ class ColumnarBuilder:
         text = _array(joined)
         return text, pc.equal(text, lit(b"{}"))
 
-    def _value(self, plan: Any, run: _Run, runs: dict[str, _Run]) -> pa.Array[Any] | bytes:
+    def _value(
+        self, plan: Any, run: _Run, runs: dict[str, _Run]
+    ) -> pa.Array[Any] | bytes | _Wrapped:
         if isinstance(plan, _Literal):
             return plan.text
         if isinstance(plan, _Column):
-            return self._column(plan, run)
+            text, quoted, bad = json_parts(run.table.column(plan.at), plan.rule)
+            run.bad.update(bad)
+            return _Wrapped(text, b'"', b'"') if quoted else text
         if isinstance(plan, _Codes):
             return self._codes(plan, run)
         if isinstance(plan, _List):
@@ -490,7 +514,7 @@ class ColumnarBuilder:
             run.bad.update(pc.indices_nonzero(missing).to_pylist())
         return _array(out)
 
-    def _child(self, plan: _Child, run: _Run, child: _Run) -> pa.Array[Any]:
+    def _child(self, plan: _Child, run: _Run, child: _Run) -> pa.Array[Any] | _Wrapped:
         grouping = child.grouping
         assert grouping is not None and child.value is not None
         index = self._parent_index(plan, run, child, grouping)
@@ -500,8 +524,7 @@ class ColumnarBuilder:
         if plan.mode == "list":
             elements = pc.take(child.value, grouping.perm)
             joined = pc.binary_join(pa.ListArray.from_arrays(offsets, elements), lit(b","))
-            arrays = pc.binary_join_element_wise(lit(b"["), joined, lit(b"]"), lit(b""))
-            value = pc.fill_null(pc.take(arrays, index), lit(b"[]"))
+            value = pc.fill_null(pc.take(joined, index), lit(b""))  # no children: []
         else:
             sizes = [b - a for a, b in zip(grouping.offsets, grouping.offsets[1:], strict=False)]
             bad_groups.update(g for g, size in enumerate(sizes) if size > 1)
@@ -514,6 +537,8 @@ class ColumnarBuilder:
         if bad_groups:
             groups = index.to_pylist()
             run.bad.update(row for row, g in enumerate(groups) if g in bad_groups)
+        if plan.mode == "list":
+            return _Wrapped(_array(value), b"[", b"]")
         return _array(value)
 
     def _parent_index(
@@ -778,6 +803,11 @@ def _text_entries(
     for position, values in zip(pc.take(owner, starts).to_pylist(), grouped, strict=True):
         out[position] = tuple(values)
     return out
+
+
+def _unwrapped(value: _Wrapped) -> pa.Array[Any]:
+    opening, closing = lit(value.opening), lit(value.closing)
+    return _array(pc.binary_join_element_wise(opening, value.text, closing, lit(b"")))
 
 
 def _enclosed(start: bytes, pieces: list[Any], end: bytes, rows: int) -> pa.Array[Any]:

@@ -89,6 +89,17 @@ def json_texts(column: pa.ChunkedArray[Any], rule: ColumnRule) -> tuple[pa.Array
     return _generic(column, rule, rule.converter())
 
 
+def json_parts(column: pa.ChunkedArray[Any], rule: ColumnRule) -> tuple[pa.Array[Any], bool, Bad]:
+    """`json_texts`, except that text Arrow wrote may come back without its quotes (the flag
+    says so), for a caller that can add them in a join it makes anyway."""
+    if not pa.types.is_null(column.type):
+        parts = _fast_parts(column, rule)
+        if parts is not None:
+            return parts[0], parts[1], {}
+    texts, bad = json_texts(column, rule)
+    return texts, False, bad
+
+
 def key_texts(column: pa.ChunkedArray[Any], rule: ColumnRule) -> tuple[pa.Array[Any], Bad]:
     """The text form of every value (keys, codes, `_bin` entries) as UTF-8 binary; NULL stays."""
     if pa.types.is_null(column.type):
@@ -252,46 +263,56 @@ def _date_form(moments: _Moments) -> pa.Array[Any]:
 
 
 def _fast_json(column: pa.ChunkedArray[Any], rule: ColumnRule) -> pa.Array[Any] | None:
+    parts = _fast_parts(column, rule)
+    if parts is None:
+        return None
+    text, quoted = parts
+    return _quoted(text) if quoted else text
+
+
+def _fast_parts(
+    column: pa.ChunkedArray[Any], rule: ColumnRule
+) -> tuple[pa.Array[Any], bool] | None:
+    """Arrow's JSON text for the column, and whether it still needs its quotes around it."""
     ctype, as_ = rule.ctype, rule.as_
     kind = ctype.kind
     arrow = column.type
     if as_ is None or as_ == "string":
         if kind is _K.STRING:
             plain = _plain_text(column)
-            return None if plain is None else _quoted(plain)
+            return None if plain is None else (_binary(plain), True)
         if as_ == "string":
             text = _fast_text(column, ctype)
-            return None if text is None else _quoted(text)
+            return None if text is None else (text, True)
     if kind is _K.INTEGER and pa.types.is_int64(arrow) and as_ in (None, "integer"):
-        return _binary(pc.cast(column, pa.string()))
+        return _binary(pc.cast(column, pa.string())), False
     if kind is _K.BINARY and as_ in (None, "base64") and pa.types.is_binary(arrow):
-        return _base64(column)
+        return _base64(column), True
     if kind is _K.DECIMAL and pa.types.is_decimal128(arrow) and as_ in (None, "decimal", "number"):
         if ctype.scale is None or arrow.scale != ctype.scale or not 0 < ctype.scale <= 6:
             return None
         text = pc.cast(column, pa.string())
         if as_ == "number":  # shortest: no trailing fraction zeros, no point when whole
             text = pc.replace_substring_regex(text, _TRAILING_ZEROS, r"\1")
-        return _binary(text)
+        return _binary(text), False
     moments = _moments(column, ctype)
     if moments is None:
         return None
     if as_ == "date":
-        return _quoted(moments.date_text())
+        return moments.date_text(), True
     if as_ == "yyyymmdd":
-        return _yyyymmdd(moments)
+        return _yyyymmdd(moments), False
     if as_ == "datetime" or (as_ is None and kind is not _K.DATE):
-        return _quoted(moments.datetime_text())
+        return moments.datetime_text(), True
     if as_ is None:
-        return _quoted(_date_form(moments))
+        return _date_form(moments), True
     return None
 
 
 def _base64(column: pa.ChunkedArray[Any]) -> pa.Array[Any]:
-    """Base64 in quotes (Arrow has no kernel for it; binascii writes it in C, per value)."""
+    """Base64 (Arrow has no kernel for it; binascii writes it in C, per value)."""
     texts = [
-        None if value is None else b'"' + b2a_base64(value, newline=False) + b'"'
-        for value in column.to_pylist()
+        None if value is None else b2a_base64(value, newline=False) for value in column.to_pylist()
     ]
     return pa.array(texts, BINARY)
 
