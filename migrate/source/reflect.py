@@ -9,12 +9,13 @@ reflected type compiled for the dialect (`NUMERIC(10, 2)`, `TIMESTAMP WITH TIME 
 from __future__ import annotations
 
 import warnings
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
+from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
 from sqlalchemy.sql import sqltypes
 
 from migrate.errors import SourceError
@@ -31,6 +32,7 @@ class Reflector:
         self.dialect = connection.dialect
         self.inspector = sa.inspect(connection)
         self.skipped: dict[str, dict[str, str]] = {}
+        self._batch: dict[str, dict[str, Any]] = {}  # what `_prefetch` read, by kind and table
 
     def _name(self, name: str) -> str:
         """The name as the database reports it (SQLAlchemy lower-cases Oracle's names)."""
@@ -43,11 +45,38 @@ class Reflector:
         if tables is not None:
             wanted = {t.casefold() for t in tables}
             names = [n for n in names if self._name(n).casefold() in wanted or n in wanted]
+        self._prefetch(names)
         result = {}
         for name in names:
             table = self.table(name)
             result[table.name] = table
         return SchemaInfo(result)
+
+    def _prefetch(self, names: list[str]) -> None:
+        """PostgreSQL: every table's columns, keys and indexes in one catalog query per kind
+        (SQLAlchemy's own per-table calls run the same queries filtered to one table)."""
+        if self.dialect.name != "postgresql" or not names:
+            return
+        options: dict[str, Any] = {
+            "filter_names": names,
+            "kind": ObjectKind.ANY,
+            "scope": ObjectScope.ANY,
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sa.exc.SAWarning)  # as in `_declared`
+            reads: dict[str, Mapping[tuple[str | None, str], Any]] = {
+                "columns": self.inspector.get_multi_columns(**options),
+                "pk": self.inspector.get_multi_pk_constraint(**options),
+                "unique": self.inspector.get_multi_unique_constraints(**options),
+                "indexes": self.inspector.get_multi_indexes(**options),
+            }
+        for kind, found in reads.items():
+            self._batch[kind] = {table: value for (_, table), value in found.items()}
+
+    def _read(self, kind: str, name: str, single: Callable[[str], Any]) -> Any:
+        """What `_prefetch` read for the table, else SQLAlchemy's per-table call."""
+        found = self._batch.get(kind, {})
+        return found[name] if name in found else single(name)
 
     def table(self, name: str) -> TableInfo:
         columns = self._declared(name)
@@ -58,11 +87,12 @@ class Reflector:
                 kept.append(ColumnInfo(column_name, resolve_type(declared), nullable))
             except SourceError:
                 self.skipped.setdefault(shown, {})[column_name] = declared
-        primary = self.inspector.get_pk_constraint(name).get("constrained_columns") or []
+        pk = self._read("pk", name, self.inspector.get_pk_constraint)
+        primary = pk.get("constrained_columns") or []
         unique: list[tuple[str, ...]] = []
-        for constraint in self.inspector.get_unique_constraints(name):
+        for constraint in self._read("unique", name, self.inspector.get_unique_constraints):
             unique.append(tuple(self._name(c) for c in constraint["column_names"]))
-        for index in self.inspector.get_indexes(name):
+        for index in self._read("indexes", name, self.inspector.get_indexes):
             columns_of = index.get("column_names") or []
             if index.get("unique") and columns_of and all(c is not None for c in columns_of):
                 unique.append(tuple(self._name(c) for c in columns_of if c is not None))
@@ -82,7 +112,7 @@ class Reflector:
         with warnings.catch_warnings():
             # An unrecognised type becomes NullType with a warning; it is reported as skipped.
             warnings.simplefilter("ignore", sa.exc.SAWarning)
-            reflected = self.inspector.get_columns(name)
+            reflected = self._read("columns", name, self.inspector.get_columns)
         return [(self._name(c["name"]), self._type_text(c), bool(c["nullable"])) for c in reflected]
 
     def _type_text(self, column: ReflectedColumn) -> str:

@@ -3,13 +3,15 @@
 SQLite: one connection holding one read transaction. PostgreSQL: a REPEATABLE READ READ ONLY
 transaction whose snapshot is exported, so parallel readers could share it. Oracle: every table
 reference reads `AS OF SCN n`. The marker names the view, so delta catch-up starts where it ends.
+On PostgreSQL a chunk is read through COPY on the same connection, so in the same transaction
+(`pgcopy`), unless a value needs the cursor path.
 """
 
 from __future__ import annotations
 
 import datetime as dt
 from collections.abc import Callable, Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import closing, contextmanager
 from operator import itemgetter
 from typing import Any
 
@@ -21,6 +23,8 @@ from migrate.errors import ConfigError, SourceError
 from migrate.schema import TableInfo
 from migrate.source.chunks import ChunkRange
 from migrate.source.extract import BATCH_ROWS, build_table, fetch_all
+from migrate.source.pgcopy import CopyFailed, CopyRead, CopyReader
+from migrate.source.pgcsv import Unfit, keep_linked
 from migrate.source.sql import Params, Queries, compile_statement
 from migrate.spec import ExtractSpec
 
@@ -46,7 +50,12 @@ class Snapshot:
         self._display_url = display_url
         self._scn = scn
         self._prepared: dict[ExtractSpec, Queries] = {}
+        self._copy = _copy_reader(connection)
         self.marker = marker
+        # PostgreSQL (psycopg): read chunks through COPY where it stages the same values as the
+        # cursor; False reads every chunk through the cursor (the tests compare the two).
+        self.use_copy = self._copy is not None
+        self.copy_fallbacks = 0  # chunks COPY could not stage exactly, read through the cursor
 
     def _queries(self, spec: ExtractSpec) -> Queries:
         """The spec's statements, prepared once per snapshot (the schema is read once)."""
@@ -73,12 +82,15 @@ class Snapshot:
         try:
             return fetch_all(self._cursor, sql, params)
         except self._connection.dialect.loaded_dbapi.Error as exc:
-            detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
-            raise SourceError(
-                f"reading {what} from {self._display_url} failed: {detail}",
-                hint="check the mapping's `where` and that the source schema still matches the "
-                "mapping (`migrate check`); if the database went away, run again to resume",
-            ) from exc
+            raise self._failed(exc, what) from exc
+
+    def _failed(self, exc: Exception, what: str) -> SourceError:
+        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        return SourceError(
+            f"reading {what} from {self._display_url} failed: {detail}",
+            hint="check the mapping's `where` and that the source schema still matches the "
+            "mapping (`migrate check`); if the database went away, run again to resume",
+        )
 
     def plan_chunks(self, spec: ExtractSpec, chunk_size: int) -> list[ChunkRange]:
         """Ranges of `chunk_size` root rows along the primary key, covering every key, in order."""
@@ -112,6 +124,47 @@ class Snapshot:
     def extract(self, spec: ExtractSpec, chunk: ChunkRange) -> dict[str, pa.Table]:
         """Every node's rows for the chunk, as Arrow tables of exactly the node's columns."""
         queries = self._queries(spec)
+        if self.use_copy and self._copy is not None and self._copy.usable():
+            tables = self._extract_copy(self._copy, queries, chunk)
+            if tables is not None:
+                return tables
+            self.copy_fallbacks += 1
+        return self._extract_rows(queries, chunk)
+
+    def _extract_copy(
+        self, reader: CopyReader, queries: Queries, chunk: ChunkRange
+    ) -> dict[str, pa.Table] | None:
+        """The chunk through COPY; None when a value needs the cursor path (for the whole chunk:
+        a child's filter compares staged values of both sides)."""
+        nodes = queries.spec.nodes
+        reads = [
+            CopyRead(*queries.copy_rows(node, chunk), queries.selected_types(node))
+            for node in nodes
+        ]
+        result: dict[str, pa.Table] = {}
+        root_keys: list[pa.Array[Any]] = []
+        staged = reader.read_all(reads)
+        try:
+            with closing(staged):
+                for node in nodes:
+                    columns = next(staged)
+                    if node.parent_id is None:
+                        root_keys = [columns[i] for i in queries.root_keys()]
+                    elif (link := queries.filtered_by_root(node)) is not None:
+                        columns = keep_linked(columns, link, root_keys)
+                    width = len(node.columns)
+                    names = list(node.columns)
+                    result[node.node_id] = pa.Table.from_arrays(columns[:width], names=names)
+        except Unfit:
+            return None
+        except CopyFailed as exc:
+            what = f"{nodes[exc.index].table} (chunk {chunk.index})"
+            raise self._failed(exc.error, what) from exc.error
+        return result
+
+    def _extract_rows(self, queries: Queries, chunk: ChunkRange) -> dict[str, pa.Table]:
+        """The chunk through the driver's cursor, a Python row at a time."""
+        spec = queries.spec
         result: dict[str, pa.Table] = {}
         root_keys: set[Any] = set()
         for node in spec.nodes:
@@ -134,9 +187,20 @@ class Snapshot:
     def close(self) -> None:
         try:
             self._cursor.close()
+            if self._copy is not None:
+                self._copy.close()
         finally:
             self._connection.rollback()
             self._connection.close()
+
+
+def _copy_reader(connection: Connection) -> CopyReader | None:
+    """A COPY reader on the snapshot's own psycopg connection (PostgreSQL through psycopg 3)."""
+    dialect = connection.dialect
+    if dialect.name != "postgresql" or dialect.driver != "psycopg":
+        return None
+    driver: Any = connection.connection.dbapi_connection
+    return CopyReader(driver)
 
 
 def _now() -> str:

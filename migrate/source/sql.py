@@ -19,13 +19,13 @@ from sqlalchemy.sql.elements import ColumnElement
 from sqlalchemy.sql.selectable import NamedFromClause, Select, TableClause
 
 from migrate.errors import SourceError
-from migrate.schema import ColumnInfo, TableInfo, ValueKind
+from migrate.schema import ColumnInfo, ColumnType, TableInfo, ValueKind
 from migrate.source.chunks import Bound, ChunkRange
 from migrate.spec import ExtractSpec, NodeSpec
 
 Params = Sequence[Any] | Mapping[str, Any]
 From = NamedFromClause
-Shape = tuple[str, int | None, int | None]  # node id (or a statement's name), bound lengths
+Shape = tuple[str, bool, int | None, int | None]  # node id or name, for COPY, bound lengths
 
 
 class SourceTable(TableClause):
@@ -187,20 +187,32 @@ class Queries:
     def _pk(self, source: From) -> list[ColumnElement[Any]]:
         return [self._col(source, self.spec.root_table, k) for k in self.spec.primary_key]
 
-    def _select_expr(self, column: ColumnElement[Any], kind: ValueKind) -> ColumnElement[Any]:
-        """Ask the database for a form the driver returns exactly."""
+    def _select_expr(
+        self, column: ColumnElement[Any], kind: ValueKind, *, copy: bool = False
+    ) -> ColumnElement[Any]:
+        """Ask the database for a form the driver (or, `copy`, PostgreSQL's COPY text) returns
+        exactly."""
         if self.dialect.name == "postgresql" and kind is ValueKind.JSON:
             return sa.cast(column, sa.Text)  # psycopg parses JSON into floats; keep the text
+        if copy and kind is ValueKind.TIMESTAMP_TZ:
+            # COPY writes the session's zone (even a local mean time offset): ask for UTC.
+            return sa.func.timezone(sa.literal_column("'UTC'"), column)
         if self.dialect.name == "oracle" and kind is ValueKind.TIMESTAMP_TZ:
             return sa.func.sys_extract_utc(column)  # oracledb drops the zone; read UTC instead
         return column
 
     def _compile(
-        self, what: str, chunk: ChunkRange, make: Callable[[], sa.ClauseElement]
+        self,
+        what: str,
+        chunk: ChunkRange,
+        make: Callable[[], sa.ClauseElement],
+        *,
+        copy: bool = False,
     ) -> tuple[str, Params]:
         check_bounds(chunk, len(self.spec.primary_key))
         shape = (
             what,
+            copy,
             None if chunk.lo is None else len(chunk.lo),
             None if chunk.hi is None else len(chunk.hi),
         )
@@ -242,6 +254,18 @@ class Queries:
         (or by range, see `_restrict`), ordered by the table's key."""
         return self._compile(node.node_id, chunk, lambda: self._rows(node, chunk))
 
+    def copy_rows(self, node: NodeSpec, chunk: ChunkRange) -> tuple[str, Params]:
+        """`rows` for PostgreSQL's COPY: the same rows, a TIMESTAMP WITH TIME ZONE read as UTC."""
+        return self._compile(
+            node.node_id, chunk, lambda: self._rows(node, chunk, copy=True), copy=True
+        )
+
+    def selected_types(self, node: NodeSpec) -> list[ColumnType]:
+        """The type of each column `rows` selects: the node's columns, then key columns it does
+        not read (see `key_positions`)."""
+        names = [*node.columns, *(k for k in self._key_names(node) if k not in node.columns)]
+        return [self._column(node.table, name).type for name in names]
+
     def key_positions(self, node: NodeSpec, names: Sequence[str] | None = None) -> list[int]:
         """Where each named column (the table's primary key by default) is in a row of `rows`:
         among the node's columns when it reads it, else in the key columns selected after them."""
@@ -263,7 +287,7 @@ class Queries:
         mapped = {self._column(node.table, c).name: c for c in node.columns}
         return [mapped.get(k, k) for k in self.tables[node.table].primary_key]
 
-    def _rows(self, node: NodeSpec, chunk: ChunkRange) -> Select[Any]:
+    def _rows(self, node: NodeSpec, chunk: ChunkRange, *, copy: bool = False) -> Select[Any]:
         if node.parent_id is None:
             source = self._from(node.table)
             where = [*range_predicate(self._pk(source), chunk), *self._where()]
@@ -272,17 +296,19 @@ class Queries:
             where = self._restrict(source, node, chunk)
         kinds = self.kinds[node.node_id]
         selected = [
-            self._select_expr(self._col(source, node.table, name), kind).label(f"c{i}")
+            self._select_expr(self._col(source, node.table, name), kind, copy=copy).label(f"c{i}")
             for i, (name, kind) in enumerate(zip(node.columns, kinds, strict=True))
         ]
         # The table's key names a row in errors and orders the rows; a key column the node does
         # not read follows the mapped columns (one read it is not read twice).
         key = [self._col(source, node.table, k) for k in self.tables[node.table].primary_key]
-        extra = [
-            c.label(f"k{i}")
-            for i, (c, name) in enumerate(zip(key, self._key_names(node), strict=True))
-            if name not in node.columns
-        ]
+        extra = []
+        for i, (column, name) in enumerate(zip(key, self._key_names(node), strict=True)):
+            if name not in node.columns:
+                kind = self._column(node.table, name).type.kind
+                extra.append(
+                    (self._select_expr(column, kind, copy=True) if copy else column).label(f"k{i}")
+                )
         return sa.select(*selected, *extra).select_from(source).where(*where).order_by(*key)
 
     def _alias(self, node: NodeSpec) -> str:

@@ -159,3 +159,24 @@ def test_composite_key_chunks_and_semi_joins(postgres_server: PostgresServer, pg
     assert sorted(note_ids) == sorted(i for i, s, n, _ in notes if (s, n) in set(wanted))
     writer.close()
     source.close()
+
+
+def test_reflects_views_and_tables_in_one_pass(
+    postgres_server: PostgresServer, pg_url: str
+) -> None:
+    connection = _setup(postgres_server, pg_url)
+    connection.execute("CREATE VIEW recent AS SELECT id, nhs_number, seen_at FROM patients")
+    connection.close()
+    source = Source(pg_url)
+    schema = source.reflect(["recent", "visits"])
+    source.close()
+    assert sorted(schema.tables) == ["recent", "visits"]
+    recent = schema.table("recent")
+    assert recent is not None and recent.primary_key == ()
+    assert [(c.name, c.type.kind) for c in recent.columns] == [
+        ("id", ValueKind.INTEGER), ("nhs_number", ValueKind.STRING),
+        ("seen_at", ValueKind.TIMESTAMP_TZ),
+    ]  # fmt: skip
+    visits = schema.table("visits")
+    assert visits is not None and visits.primary_key == ("site", "visit_no")
+    assert ("patient_id", "site", "visit_no") in visits.unique
