@@ -1,4 +1,4 @@
-"""Runs a service's chunks through extract -> transform -> load, durably and resumably.
+"""Runs a service's chunks through extract -> stage -> transform -> load, durably and resumably.
 
 Every phase of every chunk is a ledger transition written only after its work is durable (the
 staged files renamed into place, the target's write committed), so a process killed at any moment
@@ -6,40 +6,55 @@ leaves at worst a phase to redo, and every phase is idempotent. A re-run first f
 last run left pending; it starts a new run (a new snapshot) only when asked (`fresh`) or when the
 mapping now reads different data than the staged chunks hold.
 
-Extract and load run in this process (one source snapshot, one target writer); transform, the
-CPU-heavy part, runs in a pool of worker processes with a bounded number of chunks in flight.
+The stages overlap: this process's main thread extracts (one source snapshot); worker processes
+stage and transform, the CPU-heavy part; one loader thread records each chunk in the ledger and
+writes it to the target (one writer, in chunk order). Both hand-offs are bounded, so a slow target
+applies back-pressure to the extract instead of filling memory.
 """
 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 import os
 import time
 from collections import deque
 from collections.abc import Iterator, Sequence
-from concurrent.futures import Future, ProcessPoolExecutor
+from concurrent.futures import (
+    FIRST_COMPLETED,
+    Future,
+    ProcessPoolExecutor,
+    ThreadPoolExecutor,
+    wait,
+)
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 
 from migrate.config import ServiceConfig
-from migrate.document import Document, Reject
+from migrate.document import Reject
 from migrate.errors import MigrateError, RejectLimitError, StagingError
 from migrate.events import ChunkFinished, EventSink, Note, ServiceFinished, ServiceStarted, ignore
-from migrate.files import private_dir, private_writer
+from migrate.files import private_writer
 from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus
-from migrate.mapping import DocPlan, cached_plan, compile_mapping
+from migrate.mapping import DocPlan, compile_mapping
 from migrate.mapping.canonical import aggregate
 from migrate.project import Project, actor
-from migrate.schema import SchemaInfo
-from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged, write_staged
-from migrate.target.chunks import with_chunk_index
+from migrate.source import ChunkRange, Snapshot, StagedChunk
+from migrate.target.base import WriteStats
+from migrate.transform import (
+    Extracted,
+    TransformOutput,
+    TransformTask,
+    transform_chunk,
+    transformers,
+)
 
 if TYPE_CHECKING:
     from migrate.reconcile import ServiceResult
+
+LOAD_QUEUE = 2  # chunks handed to the loader at once: one being written, the next one ready
 
 
 @dataclass(frozen=True, slots=True)
@@ -69,7 +84,7 @@ def run_services(
     services = project.config.select(list(names))
     count = workers or project.config.run.workers or os.cpu_count() or 1
     reports = []
-    with _transformers(count) as pool:
+    with transformers(count) as pool:
         for service in services:
             report = _ServiceRun(
                 project, service, pool, workers=count, fresh=fresh, on_event=on_event
@@ -89,54 +104,26 @@ def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -
     return replace(report, verification=check)
 
 
-# -- transform, in worker processes ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class _Transforming:
+    """A chunk in a worker; `snapshot` is set when the worker stages it (the extract is then
+    recorded when the worker is done)."""
+
+    chunk: ChunkRecord
+    snapshot: str | None
+    outcome: Future[TransformOutput] | TransformOutput
+
+    def done(self) -> bool:
+        return not isinstance(self.outcome, Future) or self.outcome.done()
 
 
 @dataclass(frozen=True, slots=True)
-class TransformTask:
-    mapping_path: str
-    default_bucket_type: str
-    fingerprint: str
-    schema: SchemaInfo
-    doc_type: str
-    staged: StagedChunk
-    max_bytes: int
+class _Loading:
+    """A transformed chunk handed to the loader thread."""
 
-
-@dataclass(frozen=True, slots=True)
-class TransformOutput:
-    documents: list[Document]
-    rejects: list[Reject]
-    checksum: str
-
-
-def transform_chunk(task: TransformTask) -> TransformOutput:
-    """Build one staged chunk's documents. Pure: staged rows in, documents out."""
-    plan = cached_plan(
-        task.mapping_path,
-        default_bucket_type=task.default_bucket_type,
-        fingerprint=task.fingerprint,
-        schema=task.schema,
-    )
-    doc_plan = plan.doc_type(task.doc_type)
-    tables = read_staged(Path(task.staged.path), task.staged)
-    result = doc_plan.build(tables, max_bytes=task.max_bytes)
-    checksum = aggregate(doc.checksum for doc in result.documents)
-    return TransformOutput(result.documents, result.rejects, checksum)
-
-
-@contextlib.contextmanager
-def _transformers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """A process pool for transform, or None to transform inline (one worker)."""
-    if workers <= 1:
-        yield None
-        return
-    context = multiprocessing.get_context("forkserver")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+    chunk: ChunkRecord
+    output: TransformOutput
+    future: Future[WriteStats]
 
 
 # -- one service ---------------------------------------------------------------------------------
@@ -164,7 +151,7 @@ class _ServiceRun:
         self.plan = compile_mapping(project.mapping(service), self.schema)
         self.doc_plans = {d.name: d for d in self.plan.doc_types}
         self.max_rejects = project.config.run.max_rejects
-        self.documents = self.written = self.unchanged = 0
+        self.documents = self.written = self.unchanged = self.rejects = 0
 
     def execute(self) -> ServiceReport:
         started = time.monotonic()
@@ -303,6 +290,11 @@ class _ServiceRun:
         return chunks
 
     # -- the chunk loop -----------------------------------------------------------------------
+    #
+    # This thread extracts chunks; worker processes stage and transform them; one loader thread
+    # records them in the ledger and writes them to the target, in chunk order. Chunks in
+    # transform and chunks handed to the loader are both bounded, so a slow target holds up the
+    # extract (back-pressure) instead of filling memory.
 
     def _process(
         self,
@@ -311,71 +303,104 @@ class _ServiceRun:
         snapshot: Snapshot | None,
         rejects_before: int,
     ) -> None:
-        in_flight: deque[tuple[ChunkRecord, Future[TransformOutput] | TransformOutput]] = deque()
-        rejects = rejects_before
+        self.rejects = rejects_before
+        self.target = self.project.target  # opened here, not first in the loader thread
         pending = iter(todo)
-        while True:
-            while len(in_flight) < self.in_flight_limit:
-                chunk = next(pending, None)
-                if chunk is None:
-                    break
-                staged = self._stage(run, chunk, snapshot)
-                task = TransformTask(
-                    str(self.service.mapping),
-                    self.project.config.target.bucket_type,
-                    self.plan.fingerprint,
-                    self.schema,
-                    chunk.doc_type,
-                    staged,
-                    self.project.config.run.max_document_bytes,
-                )
-                if self.pool is None:
-                    in_flight.append((chunk, transform_chunk(task)))
-                else:
-                    in_flight.append((chunk, self.pool.submit(transform_chunk, task)))
-            if not in_flight:
-                return
-            chunk, outcome = in_flight.popleft()
-            output = outcome if isinstance(outcome, TransformOutput) else outcome.result()
-            rejects += self._load(run, chunk, output)
-            if rejects > self.max_rejects:
-                for _, other in in_flight:
-                    if isinstance(other, Future):
-                        other.cancel()
-                raise RejectLimitError(
-                    f"{self.service.name}: {rejects} rows rejected, more than [run] max_rejects "
-                    f"= {self.max_rejects}; stopped after chunk {chunk.chunk_id}",
-                    hint=f"read {self.run_dir / 'rejects.jsonl'}, fix the mapping or the data, "
-                    "or raise max_rejects in migrate.toml; loaded chunks stay loaded",
-                )
+        transforming: deque[_Transforming] = deque()
+        loading: deque[_Loading] = deque()
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-load") as loader:
+            try:
+                while True:
+                    while loading and loading[0].future.done():
+                        self._finish_load(loading.popleft())
+                    while transforming and transforming[0].done() and len(loading) < LOAD_QUEUE:
+                        handed = self._start_load(run, transforming.popleft(), loader)
+                        loading.append(handed)
+                        if self.rejects > self.max_rejects:
+                            while loading:  # chunks handed to the loader stay loaded
+                                self._finish_load(loading.popleft())
+                            raise self._too_many_rejects(handed.chunk)
+                    if len(transforming) < self.in_flight_limit:
+                        chunk = next(pending, None)
+                        if chunk is not None:
+                            transforming.append(self._submit(run, chunk, snapshot))
+                            continue
+                    if not transforming and not loading:
+                        return
+                    # Sleep until the oldest load or the oldest transform (when it is what the
+                    # loop waits for) ends: there is room for neither another chunk nor a load.
+                    heads: list[Future[Any]] = [loading[0].future] if loading else []
+                    oldest = transforming[0].outcome if transforming else None
+                    if isinstance(oldest, Future) and not oldest.done():
+                        heads.append(oldest)
+                    wait(heads, return_when=FIRST_COMPLETED)
+            finally:
+                for item in transforming:
+                    if isinstance(item.outcome, Future):
+                        item.outcome.cancel()
+                for handed in loading:
+                    handed.future.cancel()  # a write under way ends; the loader then stops
 
-    def _stage(self, run: RunRecord, chunk: ChunkRecord, snapshot: Snapshot | None) -> StagedChunk:
-        """The chunk's staged files, extracting them first when they are missing."""
-        if not self._needs_extract(chunk):
+    def _submit(
+        self, run: RunRecord, chunk: ChunkRecord, snapshot: Snapshot | None
+    ) -> _Transforming:
+        """Extract the chunk when it has no staged files, and send it to be (staged and)
+        transformed."""
+        source: StagedChunk | Extracted
+        if self._needs_extract(chunk):
+            if snapshot is None:
+                raise StagingError(
+                    f"chunk {chunk.chunk_id} has no staged files and no snapshot is open"
+                )
+            doc = self.doc_plans[chunk.doc_type]
+            index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
+            directory = self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}"
+            source = Extracted(str(directory), snapshot.extract(doc.extract, index))
+        else:
             assert chunk.staged_path is not None and chunk.staged_checksum is not None
-            return StagedChunk(chunk.staged_path, dict(chunk.rows), chunk.staged_checksum)
-        if snapshot is None:
-            raise StagingError(
-                f"chunk {chunk.chunk_id} has no staged files and no snapshot is open"
-            )
-        doc = self.doc_plans[chunk.doc_type]
-        index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
-        tables = snapshot.extract(doc.extract, index)
-        directory = self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}"
-        private_dir(directory.parent)
-        staged = write_staged(directory, tables)
-        self.ledger.mark_extracted(
-            run.run_id,
-            chunk.chunk_id,
-            rows=staged.rows,
-            staged_path=staged.path,
-            staged_checksum=staged.checksum,
-            snapshot=snapshot.marker,
+            source = StagedChunk(chunk.staged_path, dict(chunk.rows), chunk.staged_checksum)
+        task = TransformTask(
+            str(self.service.mapping),
+            self.project.config.target.bucket_type,
+            self.plan.fingerprint,
+            self.schema,
+            chunk.doc_type,
+            chunk.index,
+            self.project.config.run.max_document_bytes,
+            source,
         )
-        return staged
+        marker = snapshot.marker if isinstance(source, Extracted) and snapshot else None
+        if self.pool is None:
+            return _Transforming(chunk, marker, transform_chunk(task))
+        return _Transforming(chunk, marker, self.pool.submit(transform_chunk, task))
 
-    def _load(self, run: RunRecord, chunk: ChunkRecord, output: TransformOutput) -> int:
-        """Record the transform, write the documents, record the load; returns the rejects."""
+    def _start_load(
+        self, run: RunRecord, item: _Transforming, loader: ThreadPoolExecutor
+    ) -> _Loading:
+        """Hand a transformed chunk to the loader thread (which also records it, so the ledger's
+        commits never hold up the extract)."""
+        output = (
+            item.outcome if isinstance(item.outcome, TransformOutput) else item.outcome.result()
+        )
+        self.rejects += len(output.rejects)
+        future = loader.submit(self._record_and_load, run, item.chunk, item.snapshot, output)
+        return _Loading(item.chunk, output, future)
+
+    def _record_and_load(
+        self, run: RunRecord, chunk: ChunkRecord, snapshot: str | None, output: TransformOutput
+    ) -> WriteStats:
+        """In the loader thread, in chunk order: record the extract (when the worker just staged
+        the chunk) and the transform, write the documents, then record the load once the target
+        has acknowledged every one of them."""
+        if snapshot is not None:
+            self.ledger.mark_extracted(
+                run.run_id,
+                chunk.chunk_id,
+                rows=output.staged.rows,
+                staged_path=output.staged.path,
+                staged_checksum=output.staged.checksum,
+                snapshot=snapshot,
+            )
         doc: DocPlan = self.doc_plans[chunk.doc_type]
         if (
             chunk.state is ChunkState.TRANSFORMED
@@ -399,8 +424,7 @@ class _ServiceRun:
             doc_checksum=output.checksum,
         )
         meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
-        documents = [with_chunk_index(doc, chunk.index) for doc in output.documents]
-        stats = self.project.target.write(documents, meta=meta)
+        stats = self.target.write(output.documents, meta=meta)
         self.ledger.mark_loaded(
             run.run_id,
             chunk.chunk_id,
@@ -409,20 +433,32 @@ class _ServiceRun:
             unchanged=stats.unchanged,
             doc_checksum=output.checksum,
         )
+        return stats
+
+    def _finish_load(self, handed: _Loading) -> None:
+        stats = handed.future.result()
+        output = handed.output
         self.documents += len(output.documents)
         self.written += stats.written
         self.unchanged += stats.unchanged
         self.emit(
             ChunkFinished(
                 self.service.name,
-                chunk.chunk_id,
+                handed.chunk.chunk_id,
                 len(output.documents),
                 stats.written,
                 stats.unchanged,
                 len(output.rejects),
             )
         )
-        return len(output.rejects)
+
+    def _too_many_rejects(self, chunk: ChunkRecord) -> RejectLimitError:
+        return RejectLimitError(
+            f"{self.service.name}: {self.rejects} rows rejected, more than [run] max_rejects "
+            f"= {self.max_rejects}; stopped after chunk {chunk.chunk_id}",
+            hint=f"read {self.run_dir / 'rejects.jsonl'}, fix the mapping or the data, "
+            "or raise max_rejects in migrate.toml; loaded chunks stay loaded",
+        )
 
     # -- reject files ---------------------------------------------------------------------------
 

@@ -3,56 +3,60 @@
 Objects live under (bucket_type, bucket, key) with a value, its checksum, secondary indexes
 (`_bin` text, `_int` integers) and user metadata. A write replaces an object's indexes and metadata
 wholesale, as a Riak PUT does. It is not a Riak replacement: no siblings, vclocks or quorums.
+The file's layout is in `migrate.target.local_schema`.
 """
 
 from __future__ import annotations
 
+import itertools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 from urllib.parse import unquote, urlsplit
+
+import msgspec
 
 from migrate.document import Document, IndexValue
 from migrate.errors import ConfigError, TargetError
 from migrate.files import sqlite_reader_uri
 from migrate.target.base import StoredObject, WriteStats
+from migrate.target.local_schema import check_current, ensure_layout, layout_version
 
 SCHEME = "local"
 _PAGE = 500
 _INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 _ONE_OBJECT = "bucket_type = ? AND bucket = ? AND key = ?"
+_ONE_ENTRY = "index_id = ? AND term = ? AND key = ?"
+_INDEX_ID = "SELECT id FROM index_names WHERE bucket_type = ? AND bucket = ? AND name = ?"
+_UPSERT = (
+    "INSERT INTO objects (bucket_type, bucket, key, checksum, indexes, meta, value)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (bucket_type, bucket, key) DO UPDATE SET"
+    " checksum = excluded.checksum, indexes = excluded.indexes, meta = excluded.meta,"
+    " value = excluded.value"
+)
+_INSERT_ENTRY = "INSERT OR IGNORE INTO index_entries (index_id, term, key) VALUES (?, ?, ?)"
+# A page cache that holds the b-tree pages a chunk's writes touch (bounded: not the store's size).
+_CACHE_KIB = 32 * 1024
 
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS objects (
-    bucket_type TEXT NOT NULL,
-    bucket TEXT NOT NULL,
-    key TEXT NOT NULL,
-    value BLOB NOT NULL,
-    checksum TEXT NOT NULL,
-    indexes TEXT NOT NULL,
-    meta TEXT NOT NULL,
-    PRIMARY KEY (bucket_type, bucket, key)
-) WITHOUT ROWID;
-CREATE TABLE IF NOT EXISTS index_entries (
-    bucket_type TEXT NOT NULL,
-    bucket TEXT NOT NULL,
-    name TEXT NOT NULL,
-    value_bin TEXT,
-    value_int INTEGER,
-    key TEXT NOT NULL,
-    CHECK ((value_bin IS NULL) <> (value_int IS NULL))
-);
-CREATE INDEX IF NOT EXISTS index_entries_bin
-    ON index_entries (bucket_type, bucket, name, value_bin, key) WHERE value_bin IS NOT NULL;
-CREATE INDEX IF NOT EXISTS index_entries_int
-    ON index_entries (bucket_type, bucket, name, value_int, key) WHERE value_int IS NOT NULL;
-CREATE INDEX IF NOT EXISTS index_entries_object ON index_entries (bucket_type, bucket, key);
-"""
+# (index_id, term, key): one row of index_entries.
+_Entry = tuple[int, IndexValue, str]
+
+
+class _Prepared(NamedTuple):
+    """A checked document in the shape its rows are written in."""
+
+    bucket_type: str
+    bucket: str
+    key: str
+    value: bytes
+    checksum: str
+    indexes: dict[str, Sequence[IndexValue]]  # by name, distinct terms in order
+    indexes_text: str
 
 
 def path_from_url(url: str, *, base_dir: Path | None = None) -> Path:
@@ -84,6 +88,7 @@ class LocalTarget:
         self.path = Path(path)
         self.read_only = read_only
         self._lock = threading.Lock()
+        self._index_ids: dict[tuple[str, str], dict[str, int]] = {}  # by bucket, by name
         self._conn: sqlite3.Connection | None = (
             self._open_read_only() if read_only else self._open()
         )
@@ -110,14 +115,19 @@ class LocalTarget:
         try:
             conn.execute("PRAGMA busy_timeout = 30000")
             conn.execute("PRAGMA journal_mode = WAL")
+            # Every commit is on disk before write() returns (the ledger then records the load).
             conn.execute("PRAGMA synchronous = FULL")
-            conn.executescript(_SCHEMA)
+            conn.execute(f"PRAGMA cache_size = -{_CACHE_KIB}")
+            ensure_layout(conn, self.display_url)
         except sqlite3.Error as exc:
             conn.close()
             raise TargetError(
                 f"the embedded target {self.display_url} is not usable: {exc}",
                 hint="the file is not an embedded target store; move it aside or set [target] url",
             ) from exc
+        except BaseException:
+            conn.close()
+            raise
         self._restrict_side_files()
         return conn
 
@@ -125,11 +135,12 @@ class LocalTarget:
         try:
             if not self.path.exists():
                 conn = sqlite3.connect(":memory:", isolation_level=None, check_same_thread=False)
-                conn.executescript(_SCHEMA)
+                ensure_layout(conn, self.display_url)
                 return conn
             uri = sqlite_reader_uri(self.path)
             conn = sqlite3.connect(uri, uri=True, isolation_level=None, check_same_thread=False)
             conn.execute("PRAGMA busy_timeout = 30000")
+            check_current(layout_version(conn), self.display_url)
             conn.execute("SELECT count(*) FROM objects LIMIT 1").fetchone()
             return conn
         except sqlite3.Error as exc:
@@ -153,130 +164,96 @@ class LocalTarget:
     def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
         """Store the batch in one transaction; returns after the commit is durable."""
         meta_text = json.dumps(dict(meta), sort_keys=True, ensure_ascii=False)
-        written = unchanged = 0
+        batch = [_prepare(document) for document in documents]
         with self._lock:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                identities = {(d.bucket_type, d.bucket, d.key) for d in documents}
-                if len(identities) == len(documents):
-                    written = self._put_batch(conn, documents, meta_text)
-                    unchanged = len(documents) - written
+                if len({(p.bucket_type, p.bucket, p.key) for p in batch}) == len(batch):
+                    written = self._put_batch(conn, batch, meta_text)
                 else:  # the same key twice in one batch: store them in order, one by one
-                    for document in documents:
-                        if self._put(conn, document, meta_text):
-                            written += 1
-                        else:
-                            unchanged += 1
+                    written = sum(self._put_batch(conn, [p], meta_text) for p in batch)
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._index_ids.clear()  # ids given out in the transaction are gone with it
                 if isinstance(exc, sqlite3.Error):
                     raise TargetError(
                         f"writing to the embedded target {self.display_url} failed: {exc}",
                         hint="nothing of this batch was stored; run the load again",
                     ) from exc
                 raise
-        return WriteStats(written=written, unchanged=unchanged)
+        return WriteStats(written=written, unchanged=len(batch) - written)
 
-    def _put_batch(
-        self, conn: sqlite3.Connection, documents: Sequence[Document], meta_text: str
-    ) -> int:
+    def _put_batch(self, conn: sqlite3.Connection, batch: list[_Prepared], meta_text: str) -> int:
         """Store documents with distinct keys in a few set-based statements; returns how many
         were written (the others are stored already with the same value and indexes)."""
-        prepared = [(document, *_prepare(document)) for document in documents]
-        stored: dict[tuple[str, str, str], tuple[str, str]] = {}
-        by_bucket: dict[tuple[str, str], list[str]] = {}
-        for document, _, _ in prepared:
-            by_bucket.setdefault((document.bucket_type, document.bucket), []).append(document.key)
-        for (bucket_type, bucket), keys in by_bucket.items():
-            for start in range(0, len(keys), _LOOKUP_SLICE):
-                part = keys[start : start + _LOOKUP_SLICE]
-                marks = ", ".join("?" for _ in part)
-                rows = conn.execute(
-                    "SELECT key, checksum, indexes FROM objects"
-                    f" WHERE bucket_type = ? AND bucket = ? AND key IN ({marks})",
-                    (bucket_type, bucket, *part),
-                )
-                for key, checksum, indexes in rows:
-                    stored[(bucket_type, bucket, key)] = (checksum, indexes)
+        stored = _stored_indexes(conn, batch)
         changed = [
-            (document, entries, indexes_text)
-            for document, entries, indexes_text in prepared
-            if stored.get((document.bucket_type, document.bucket, document.key))
-            != (document.checksum, indexes_text)
+            p
+            for p in batch
+            if stored.get((p.bucket_type, p.bucket, p.key)) != (p.checksum, p.indexes_text)
         ]
+        if not changed:
+            return 0
         conn.executemany(
-            "INSERT OR REPLACE INTO objects"
-            " (bucket_type, bucket, key, value, checksum, indexes, meta)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
+            _UPSERT,
             [
-                (d.bucket_type, d.bucket, d.key, d.value, d.checksum, text, meta_text)
-                for d, _, text in changed
+                (p.bucket_type, p.bucket, p.key, p.checksum, p.indexes_text, meta_text, p.value)
+                for p in changed
             ],
         )
-        conn.executemany(
-            f"DELETE FROM index_entries WHERE {_ONE_OBJECT}",
-            [
-                (d.bucket_type, d.bucket, d.key)
-                for d, _, _ in changed
-                if (d.bucket_type, d.bucket, d.key) in stored
-            ],
-        )
-        conn.executemany(
-            "INSERT INTO index_entries (bucket_type, bucket, name, value_bin, value_int, key)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    d.bucket_type,
-                    d.bucket,
-                    name,
-                    value if isinstance(value, str) else None,
-                    value if isinstance(value, int) else None,
-                    d.key,
-                )
-                for d, entries, _ in changed
-                for name, values in entries
-                for value in values
-            ],
-        )
+        removed: list[_Entry] = []
+        added: list[_Entry] = []
+        add = added.append
+        for p in changed:
+            ids = self._ids(conn, p.bucket_type, p.bucket, p.indexes)
+            before = stored.get((p.bucket_type, p.bucket, p.key))
+            if before is None:
+                key = p.key
+                for name, terms in p.indexes.items():
+                    index_id = ids[name]
+                    for term in terms:
+                        add((index_id, term, key))
+            elif before[1] != p.indexes_text:  # only the entries that differ are touched
+                old = set(self._entries(conn, p.bucket_type, p.bucket, p.key, before[1]))
+                new = self._entries(conn, p.bucket_type, p.bucket, p.key, p.indexes)
+                removed.extend(old.difference(new))
+                added.extend(entry for entry in new if entry not in old)
+        conn.executemany(f"DELETE FROM index_entries WHERE {_ONE_ENTRY}", removed)
+        conn.executemany(_INSERT_ENTRY, added)
         return len(changed)
 
-    def _put(self, conn: sqlite3.Connection, document: Document, meta_text: str) -> bool:
-        """Store one document; False when it is already stored with the same value and indexes."""
-        identity = (document.bucket_type, document.bucket, document.key)
-        entries, indexes_text = _prepare(document)
-        stored = conn.execute(
-            f"SELECT checksum, indexes FROM objects WHERE {_ONE_OBJECT}",
-            identity,
-        ).fetchone()
-        if stored is not None and stored == (document.checksum, indexes_text):
-            return False
-        conn.execute(
-            "INSERT OR REPLACE INTO objects"
-            " (bucket_type, bucket, key, value, checksum, indexes, meta)"
-            " VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (*identity, document.value, document.checksum, indexes_text, meta_text),
-        )
-        conn.execute(f"DELETE FROM index_entries WHERE {_ONE_OBJECT}", identity)
-        conn.executemany(
-            "INSERT INTO index_entries (bucket_type, bucket, name, value_bin, value_int, key)"
-            " VALUES (?, ?, ?, ?, ?, ?)",
-            [
-                (
-                    document.bucket_type,
-                    document.bucket,
-                    name,
-                    value if isinstance(value, str) else None,
-                    value if isinstance(value, int) else None,
-                    document.key,
+    def _ids(
+        self, conn: sqlite3.Connection, bucket_type: str, bucket: str, names: Iterable[str]
+    ) -> dict[str, int]:
+        """The bucket's index ids by name, registering new names (in the caller's transaction)."""
+        known = self._index_ids.setdefault((bucket_type, bucket), {})
+        for name in names:
+            if name not in known:
+                conn.execute(
+                    "INSERT OR IGNORE INTO index_names (bucket_type, bucket, name)"
+                    " VALUES (?, ?, ?)",
+                    (bucket_type, bucket, name),
                 )
-                for name, values in entries
-                for value in values
-            ],
-        )
-        return True
+                (known[name],) = conn.execute(_INDEX_ID, (bucket_type, bucket, name)).fetchone()
+        return known
+
+    def _entries(
+        self,
+        conn: sqlite3.Connection,
+        bucket_type: str,
+        bucket: str,
+        key: str,
+        indexes: Mapping[str, Sequence[IndexValue]] | str,
+    ) -> list[_Entry]:
+        """The index_entries rows of an object, from its indexes or its stored `indexes` text."""
+        if isinstance(indexes, str):
+            indexes = json.loads(indexes)
+            assert isinstance(indexes, dict)
+        ids = self._ids(conn, bucket_type, bucket, indexes)
+        return [(ids[name], term, key) for name, terms in indexes.items() for term in terms]
 
     def get(self, bucket_type: str, bucket: str, key: str) -> StoredObject | None:
         _check_identity(bucket_type, bucket, key)
@@ -299,21 +276,24 @@ class LocalTarget:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                deleted = conn.execute(
-                    f"DELETE FROM objects WHERE {_ONE_OBJECT}", identity
-                ).rowcount
-                conn.execute(
-                    f"DELETE FROM index_entries WHERE {_ONE_OBJECT}",
-                    identity,
-                )
+                row = conn.execute(
+                    f"SELECT indexes FROM objects WHERE {_ONE_OBJECT}", identity
+                ).fetchone()
+                if row is not None:
+                    conn.execute(f"DELETE FROM objects WHERE {_ONE_OBJECT}", identity)
+                    conn.executemany(
+                        f"DELETE FROM index_entries WHERE {_ONE_ENTRY}",
+                        self._entries(conn, bucket_type, bucket, key, row[0]),
+                    )
                 conn.execute("COMMIT")
             except sqlite3.Error as exc:
                 if conn.in_transaction:
                     conn.execute("ROLLBACK")
+                self._index_ids.clear()
                 raise TargetError(
                     f"deleting {bucket_type}/{bucket}/{key} from {self.display_url} failed: {exc}"
                 ) from exc
-        return deleted == 1
+        return row is not None
 
     def iter_bucket(self, bucket_type: str, bucket: str) -> Iterator[StoredObject]:
         """Objects in key order by code point (SQLite's BINARY collation compares UTF-8 bytes, which
@@ -350,10 +330,10 @@ class LocalTarget:
         pages them; a key matching several terms of a range is listed once, at its first term."""
         _check_identity(bucket_type, bucket)
         where = f"index {name} of {bucket_type}/{bucket}"
-        column = _check_term(name, value, where)
+        _check_term(name, value, where)
         if end is not None:
             _check_term(name, end, where)
-        condition = f"{column} = ?" if end is None else f"{column} BETWEEN ? AND ?"
+        condition = "term = ?" if end is None else "term BETWEEN ? AND ?"
         params: list[Any] = [bucket_type, bucket, name, value]
         if end is not None:
             params.append(end)
@@ -361,9 +341,8 @@ class LocalTarget:
             rows = (
                 self._connection()
                 .execute(
-                    "SELECT key FROM index_entries"
-                    " WHERE bucket_type = ? AND bucket = ? AND name = ?"
-                    f" AND {condition} ORDER BY {column}, key",
+                    f"SELECT key FROM index_entries WHERE index_id = ({_INDEX_ID})"
+                    f" AND {condition} ORDER BY term, key",
                     params,
                 )
                 .fetchall()
@@ -377,23 +356,22 @@ class LocalTarget:
         a whole bucket never sits in memory."""
         _check_identity(bucket_type, bucket)
         where = f"index {name} of {bucket_type}/{bucket}"
-        column = _check_term(name, start, where)
+        _check_term(name, start, where)
         _check_term(name, end, where)
         after: tuple[Any, str] | None = None
         while True:
             params: list[Any] = [bucket_type, bucket, name, start, end]
             condition = ""
             if after is not None:
-                condition = f" AND ({column}, key) > (?, ?)"
+                condition = " AND (term, key) > (?, ?)"
                 params.extend(after)
             with self._lock:
                 rows = (
                     self._connection()
                     .execute(
-                        f"SELECT {column}, key FROM index_entries"
-                        " WHERE bucket_type = ? AND bucket = ? AND name = ?"
-                        f" AND {column} BETWEEN ? AND ?{condition}"
-                        f" ORDER BY {column}, key LIMIT {_TERMS_PAGE}",
+                        f"SELECT term, key FROM index_entries WHERE index_id = ({_INDEX_ID})"
+                        f" AND term BETWEEN ? AND ?{condition}"
+                        f" ORDER BY term, key LIMIT {_TERMS_PAGE}",
                         params,
                     )
                     .fetchall()
@@ -416,21 +394,53 @@ class LocalTarget:
         self.close()
 
 
-def _prepare(document: Document) -> tuple[list[tuple[str, list[IndexValue]]], str]:
-    """Check a document before any write; its index entries and their stored text form."""
-    where = f"{document.bucket_type}/{document.bucket}/{document.key}"
+def _stored_indexes(
+    conn: sqlite3.Connection, batch: list[_Prepared]
+) -> dict[tuple[str, str, str], tuple[str, str]]:
+    """(checksum, indexes text) of the batch's objects that are stored already."""
+    stored: dict[tuple[str, str, str], tuple[str, str]] = {}
+    by_bucket: dict[tuple[str, str], list[str]] = {}
+    for p in batch:
+        by_bucket.setdefault((p.bucket_type, p.bucket), []).append(p.key)
+    for (bucket_type, bucket), keys in by_bucket.items():
+        for start in range(0, len(keys), _LOOKUP_SLICE):
+            part = keys[start : start + _LOOKUP_SLICE]
+            marks = ", ".join("?" * len(part))
+            rows = conn.execute(
+                "SELECT key, checksum, indexes FROM objects"
+                f" WHERE bucket_type = ? AND bucket = ? AND key IN ({marks})",
+                (bucket_type, bucket, *part),
+            )
+            for key, checksum, indexes in rows:
+                stored[(bucket_type, bucket, key)] = (checksum, indexes)
+    return stored
+
+
+def _prepare(document: Document) -> _Prepared:
+    """Check a document before any write; its rows' values."""
     _check_identity(document.bucket_type, document.bucket, document.key)
     if not isinstance(document.value, bytes):
+        where = f"{document.bucket_type}/{document.bucket}/{document.key}"
         raise TargetError(
             f"document {where}: the value is {type(document.value).__name__}, not bytes",
             hint="this is a bug in the document builder worth reporting",
         )
-    entries = _index_entries(document, where)
-    return entries, _indexes_json(entries)
+    indexes = _index_entries(document)
+    return _Prepared(
+        document.bucket_type,
+        document.bucket,
+        document.key,
+        document.value,
+        document.checksum,
+        indexes,
+        msgspec.json.encode(indexes).decode(),
+    )
 
 
 def _check_identity(bucket_type: str, bucket: str, key: str | None = None) -> None:
     """Riak refuses empty names, and SQLite cannot store text that is not valid Unicode."""
+    if _plain(bucket_type) and _plain(bucket) and (key is None or _plain(key)):
+        return
     named = [("bucket type", bucket_type), ("bucket", bucket)]
     for label, text in [*named, ("key", key)] if key is not None else named:
         if not isinstance(text, str) or not text:
@@ -447,11 +457,16 @@ def _check_identity(bucket_type: str, bucket: str, key: str | None = None) -> No
             ) from exc
 
 
-def _check_term(name: str, value: object, where: str) -> str:
-    """The index_entries column for `name`, after checking the value has the name's type."""
+def _plain(text: object) -> bool:
+    """Non-empty ASCII text: valid without encoding it (the common case, checked cheaply)."""
+    return type(text) is str and text != "" and text.isascii()
+
+
+def _check_term(name: str, value: object, where: str) -> None:
+    """Check that `value` has the type of index `name` (text for _bin, integers for _int)."""
     if name.endswith("_bin"):
         if isinstance(value, str):
-            return "value_bin"
+            return
         raise TargetError(f"{where}: a _bin index takes text, not {type(value).__name__}")
     if name.endswith("_int"):
         if isinstance(value, int) and not isinstance(value, bool):
@@ -460,32 +475,47 @@ def _check_term(name: str, value: object, where: str) -> str:
                     f"{where}: an integer is beyond the 64-bit range the embedded target holds",
                     hint="use a _bin index for values this large",
                 )
-            return "value_int"
+            return
         raise TargetError(f"{where}: an _int index takes integers, not {type(value).__name__}")
     raise TargetError(
         f"{where}: index names end in _bin or _int", hint="rename the index in the mapping file"
     )
 
 
-def _index_entries(document: Document, where: str) -> list[tuple[str, list[IndexValue]]]:
-    """Distinct, sorted entries per index name, each checked against its name's type."""
+def _index_entries(document: Document) -> dict[str, Sequence[IndexValue]]:
+    """Distinct, sorted terms per index name, names in order, each checked against its name's
+    type. Documents from the builder are in that form already and are taken as they are."""
+    indexes: dict[str, Sequence[IndexValue]] = {}
+    previous = ""
+    canonical = True
+    for name, values in document.indexes:
+        kind = str if name.endswith("_bin") else int if name.endswith("_int") else None
+        for value in values:
+            if type(value) is not kind or (
+                type(value) is int and not _INT_MIN <= value <= _INT_MAX
+            ):
+                where = f"{document.bucket_type}/{document.bucket}/{document.key}"
+                _check_term(name, value, f"document {where}, index {name}")
+                canonical = False  # a subclass of str or int: made plain below
+        if not values:
+            continue
+        if name <= previous or (len(values) > 1 and not _increasing(values)):
+            canonical = False
+        previous = name
+        indexes[name] = values
+    if canonical:
+        return indexes
     merged: dict[str, set[IndexValue]] = {}
     for name, values in document.indexes:
-        for value in values:
-            _check_term(name, value, f"document {where}, index {name}")
-        merged.setdefault(name, set()).update(values)
-    return [
-        (name, sorted(merged[name], key=_term_order)) for name in sorted(merged) if merged[name]
-    ]
+        merged.setdefault(name, set()).update(
+            str(value) if isinstance(value, str) else int(value) for value in values
+        )
+    # One index holds only text or only integers, so terms sort without a key.
+    return {name: sorted(merged[name]) for name in sorted(merged) if merged[name]}
 
 
-def _term_order(value: IndexValue) -> tuple[int, str]:
-    """Integers numerically, text by code point (one index holds only one of the two)."""
-    return (value, "") if isinstance(value, int) else (0, value)
-
-
-def _indexes_json(entries: list[tuple[str, list[IndexValue]]]) -> str:
-    return json.dumps(dict(entries), sort_keys=True, ensure_ascii=False)
+def _increasing(values: Sequence[IndexValue]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(values))  # type: ignore[operator]
 
 
 def _stored(row: tuple[Any, ...]) -> StoredObject:

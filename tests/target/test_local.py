@@ -372,3 +372,151 @@ def test_the_same_key_twice_in_one_batch_ends_with_the_last(target: LocalTarget)
     assert stored is not None and json.loads(stored.value) == {"v": 2}
     assert target.query_index("default", "patients", "g_bin", "a") == []
     assert target.query_index("default", "patients", "g_bin", "b") == ["k"]
+
+
+# -- the file layout -------------------------------------------------------------------------------
+
+# How stores were laid out before layout version 1 (user_version 0).
+LAYOUT_0 = """
+CREATE TABLE objects (
+    bucket_type TEXT NOT NULL, bucket TEXT NOT NULL, key TEXT NOT NULL, value BLOB NOT NULL,
+    checksum TEXT NOT NULL, indexes TEXT NOT NULL, meta TEXT NOT NULL,
+    PRIMARY KEY (bucket_type, bucket, key)
+) WITHOUT ROWID;
+CREATE TABLE index_entries (
+    bucket_type TEXT NOT NULL, bucket TEXT NOT NULL, name TEXT NOT NULL, value_bin TEXT,
+    value_int INTEGER, key TEXT NOT NULL, CHECK ((value_bin IS NULL) <> (value_int IS NULL))
+);
+CREATE INDEX index_entries_bin
+    ON index_entries (bucket_type, bucket, name, value_bin, key) WHERE value_bin IS NOT NULL;
+CREATE INDEX index_entries_int
+    ON index_entries (bucket_type, bucket, name, value_int, key) WHERE value_int IS NOT NULL;
+CREATE INDEX index_entries_object ON index_entries (bucket_type, bucket, key);
+"""
+
+
+def _layout_0_store(path: Path, documents: list[Document]) -> None:
+    """A store as the earlier layout wrote it (spaced JSON, one entry row per term)."""
+    with sqlite3.connect(path) as conn:
+        conn.executescript(LAYOUT_0)
+        for d in documents:
+            indexes = {name: list(values) for name, values in d.indexes}
+            conn.execute(
+                "INSERT INTO objects VALUES (?, ?, ?, ?, ?, ?, ?)",
+                (
+                    d.bucket_type,
+                    d.bucket,
+                    d.key,
+                    d.value,
+                    d.checksum,
+                    json.dumps(indexes, sort_keys=True, ensure_ascii=False),
+                    json.dumps(META, sort_keys=True),
+                ),
+            )
+            for name, values in d.indexes:
+                for value in values:
+                    text = value if isinstance(value, str) else None
+                    number = value if isinstance(value, int) else None
+                    conn.execute(
+                        "INSERT INTO index_entries VALUES (?, ?, ?, ?, ?, ?)",
+                        (d.bucket_type, d.bucket, name, text, number, d.key),
+                    )
+    conn.close()
+
+
+def _version(path: Path) -> int:
+    with sqlite3.connect(path) as conn:
+        (version,) = conn.execute("PRAGMA user_version").fetchone()
+    conn.close()
+    return int(version)
+
+
+EARLIER = [
+    doc("p1", {"name": "Siân"}, indexes={"gp_bin": ["A1", "Øvrebø"], "born_int": [-5, 1980]}),
+    doc("p2", {"name": "Bob"}, indexes={"gp_bin": ["A1"]}),
+    doc("p3", {}, bucket="other", bucket_type="typed", indexes={"gp_bin": ["A1"]}),
+]
+
+
+def test_a_store_of_the_earlier_layout_is_upgraded_in_place(tmp_path: Path) -> None:
+    path = tmp_path / "target.db"
+    _layout_0_store(path, EARLIER)
+    with LocalTarget(path) as target:
+        assert _version(path) == 1
+        stored = target.get("default", "patients", "p1")
+        assert stored is not None and stored.value == EARLIER[0].value and stored.meta == META
+        assert stored.indexes == {"born_int": [-5, 1980], "gp_bin": ["A1", "Øvrebø"]}
+        assert target.query_index("default", "patients", "gp_bin", "A1") == ["p1", "p2"]
+        assert target.query_index("typed", "other", "gp_bin", "A1") == ["p3"]
+        assert target.query_index("default", "patients", "born_int", -10, 0) == ["p1"]
+        # What was stored is recognised as stored: a re-load writes nothing.
+        assert target.write(EARLIER, meta={}) == WriteStats(written=0, unchanged=3)
+        changed = doc("p1", {"name": "Siân"}, indexes={"gp_bin": ["B2"]})
+        assert target.write([changed], meta={}) == WriteStats(written=1, unchanged=0)
+        assert target.query_index("default", "patients", "gp_bin", "A1") == ["p2"]
+        assert target.query_index("default", "patients", "born_int", -10, 2000) == []
+    with sqlite3.connect(path) as conn:
+        tables = {name for (name,) in conn.execute("SELECT name FROM sqlite_master")}
+    conn.close()
+    assert not any("layout0" in name for name in tables)
+    with LocalTarget(path) as again:  # opening an upgraded store changes nothing
+        assert [o.key for o in again.iter_bucket("default", "patients")] == ["p1", "p2"]
+
+
+def test_a_read_only_open_of_the_earlier_layout_says_how_to_upgrade(tmp_path: Path) -> None:
+    path = tmp_path / "target.db"
+    _layout_0_store(path, EARLIER)
+    before = path.read_bytes()
+    with pytest.raises(TargetError, match="earlier version") as info:
+        LocalTarget(path, read_only=True)
+    assert "migrate run" in str(info.value)
+    assert path.read_bytes() == before and _version(path) == 0
+
+
+def test_a_store_of_a_newer_layout_is_refused(tmp_path: Path) -> None:
+    path = tmp_path / "target.db"
+    LocalTarget(path).close()
+    with sqlite3.connect(path) as conn:
+        conn.execute("PRAGMA user_version = 99")
+    conn.close()
+    for read_only in (False, True):
+        with pytest.raises(TargetError, match="layout version 99"):
+            LocalTarget(path, read_only=read_only)
+
+
+def test_bin_terms_that_look_like_numbers_stay_text(target: LocalTarget) -> None:
+    target.write([doc("k", {}, indexes={"code_bin": ["0123", "12"], "n_int": [123]})], meta={})
+    assert target.query_index("default", "patients", "code_bin", "0123") == ["k"]
+    assert target.query_index("default", "patients", "code_bin", "123") == []
+    assert target.query_index("default", "patients", "n_int", 123) == ["k"]
+    terms = list(target.index_terms("default", "patients", "code_bin", "0", "9"))
+    assert terms == [("0123", "k"), ("12", "k")]
+    assert list(target.index_terms("default", "patients", "n_int", 0, 999)) == [(123, "k")]
+
+
+def test_indexes_given_out_of_order_or_twice_are_stored_in_order(target: LocalTarget) -> None:
+    indexes = (("b_bin", ("y", "x")), ("a_int", (2,)), ("b_bin", ("x", "z")), ("c_bin", ()))
+    value = b'{"k":1}'
+    document = Document(
+        "default", "patients", "k", value, indexes, xxhash.xxh3_128_hexdigest(value)
+    )
+    assert target.write([document], meta={}) == WriteStats(written=1, unchanged=0)
+    stored = target.get("default", "patients", "k")
+    assert stored is not None and stored.indexes == {"a_int": [2], "b_bin": ["x", "y", "z"]}
+    canonical = doc("k", {"k": 1}, indexes={"a_int": [2], "b_bin": ["x", "y", "z"]})
+    assert target.write([canonical], meta={}) == WriteStats(written=0, unchanged=1)
+    assert raw_count(target.path, "index_entries") == 4
+
+
+def test_an_update_touches_only_the_entries_that_changed(target: LocalTarget) -> None:
+    first = [doc(f"k{i}", {"v": 1}, indexes={"g_bin": ["a", "b"], "n_int": [i]}) for i in range(3)]
+    target.write(first, meta={})
+    assert raw_count(target.path, "index_entries") == 9
+    second = [doc(f"k{i}", {"v": 2}, indexes={"g_bin": ["b", "c"], "n_int": [i]}) for i in range(3)]
+    assert target.write(second, meta={}) == WriteStats(written=3, unchanged=0)
+    assert raw_count(target.path, "index_entries") == 9
+    assert target.query_index("default", "patients", "g_bin", "a") == []
+    assert target.query_index("default", "patients", "g_bin", "c") == ["k0", "k1", "k2"]
+    assert target.query_index("default", "patients", "n_int", 0, 2) == ["k0", "k1", "k2"]
+    assert target.delete("default", "patients", "k1") is True
+    assert raw_count(target.path, "index_entries") == 6

@@ -1,0 +1,169 @@
+"""The pipeline's hand-offs on a real demo project: rows staged and transformed in one step, the
+loader thread (in chunk order, bounded, so a slow target holds up the extract), failures mid-load.
+"""
+
+from __future__ import annotations
+
+import pickle
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from migrate.document import Document
+from migrate.errors import TargetError
+from migrate.ledger import ChunkState, RunStatus
+from migrate.pipeline import LOAD_QUEUE, run_services
+from migrate.project import Project
+from migrate.source import read_staged
+from migrate.target.base import WriteStats
+from migrate.target.chunks import CHUNK_INDEX
+from migrate.transform import Extracted, TransformOutput, TransformTask, transform_chunk
+
+
+@pytest.fixture
+def project(demo_project: Path) -> Iterator[Project]:
+    opened = Project.load(demo_project / "migrate.toml")
+    yield opened
+    opened.close()
+
+
+class ThrottledTarget:
+    """The project's embedded target behind a slow, observable write: each call records the
+    chunk it writes and how many chunks are staged on disk at that moment; `fail_at` makes that
+    call (0-based) fail as a target that went away would."""
+
+    def __init__(self, inner: Any, staged: Path, *, pause: float, fail_at: int = -1) -> None:
+        self.inner = inner
+        self.staged = staged
+        self.pause = pause
+        self.fail_at = fail_at
+        self.calls: list[tuple[str, int, str]] = []  # chunk, chunks staged, thread
+        self.lock = threading.Lock()
+
+    def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
+        with self.lock:
+            staged = len(list(self.staged.glob("*/staged/*/[0-9]*")))
+            self.calls.append((meta["migrate-chunk"], staged, threading.current_thread().name))
+            if len(self.calls) - 1 == self.fail_at:
+                raise TargetError("the target went away (injected)")
+        time.sleep(self.pause)
+        stats: WriteStats = self.inner.write(documents, meta=meta)
+        return stats
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+
+def _throttle(project: Project, service: str, **options: Any) -> ThrottledTarget:
+    throttled = ThrottledTarget(project.target, project.config.work_dir / service, **options)
+    project._target = throttled  # type: ignore[assignment]
+    return throttled
+
+
+def test_a_chunk_built_from_fresh_rows_equals_one_built_from_its_staged_files(
+    project: Project, tmp_path: Path
+) -> None:
+    service = project.config.service("pds")
+    plan = project.plan(service)
+    doc = plan.doc_types[0]
+    with project.source.snapshot() as snapshot:
+        chunk = snapshot.plan_chunks(doc.extract, 200)[1]
+        tables = snapshot.extract(doc.extract, chunk)
+
+    def task(source: Any) -> TransformTask:
+        return TransformTask(
+            str(service.mapping),
+            project.config.target.bucket_type,
+            plan.fingerprint,
+            project.schema(),
+            doc.name,
+            chunk.index,
+            project.config.run.max_document_bytes,
+            source,
+        )
+
+    fresh = transform_chunk(task(Extracted(str(tmp_path / "chunk"), tables)))
+    read_back = read_staged(Path(fresh.staged.path), fresh.staged)
+    assert list(read_back) == list(tables)
+    for node, table in tables.items():
+        assert read_back[node].schema == table.schema and read_back[node].equals(table)
+
+    resumed = transform_chunk(task(fresh.staged))
+    assert resumed == fresh
+    assert len(fresh.documents) == 200
+    assert all(
+        dict(d.indexes)[CHUNK_INDEX] == (f"{chunk.index:08d}:{d.checksum}",)
+        for d in fresh.documents
+    )
+
+
+def test_transform_output_crosses_processes_unchanged(project: Project, tmp_path: Path) -> None:
+    run_services(project, ["ods"], workers=1)
+    chunk = project.ledger.chunks(project.ledger.latest_run("ods").run_id)[0]  # type: ignore[union-attr]
+    service = project.config.service("ods")
+    plan = project.plan(service)
+    from migrate.source import StagedChunk
+
+    output = transform_chunk(
+        TransformTask(
+            str(service.mapping),
+            project.config.target.bucket_type,
+            plan.fingerprint,
+            project.schema(),
+            chunk.doc_type,
+            chunk.index,
+            project.config.run.max_document_bytes,
+            StagedChunk(chunk.staged_path or "", dict(chunk.rows), chunk.staged_checksum or ""),
+        )
+    )
+    copy = pickle.loads(pickle.dumps(output))
+    assert isinstance(copy, TransformOutput) and copy == output
+    assert [type(d) for d in copy.documents] == [Document] * len(output.documents)
+    assert copy.checksum == chunk.doc_checksum
+
+
+def test_loads_run_in_one_loader_thread_in_chunk_order(project: Project) -> None:
+    throttled = _throttle(project, "eps", pause=0.0)
+    [report] = run_services(project, ["eps"], workers=1)
+    chunks = project.ledger.chunks(report.run_id)
+    assert [call[0] for call in throttled.calls] == [c.chunk_id for c in chunks]
+    assert {call[2] for call in throttled.calls} != {threading.current_thread().name}
+    assert len({call[2] for call in throttled.calls}) == 1
+    assert {c.state for c in chunks} == {ChunkState.LOADED}
+    assert report.documents == sum(c.documents or 0 for c in chunks) > 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_slow_target_holds_up_the_extract(project: Project, workers: int) -> None:
+    """However slow the target, chunks staged ahead of the load stay within the bounds of the
+    two hand-offs (transforms in flight, chunks handed to the loader)."""
+    throttled = _throttle(project, "eps", pause=0.05)
+    [report] = run_services(project, ["eps"], workers=workers)
+    total = len(project.ledger.chunks(report.run_id))
+    in_flight = max(2, workers * 2)
+    assert total > in_flight + LOAD_QUEUE + 2, "the demo needs more chunks than the bounds"
+    for written, (_, staged, _) in enumerate(throttled.calls):
+        assert staged <= written + in_flight + LOAD_QUEUE, throttled.calls
+    assert report.status is RunStatus.COMPLETE
+
+
+def test_a_load_that_fails_stops_the_run_and_a_rerun_finishes_it(project: Project) -> None:
+    throttled = _throttle(project, "eps", pause=0.01, fail_at=3)
+    with pytest.raises(TargetError, match="went away"):
+        run_services(project, ["eps"], workers=1)
+    run = project.ledger.latest_run("eps")
+    assert run is not None and run.status is RunStatus.FAILED
+    chunks = project.ledger.chunks(run.run_id)
+    loaded = [c.chunk_id for c in chunks if c.state is ChunkState.LOADED]
+    assert loaded == [call[0] for call in throttled.calls[:3]]
+
+    project._target = throttled.inner
+    [report] = run_services(project, ["eps"], workers=1)
+    assert report.run_id == run.run_id and report.status is RunStatus.COMPLETE
+    assert report.verification is not None and report.verification.outcome == "equal"
+    objects = sum(1 for _ in project.target.iter_bucket("default", "prescriptions"))
+    assert objects == report.documents
