@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
-
 from migrate.document import Document
 
 CHUNK_INDEX = "migrate_chunk_bin"
@@ -28,4 +26,7 @@ def chunk_prefix_range(chunk_index: int | None = None) -> tuple[str, str]:
 
 def with_chunk_index(doc: Document, chunk_index: int) -> Document:
     indexes = (*doc.indexes, (CHUNK_INDEX, (chunk_term(chunk_index, doc.checksum),)))
-    return replace(doc, indexes=tuple(sorted(indexes)))
+    # Built directly: dataclasses.replace costs several microseconds per document here.
+    return Document(
+        doc.bucket_type, doc.bucket, doc.key, doc.value, tuple(sorted(indexes)), doc.checksum
+    )
