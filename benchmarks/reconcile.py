@@ -10,7 +10,7 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
-from benchmarks.harness import Figure, Settings, repeat
+from benchmarks.harness import Figure, Goal, Settings, repeat
 from benchmarks.sink import ServerProcess
 from migrate.demo import create_demo
 from migrate.pipeline import run_services
@@ -21,6 +21,7 @@ from migrate.target.riak import RiakTarget
 
 CASE = "reconcile"
 BASELINE = "GET every body, 16 threads"
+GOAL = Goal(">=", 10, "ratio")  # issue 5, goal 5
 LOCAL_URL = 'url = "local:///.migrate/target.db"'
 
 
@@ -83,6 +84,7 @@ def run(settings: Settings) -> list[Figure]:
             tuple(clean),
             BASELINE,
             tuple(baseline),
+            GOAL,
             note=note,
         ),
         Figure(
@@ -92,6 +94,7 @@ def run(settings: Settings) -> list[Figure]:
             tuple(r for r, _ in changed),
             BASELINE,
             tuple(baseline),
+            GOAL,
             note=note,
         ),
     ]

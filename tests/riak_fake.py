@@ -6,6 +6,13 @@ with dotted version vectors per key, so a blind PUT on an `allow_mult` type make
 PUT carrying the current vclock replaces them all, as Riak does. Tombstones are kept until the next
 PUT of the key (a real node reaps them after `delete_mode`, 3 s by default).
 
+Secondary indexes are kept as a real node's sorted backend keeps them: per bucket and index, a
+sorted list of (term, key) entries updated on every write and delete, so an exact or range query
+costs O(log n + page) whatever the bucket's size. As on Riak: a paginated query comes sorted by
+term then key, a page that is full carries a continuation (even when nothing follows, so the next
+page is empty), a continuation is stateless (entries added or removed between pages show or vanish
+as they fall after it or not), and an unpaginated query comes in no particular order.
+
 Faults are drawn from a seeded RNG per request: a rate of 503s, drops (the connection is closed
 without an answer), stalls (the request is applied, then the answer never comes before the client's
 timeout) and a fixed delay before every answer.
@@ -30,7 +37,13 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 from urllib.parse import parse_qsl, quote, unquote
 
+from sortedcontainers import SortedList
+
 IndexTerm = str | int
+# An index entry as the sorted lists hold it: the term (bytes of a _bin term, an _int's integer)
+# then the key's bytes, so tuples sort as Riak sorts a paginated answer.
+Entry = tuple[bytes | int, bytes]
+KEY_INDEX = "$key"  # every live key of a bucket, which `$bucket` and `$key` queries read
 
 DEFAULT_PROPS: dict[str, Any] = {
     "allow_mult": False,
@@ -222,6 +235,7 @@ class RiakFake:
         self._types: dict[str, dict[str, Any]] = {"default": dict(DEFAULT_PROPS)}
         self._bucket_props: dict[tuple[str, str], dict[str, Any]] = {}
         self._data: dict[tuple[str, str, str], StoredKey] = {}
+        self._indexes: dict[tuple[str, str, str], SortedList] = {}
         self._stats: Counter[str] = Counter()
         self._stopping = threading.Event()
         self._sockets: set[socket.socket] = set()
@@ -269,6 +283,7 @@ class RiakFake:
         """Forget every object and counter (bucket types stay)."""
         with self._lock:
             self._data.clear()
+            self._indexes.clear()
             self._bucket_props.clear()
             self.requests.clear()
             self._stats.clear()
@@ -290,11 +305,8 @@ class RiakFake:
 
     def keys(self, bucket_type: str, bucket: str) -> list[str]:
         with self._lock:
-            return sorted(
-                k
-                for (t, b, k), s in self._data.items()
-                if (t, b) == (bucket_type, bucket) and not s.deleted
-            )
+            entries = self._indexes.get((bucket_type, bucket, KEY_INDEX), ())
+            return [key.decode("utf-8") for _, key in entries]
 
     # ---- the server side ----------------------------------------------------------------------
 
@@ -465,7 +477,9 @@ class RiakFake:
                     stored.clock[self._actor],
                     deleted=True,
                 )
+                before = _entries(ident[2], stored)
                 stored.siblings, stored.deleted = [tombstone], True
+                self._reindex(ident, before, {})
             return Response(204, [("Vary", "Accept-Encoding"), ("Content-Type", "text/html")])
         return _text(404, NO_ROUTE, "text/html")
 
@@ -533,7 +547,9 @@ class RiakFake:
                 modified=time.time(),
                 dot=clock[self._actor],
             )
+            before = _entries(ident[2], stored)
             self._data[ident] = StoredKey(clock, [*kept, sibling])
+            self._reindex(ident, before, _entries(ident[2], self._data[ident]))
             self._stats["puts"] += 1
             self._stats["index_writes"] += sum(len(v) for v in indexes.values())
         if query.get("returnbody") == "true":
@@ -604,6 +620,26 @@ class RiakFake:
 
     # ---- secondary indexes --------------------------------------------------------------------
 
+    def _reindex(
+        self,
+        ident: tuple[str, str, str],
+        before: dict[str, set[Entry]],
+        after: dict[str, set[Entry]],
+    ) -> None:
+        """Move a key's entries in the sorted indexes from `before` to `after` (lock held)."""
+        bucket_type, bucket, _ = ident
+        for name in before.keys() | after.keys():
+            old, new = before.get(name, set()), after.get(name, set())
+            if old == new:
+                continue
+            entries = self._indexes.get((bucket_type, bucket, name))
+            if entries is None:
+                entries = self._indexes[(bucket_type, bucket, name)] = SortedList()
+            for entry in old - new:
+                entries.remove(entry)
+            for entry in new - old:
+                entries.add(entry)
+
     def _index(
         self, bucket_type: str, bucket: str, name: str, args: list[str], query: dict[str, str]
     ) -> Response:
@@ -611,62 +647,77 @@ class RiakFake:
             return _text(400, f'Invalid query: {{unknown_field_type,<<"{name}">>}}\n'.encode())
         is_int = name.endswith("_int")
         try:
-            bounds: list[IndexTerm] = [int(a) if is_int else a for a in args]
+            bounds = [_order(int(a) if is_int else a) for a in args]
         except ValueError:
             return _text(400, f'Invalid query: {{invalid_integer,<<"{name}">>}}\n'.encode())
         try:
             max_results = int(query["max_results"]) if "max_results" in query else None
-            after = decode_continuation(query["continuation"]) if "continuation" in query else None
+            after = None
+            if "continuation" in query:
+                term, key = decode_continuation(query["continuation"])
+                after = (_order(term), key.encode("utf-8"))
+                if isinstance(after[0], int) != is_int:
+                    raise ValueError("a continuation of another index")
         except ValueError:
             return _text(400, b"Invalid query: {invalid_pagination}\n")
         if max_results is not None and max_results <= 0:
             return _text(400, b"Invalid query: {invalid_pagination}\n")
         ranged = len(bounds) == 2 and name != "$bucket"
-        entries: list[tuple[IndexTerm, str]] = []
+        index = KEY_INDEX if name in ("$bucket", "$key") else name
         with self._lock:
-            for (t, b, key), stored in self._data.items():
-                if (t, b) != (bucket_type, bucket) or stored.deleted:
-                    continue
-                if name in ("$bucket", "$key"):
-                    terms: set[IndexTerm] = {key}
-                else:
-                    terms = {v for s in stored.siblings for v in s.indexes.get(name, [])}
-                for term in terms:
-                    if name == "$bucket" or _matches(term, bounds):
-                        entries.append((term, key))
-        order = _sort_key(is_int)
-        entries.sort(key=order)
-        if after is not None:
-            entries = [e for e in entries if order(e) > order(after)]
+            entries = self._indexes.get((bucket_type, bucket, index), SortedList())
+            first, stop = 0, len(entries)
+            if name != "$bucket":
+                low, high = bounds[0], bounds[-1]
+                first = entries.bisect_left((low,))
+                stop = max(first, entries.bisect_left((_successor(high),)))
+            if after is not None:
+                first = max(first, entries.bisect_right(after))
+            if max_results is not None:
+                stop = min(stop, first + max_results)
+            page: list[Entry] = list(entries.islice(first, stop))
+            if max_results is None and after is None:
+                self._rng.shuffle(page)  # a coverage query merges vnodes' answers unsorted
         result: dict[str, Any] = {}
-        if max_results is not None:
-            page, more = entries[:max_results], len(entries) > max_results
-            if more:
-                result["continuation"] = encode_continuation(*page[-1])
-        else:
-            page = entries
-            with self._lock:
-                self._rng.shuffle(page)
+        if max_results is not None and len(page) == max_results:
+            result["continuation"] = encode_continuation(*_unorder(page[-1]))
         if ranged and query.get("return_terms") == "true":
-            body: dict[str, Any] = {"results": [{str(t): k} for t, k in page]}
+            body: dict[str, Any] = {
+                "results": [{str(_term(t)): k.decode("utf-8")} for t, k in page]
+            }
         else:
-            body = {"keys": [k for _, k in page]}
+            body = {"keys": [k.decode("utf-8") for _, k in page]}
         return _json(200, {**body, **result})
 
 
-def _matches(term: IndexTerm, bounds: list[IndexTerm]) -> bool:
-    if len(bounds) == 1:
-        return term == bounds[0]
-    low, high = bounds
-    if isinstance(term, int) and isinstance(low, int) and isinstance(high, int):
-        return low <= term <= high
-    return str(low).encode() <= str(term).encode() <= str(high).encode()
+def _entries(key: str, stored: StoredKey | None) -> dict[str, set[Entry]]:
+    """A key's index entries by index name: its live siblings' terms, and its `$key` entry."""
+    if stored is None or stored.deleted:
+        return {}
+    raw = key.encode("utf-8")
+    out: dict[str, set[Entry]] = {KEY_INDEX: {(raw, raw)}}
+    for sibling in stored.siblings:
+        for name, terms in sibling.indexes.items():
+            out.setdefault(name, set()).update((_order(t), raw) for t in terms)
+    return out
 
 
-def _sort_key(is_int: bool) -> Any:
-    if is_int:
-        return lambda e: (int(e[0]), e[1].encode())
-    return lambda e: (str(e[0]).encode(), e[1].encode())
+def _order(term: IndexTerm) -> bytes | int:
+    """How Riak orders a term: integers by value, binaries by their bytes."""
+    return term if isinstance(term, int) else term.encode("utf-8")
+
+
+def _term(order: bytes | int) -> IndexTerm:
+    return order if isinstance(order, int) else order.decode("utf-8")
+
+
+def _unorder(entry: Entry) -> tuple[IndexTerm, str]:
+    return _term(entry[0]), entry[1].decode("utf-8")
+
+
+def _successor(term: bytes | int) -> bytes | int:
+    """The least term above `term`: a range's end is inclusive, bisecting wants it exclusive."""
+    return term + 1 if isinstance(term, int) else term + b"\x00"
 
 
 def _json(status: int, payload: Any) -> Response:

@@ -2,15 +2,15 @@
 bytes as the load, from the source as it is now or from the chunk's staged files.
 
 Building is the CPU-heavy part, so with more than one worker it runs in a process pool (Arrow
-tables pickle); each worker compiles the mapping once per fingerprint.
+tables pickle); each worker compiles the mapping once per fingerprint and sends back only what the
+comparison needs (keys, checksums and their aggregate), not the documents.
 """
 
 from __future__ import annotations
 
-import contextlib
 import multiprocessing
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -21,6 +21,8 @@ from migrate.document import Document
 from migrate.errors import StagingError
 from migrate.ledger import ChunkRecord
 from migrate.mapping import ServicePlan, cached_plan
+from migrate.mapping.canonical import aggregate
+from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
 
@@ -46,44 +48,87 @@ class BuildTask:
     doc_type: str
     tables: dict[str, pa.Table]
     max_bytes: int
+    sample: float | None = None  # only keys in this sample (see `sample`)
+    with_values: bool = False  # keep the documents' values (--show-values)
 
 
-def build_chunk(task: BuildTask) -> list[Document]:
-    """One chunk's documents (rejected rows make none, as in the load). Pure."""
-    plan = cached_plan(
-        task.mapping_path,
-        default_bucket_type=task.default_bucket_type,
-        fingerprint=task.fingerprint,
-        schema=task.schema,
-    )
+@dataclass(frozen=True, slots=True)
+class ExpectedChunk:
+    """What a chunk should hold: {key: checksum}, their aggregate, and the values when asked."""
+
+    checksums: dict[str, str]
+    digest: str
+    values: dict[str, bytes] | None = None
+
+
+def build_chunk(task: BuildTask, plan: ServicePlan | None = None) -> list[Document]:
+    """One chunk's documents (rejected rows make none, as in the load). Pure. A worker process
+    compiles the task's mapping once; the calling process passes the plan it compiled."""
+    if plan is None:
+        plan = cached_plan(
+            task.mapping_path,
+            default_bucket_type=task.default_bucket_type,
+            fingerprint=task.fingerprint,
+            schema=task.schema,
+        )
     return plan.doc_type(task.doc_type).build(task.tables, max_bytes=task.max_bytes).documents
 
 
-@contextlib.contextmanager
-def builders(workers: int) -> Iterator[ProcessPoolExecutor | None]:
-    """A process pool for building, or None to build inline (one worker)."""
-    if workers <= 1:
-        yield None
-        return
-    pool = ProcessPoolExecutor(
-        max_workers=workers, mp_context=multiprocessing.get_context("forkserver")
-    )
-    try:
-        yield pool
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)
+def expect_chunk(task: BuildTask, plan: ServicePlan | None = None) -> ExpectedChunk:
+    """One chunk's expected side, in the task's sample. Pure."""
+    documents = build_chunk(task, plan)
+    if task.sample is not None:
+        documents = [d for d in documents if in_sample(d.key, task.sample)]
+    checksums = {d.key: d.checksum for d in documents}
+    values = {d.key: d.value for d in documents} if task.with_values else None
+    return ExpectedChunk(checksums, aggregate(checksums.values()), values)
+
+
+class Builders:
+    """Where expected sides are built: inline with one worker, else in a process pool started on
+    the first build (a verification the ledger's aggregates prove starts none)."""
+
+    def __init__(self, workers: int) -> None:
+        self.workers = max(1, workers)
+        self._pool: ProcessPoolExecutor | None = None
+
+    def start(
+        self, task: BuildTask, plan: ServicePlan, *, inline: bool = False
+    ) -> Future[ExpectedChunk] | ExpectedChunk:
+        """Build `task` in the pool, or now with `plan` when `inline` (a lone chunk gains
+        nothing from the pool)."""
+        if self.workers == 1 or inline:
+            return expect_chunk(task, plan)
+        if self._pool is None:
+            self._pool = ProcessPoolExecutor(
+                max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver")
+            )
+        return self._pool.submit(expect_chunk, task)
+
+    def close(self) -> None:
+        if self._pool is not None:
+            self._pool.shutdown(wait=True, cancel_futures=True)
+            self._pool = None
+
+    def __enter__(self) -> Builders:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
 
 def build_in_order(
-    refs: Iterable[ChunkRef],
+    refs: Sequence[ChunkRef],
     make_task: Callable[[ChunkRef], BuildTask | None],
-    pool: ProcessPoolExecutor | None,
+    builders: Builders,
+    plan: ServicePlan,
     *,
     in_flight: int,
-) -> Iterator[tuple[ChunkRef, list[Document] | None]]:
-    """Each chunk with its documents, in order, with at most `in_flight` builds queued.
-    `make_task` returns None for a chunk that needs no build (it yields None documents)."""
-    queue: deque[tuple[ChunkRef, Future[list[Document]] | list[Document] | None]] = deque()
+) -> Iterator[tuple[ChunkRef, ExpectedChunk | None]]:
+    """Each chunk with its expected side, in order, with at most `in_flight` builds queued.
+    `make_task` returns None for a chunk that needs no build (it yields None)."""
+    inline = len(refs) < 2
+    queue: deque[tuple[ChunkRef, Future[ExpectedChunk] | ExpectedChunk | None]] = deque()
     pending = iter(refs)
     while True:
         while len(queue) < in_flight:
@@ -91,12 +136,7 @@ def build_in_order(
             if ref is None:
                 break
             task = make_task(ref)
-            if task is None:
-                queue.append((ref, None))
-            elif pool is None:
-                queue.append((ref, build_chunk(task)))
-            else:
-                queue.append((ref, pool.submit(build_chunk, task)))
+            queue.append((ref, None if task is None else builders.start(task, plan, inline=inline)))
         if not queue:
             return
         ref, outcome = queue.popleft()

@@ -90,7 +90,7 @@ class Options:
     against: Against = Against.SOURCE
     sample: float | None = None
     deep: bool = False
-    workers: int = 1
+    workers: int = 0  # build processes; 0: the project's [run] workers, else one per core
     show_values: bool = False
     chunk_ids: frozenset[str] | None = None  # only these chunks (repair's re-check)
 

@@ -66,7 +66,9 @@ def repair_service(project: Project, name: str) -> RepairReport:
                     project.config.run.max_document_bytes,
                 )
                 documents = [
-                    with_chunk_index(d, ref.index) for d in build_chunk(task) if d.key in wanted
+                    with_chunk_index(d, ref.index)
+                    for d in build_chunk(task, plan)
+                    if d.key in wanted
                 ]
                 meta = {"migrate-run": latest.run_id or "repair", "migrate-chunk": ref.chunk_id}
                 stats = target.write(documents, meta=meta)

@@ -10,10 +10,12 @@ from __future__ import annotations
 import http.client
 import json
 import os
+import random
 import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+from urllib.parse import quote, urlencode
 
 import pytest
 from riak_fake import RiakFake, decode_continuation, encode_continuation
@@ -284,3 +286,169 @@ def test_stale_vclock_on_allow_mult_type_keeps_newer_sibling(riak_fake: RiakFake
     assert send(riak_fake, "PUT", PEOPLE + "k", headers, b"1").status == 204
     assert send(riak_fake, "PUT", PEOPLE + "k", headers, b"2").status == 204
     assert riak_fake.siblings("default", "people", "k") == [b"2"]
+
+
+# ---- secondary indexes: sorted, paginated, stateless continuations ------------------------------
+
+INDEX = "/types/default/buckets/people/index/"
+
+
+def put_indexed(fake: RiakFake, key: str, indexes: dict[str, list[str | int]]) -> None:
+    headers = [("Content-Type", "application/json")]
+    headers += [(f"X-Riak-Index-{n}", ", ".join(map(str, t))) for n, t in indexes.items() if t]
+    assert send(fake, "PUT", PEOPLE + quote(key, safe=""), headers, b"{}").status == 204
+
+
+def query(fake: RiakFake, path: str, **params: str) -> dict[str, Any]:
+    target = INDEX + path + ("?" + urlencode(params) if params else "")
+    response = send(fake, "GET", target, [], None)
+    assert response.status == 200, response.read_body  # type: ignore[attr-defined]
+    payload: dict[str, Any] = json.loads(response.read_body)  # type: ignore[attr-defined]
+    return payload
+
+
+def pairs(payload: dict[str, Any]) -> list[tuple[str, str]]:
+    return [next(iter(item.items())) for item in payload["results"]]
+
+
+def walk(fake: RiakFake, path: str, page: int) -> tuple[list[tuple[str, str]], int]:
+    """Every (term, key) of a range with return_terms, page by page; and the number of pages."""
+    found: list[tuple[str, str]] = []
+    params = {"return_terms": "true", "max_results": str(page)}
+    pages = 0
+    while True:
+        payload = query(fake, path, **params)
+        pages += 1
+        found += pairs(payload)
+        assert ("continuation" in payload) == (len(payload["results"]) == page)
+        if "continuation" not in payload:
+            return found, pages
+        params["continuation"] = payload["continuation"]
+
+
+def test_range_pages_come_sorted_by_term_then_key_bytes(riak_fake: RiakFake) -> None:
+    model: dict[str, set[str]] = {}
+    for n in range(120):
+        key = f"k{(n * 37) % 120:03d}" + ("é" if n % 11 == 0 else "")
+        terms = {f"{n % 9:08d}:{n:04x}", f"{(n * 5) % 9:08d}:{n:04x}"}
+        model[key] = terms
+        put_indexed(riak_fake, key, {"migrate_chunk_bin": sorted(terms)})
+    wanted = sorted(
+        ((t, k) for k, terms in model.items() for t in terms if "00000002:" <= t <= "00000006:~"),
+        key=lambda e: (e[0].encode(), e[1].encode()),
+    )
+    for page in (1, 7, len(wanted), 1000):
+        found, pages = walk(riak_fake, "migrate_chunk_bin/00000002:/00000006:~", page)
+        assert found == wanted
+        # a full page always carries a continuation, so an exact multiple costs one empty page
+        assert pages == len(wanted) // page + 1
+    unpaged = query(riak_fake, "migrate_chunk_bin/00000002:/00000006:~", return_terms="true")
+    assert sorted(pairs(unpaged)) == sorted(wanted)
+    assert "continuation" not in unpaged
+
+
+def test_exact_integer_key_and_bucket_queries(riak_fake: RiakFake) -> None:
+    for n in range(30):
+        put_indexed(riak_fake, f"p{n:02d}", {"born_int": [n % 4, -n], "gp_bin": [f"G{n % 3}"]})
+    assert sorted(query(riak_fake, "born_int/2")["keys"]) == [f"p{n:02d}" for n in range(2, 30, 4)]
+    assert query(riak_fake, "born_int/-3/1", max_results="100")["keys"] == [
+        "p03",
+        "p02",
+        "p01",
+        *[f"p{n:02d}" for n in range(0, 30, 4)],  # -0 and 0 are one term
+        *[f"p{n:02d}" for n in range(1, 30, 4)],
+    ]
+    assert query(riak_fake, "gp_bin/G1", max_results="3")["keys"] == ["p01", "p04", "p07"]
+    assert query(riak_fake, "$key/p05/p08", max_results="10", return_terms="true")["results"] == [
+        {f"p0{n}": f"p0{n}"} for n in range(5, 9)
+    ]
+    first = query(riak_fake, "$bucket/_", max_results="20")
+    rest = query(riak_fake, "$bucket/_", continuation=first["continuation"])
+    assert first["keys"] + rest["keys"] == [f"p{n:02d}" for n in range(30)]
+    assert "continuation" not in rest  # a continuation alone gives the rest, sorted
+    assert query(riak_fake, "born_int/5/4") == {"keys": []}
+
+
+def test_overwritten_deleted_and_sibling_terms_are_reindexed(riak_fake: RiakFake) -> None:
+    put_indexed(riak_fake, "a", {"gp_bin": ["X1", "X2"]})
+    put_indexed(riak_fake, "b", {"gp_bin": ["X1"]})
+    put_indexed(riak_fake, "a", {"gp_bin": ["X3"]})  # the old terms leave with the old value
+    assert query(riak_fake, "gp_bin/X1/X9", return_terms="true", max_results="9")["results"] == [
+        {"X1": "b"},
+        {"X3": "a"},
+    ]
+    assert send(riak_fake, "DELETE", PEOPLE + "b", [], None).status == 204
+    assert query(riak_fake, "gp_bin/X1/X9", max_results="9")["keys"] == ["a"]
+    assert riak_fake.keys("default", "people") == ["a"]
+    put_indexed(riak_fake, "b", {"gp_bin": ["X0"]})  # back after its tombstone
+    assert query(riak_fake, "gp_bin/X0", max_results="9")["keys"] == ["b"]
+    # concurrent writes on an allow_mult type: the key is indexed under every sibling's terms
+    url = "/types/siblings/buckets/people/keys/s"
+    for term in ("S1", "S2"):
+        headers = [("Content-Type", "application/json"), ("X-Riak-Index-gp_bin", term)]
+        assert send(riak_fake, "PUT", url, headers, b"{}").status == 204
+    sibling_index = "/types/siblings/buckets/people/index/gp_bin/S0/S9?max_results=5"
+    answer = json.loads(send(riak_fake, "GET", sibling_index, [], None).read_body)  # type: ignore[attr-defined]
+    assert answer == {"keys": ["s", "s"]}
+
+
+def test_continuations_are_stateless_while_keys_come_and_go(riak_fake: RiakFake) -> None:
+    """Between pages, writes and deletes land as on Riak: the next page is the first entries after
+    the continuation's (term, key) in the index as it is now. Checked against a model, at random."""
+    rng = random.Random(5)
+    model: dict[str, set[str]] = {}
+
+    def entries() -> list[tuple[str, str]]:
+        found = [(t, k) for k, terms in model.items() for t in terms if "c" <= t <= "f"]
+        return sorted(found, key=lambda e: (e[0].encode(), e[1].encode()))
+
+    def mutate() -> None:
+        key = f"k{rng.randrange(60):02d}"
+        if key in model and rng.random() < 0.3:
+            assert send(riak_fake, "DELETE", PEOPLE + key, [], None).status == 204
+            del model[key]
+            return
+        terms = {rng.choice("abcdefg") + str(rng.randrange(10)) for _ in range(rng.randrange(3))}
+        put_indexed(riak_fake, key, {"t_bin": sorted(terms)})
+        model[key] = terms
+
+    for _ in range(80):
+        mutate()
+    for _ in range(12):
+        after: tuple[str, str] | None = None
+        continuation: str | None = None
+        while True:
+            for _ in range(rng.randrange(4)):
+                mutate()
+            params = {"return_terms": "true", "max_results": "5"}
+            if continuation:
+                params["continuation"] = continuation
+            payload = query(riak_fake, "t_bin/c/f", **params)
+            rest = [e for e in entries() if after is None or _after(e, after)]
+            assert pairs(payload) == rest[:5]
+            continuation = payload.get("continuation")
+            if continuation is None:
+                break
+            after = decode_continuation(continuation)  # type: ignore[assignment]
+            assert after == rest[4]
+
+
+def _after(entry: tuple[str, str], point: tuple[str, str]) -> bool:
+    return (entry[0].encode(), entry[1].encode()) > (point[0].encode(), point[1].encode())
+
+
+@pytest.mark.parametrize(
+    "params",
+    [{"continuation": "bm90IGEgdGVybQ=="}, {"max_results": "0"}, {"max_results": "x"}],
+)
+def test_bad_pagination_is_refused(riak_fake: RiakFake, params: dict[str, str]) -> None:
+    target = INDEX + "gp_bin/A/B?" + urlencode(params)
+    response = send(riak_fake, "GET", target, [], None)
+    assert response.status == 400
+    assert response.read_body == b"Invalid query: {invalid_pagination}\n"  # type: ignore[attr-defined]
+
+
+def test_an_integer_continuation_on_a_binary_index_is_refused(riak_fake: RiakFake) -> None:
+    token = encode_continuation(7, "k")
+    response = send(riak_fake, "GET", INDEX + f"gp_bin/A/B?continuation={token}", [], None)
+    assert response.status == 400

@@ -1,0 +1,201 @@
+"""Checking one document type: each chunk's expected side (built) against its actual side (read
+through the chunk index), aggregates first and keys only where they differ.
+
+Three things overlap: index reads in threads (`Prefetcher`), builds in worker processes
+(`Builders`), and the comparison in the calling thread; body reads (probes, --deep) run in
+threads too.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Collection, Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import replace
+
+from migrate.config import ServiceConfig
+from migrate.mapping import DocPlan, ServicePlan
+from migrate.project import Project
+from migrate.reconcile.actual import (
+    ActualChunk,
+    Prefetcher,
+    leftovers,
+    stored_checksum,
+    stored_value,
+)
+from migrate.reconcile.compare import diff_keys, same_aggregate
+from migrate.reconcile.expected import (
+    Builders,
+    BuildTask,
+    ChunkRef,
+    ExpectedChunk,
+    build_in_order,
+    source_tables,
+    staged_tables,
+)
+from migrate.reconcile.model import ChunkOutcome, Difference, DocTypeResult, Kind, Options
+from migrate.reconcile.sample import in_sample
+from migrate.source import Snapshot
+
+_PROBE_THREADS = 16
+_READ_THREADS = 4
+
+
+class DocCheck:
+    """One document type's chunks: build expected, read actual, compare."""
+
+    def __init__(
+        self,
+        project: Project,
+        service: ServiceConfig,
+        plan: ServicePlan,
+        doc: DocPlan,
+        *,
+        snapshot: Snapshot | None,
+        options: Options,
+    ) -> None:
+        self.project = project
+        self.service = service
+        self.plan = plan
+        self.doc = doc
+        self.snapshot = snapshot
+        self.options = options
+        self.target = project.target
+        self.schema = project.schema()
+        self.use_aggregates = options.sample is None and not options.deep
+        self.actual: dict[str, ActualChunk] = {}
+        self._reader: Prefetcher | None = None
+
+    def run(self, refs: list[ChunkRef], builders: Builders) -> DocTypeResult:
+        indexes = [r.index for r in refs]
+        last = max(indexes, default=-1)
+        chunk_ids = self.options.chunk_ids
+        beyond: dict[int, list[str]] = {}
+        if chunk_ids is None or any(int(c.rsplit(":", 1)[1]) > last for c in chunk_ids):
+            beyond = self._beyond(last)
+        unplanned = {key for keys in beyond.values() for key in keys}
+        outcomes: list[ChunkOutcome] = []
+        in_flight = max(2, 2 * builders.workers)
+        reader = Prefetcher(
+            self.target,
+            self.doc.bucket_type,
+            self.doc.bucket,
+            indexes,
+            sample=self.options.sample,
+            threads=_READ_THREADS,
+            ahead=in_flight + _READ_THREADS,
+        )
+        with reader, ThreadPoolExecutor(_PROBE_THREADS) as probes:
+            self._reader = reader
+            for ref, expected in build_in_order(
+                refs, self._task, builders, self.plan, in_flight=in_flight
+            ):
+                outcome, keys = self._compare(ref, expected, probes)
+                if unplanned:
+                    unplanned.difference_update(keys)
+                outcomes.append(outcome)
+        for index, keys in sorted(beyond.items()):
+            chunk_id = f"{self.doc.name}:{index:05d}"
+            extra = tuple(
+                Difference(k, Kind.EXTRA, chunk_id) for k in sorted(keys) if k in unplanned
+            )
+            if extra:
+                outcomes.append(ChunkOutcome(chunk_id, index, 0, len(extra), False, extra))
+        return DocTypeResult(self.doc.name, self.doc.bucket_type, self.doc.bucket, tuple(outcomes))
+
+    def _task(self, ref: ChunkRef) -> BuildTask | None:
+        """The build task of the chunk's expected side, or None when the ledger's aggregate
+        already proves it (verification against staging, which reads the actual side first)."""
+        if self.snapshot is not None:  # the actual side is read meanwhile, taken to compare
+            tables = source_tables(self.snapshot, self.plan, ref)
+        else:
+            actual = self.actual[ref.chunk_id] = self._take(ref)
+            record = ref.record
+            if (
+                self.use_aggregates
+                and record is not None
+                and same_aggregate(
+                    record.documents or 0,
+                    record.doc_checksum,
+                    len(actual.checksums),
+                    actual.digest,
+                )
+            ):
+                return None
+            tables = staged_tables(self.service.name, ref)
+        return BuildTask(
+            str(self.service.mapping),
+            self.project.config.target.bucket_type,
+            self.plan.fingerprint,
+            self.schema,
+            self.doc.name,
+            tables,
+            self.project.config.run.max_document_bytes,
+            sample=self.options.sample,
+            with_values=self.options.show_values,
+        )
+
+    def _compare(
+        self, ref: ChunkRef, expected: ExpectedChunk | None, probes: ThreadPoolExecutor
+    ) -> tuple[ChunkOutcome, Iterable[str]]:
+        """The chunk's outcome, and the keys it expects (so leftovers do not count them)."""
+        actual = self.actual.pop(ref.chunk_id, None)
+        if actual is None:
+            actual = self._take(ref)
+        found = actual.checksums
+        if expected is None:  # proven equal by the ledger's aggregate
+            outcome = ChunkOutcome(
+                ref.chunk_id, ref.index, len(found), len(found), True, (), ref.lo, ref.hi
+            )
+            return outcome, found.keys()
+        want = expected.checksums
+        bodies = self._probe(probes, sorted(found)) if self.options.deep else None
+        if self.use_aggregates and same_aggregate(
+            len(want), expected.digest, len(found), actual.digest
+        ):
+            outcome = ChunkOutcome(
+                ref.chunk_id, ref.index, len(want), len(found), True, (), ref.lo, ref.hi
+            )
+            return outcome, want.keys()
+        differences = diff_keys(
+            ref.chunk_id, want, found, lambda ks: self._probe(probes, ks), bodies=bodies
+        )
+        if self.options.show_values:
+            differences = [self._with_values(d, expected) for d in differences]
+        outcome = ChunkOutcome(
+            ref.chunk_id,
+            ref.index,
+            len(want),
+            len(found),
+            False,
+            tuple(differences),
+            ref.lo,
+            ref.hi,
+        )
+        return outcome, want.keys()
+
+    def _take(self, ref: ChunkRef) -> ActualChunk:
+        assert self._reader is not None
+        return self._reader.take(ref.index)
+
+    def _probe(self, probes: ThreadPoolExecutor, keys: Collection[str]) -> dict[str, str | None]:
+        """The checksums of the bodies the target holds for `keys`, read in parallel."""
+        bt, bucket = self.doc.bucket_type, self.doc.bucket
+        found = probes.map(lambda k: stored_checksum(self.target, bt, bucket, k), keys)
+        return dict(zip(keys, found, strict=True))
+
+    def _with_values(self, difference: Difference, expected: ExpectedChunk) -> Difference:
+        if difference.kind is not Kind.CHANGED or expected.values is None:
+            return difference
+        value = expected.values[difference.key]
+        stored = stored_value(self.target, self.doc.bucket_type, self.doc.bucket, difference.key)
+        return replace(difference, expected_value=value.decode("utf-8"), actual_value=stored)
+
+    def _beyond(self, last: int) -> dict[int, list[str]]:
+        """Keys indexed under chunks beyond the plan (an older, longer plan), by chunk: extra,
+        unless a planned chunk expects the key (that chunk's check reports it). Read before the
+        chunks, so only these keys, not every expected one, are remembered meanwhile."""
+        found: dict[int, list[str]] = {}
+        for index, key, _ in leftovers(self.target, self.doc.bucket_type, self.doc.bucket, last):
+            if in_sample(key, self.options.sample):
+                found.setdefault(index, []).append(key)
+        return found
