@@ -242,7 +242,10 @@ def status(ctx: click.Context, fmt: str) -> None:
 @click.option("--sample", default=None, help="Only keys in a deterministic sample, e.g. 1%.")
 @click.option("--deep", is_flag=True, help="Also read every body back and check its checksum.")
 @click.option(
-    "--workers", type=click.IntRange(min=1), default=1, show_default=True, help="Build processes."
+    "--workers",
+    type=click.IntRange(min=1),
+    default=None,
+    help="Build processes (default: [run] workers, else one per core).",
 )
 @click.option(
     "--format",
@@ -272,7 +275,7 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
     against: str,
     sample: str | None,
     deep: bool,
-    workers: int,
+    workers: int | None,
     fmt: str,
     output: Path | None,
     show_values: bool,
@@ -290,7 +293,7 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
         against=Against(against),
         sample=parse_sample(sample) if sample is not None else None,
         deep=deep,
-        workers=workers,
+        workers=workers or 0,
         show_values=show_values,
     )
     with _project(ctx, read_only=dry_run) as project:
