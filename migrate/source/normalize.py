@@ -224,6 +224,28 @@ _SIMPLE: dict[ValueKind, Normaliser] = {
 _INT64 = (-(2**63), 2**63 - 1)
 
 
+def _remembered(convert: Normaliser) -> Normaliser:
+    """`convert` with its results kept for the column: money and quantities repeat a lot, and an
+    exact Decimal rounded to the scale costs microseconds. Keyed by type and exact text (floats
+    by repr, so 0.0 and -0.0 stay apart); unhashable values are converted every time."""
+    known: dict[tuple[type, Any], Any] = {}
+
+    def remembered(value: Any) -> Any:
+        kind = type(value)
+        if kind is not int and kind is not float and kind is not str:
+            return convert(value)
+        key = (kind, repr(value) if kind is float else value)
+        found = known.get(key, _UNKNOWN)
+        if found is _UNKNOWN:
+            found = known[key] = convert(value)
+        return found
+
+    return remembered
+
+
+_UNKNOWN: Any = object()
+
+
 def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
     """One column of raw driver values as an Arrow array of its kind's staged type.
 
@@ -236,6 +258,8 @@ def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
     if fast is not None:
         return fast
     convert = normaliser(column)
+    if column.kind is ValueKind.DECIMAL:
+        convert = _remembered(convert)
     staged: list[Any] = []
     for row, value in enumerate(values):
         if value is None:

@@ -39,3 +39,16 @@ def test_integers_beyond_64_bits_are_staged_wide() -> None:
 def test_a_boolean_is_not_an_integer() -> None:
     with pytest.raises(BadValue):
         to_arrow([1, True], INTEGER)
+
+
+def test_repeated_decimals_stage_as_each_would_alone_and_bad_ones_name_their_row() -> None:
+    """Decimal results are remembered per column: a repeat must give what it gives alone, float
+    and int and text of one value stay apart, and a bad value still fails at its own row."""
+    ctype = ColumnType(ValueKind.DECIMAL, "NUMBER(8,2)", 8, 2)
+    values = [12.5, 12.5, 12, "12.5", 0.0, -0.0, 1.005, 1.005, 12, 7.125]
+    convert = normaliser(ctype)
+    expected = [convert(value) for value in values]
+    assert to_arrow(values, ctype).to_pylist() == expected
+    with pytest.raises(BadValue) as caught:
+        to_arrow([1.5, 1.5, "x", 1.5], ctype)
+    assert caught.value.row == 2
