@@ -9,7 +9,9 @@ what the goal judges.
 
 Peak RSS is the largest resident set of any one process of the run (the main process or one of its
 worker processes), from the kernel's rusage of the reaped child: `os.wait4` reports the maximum over
-the child and every descendant it waited for, so each run is measured on its own.
+the child and every descendant it waited for, so each run is measured on its own. The child is
+started from a small process (`benchmarks.rss`): started from this one, it would count this
+process's pages, shared between fork and exec, as its own.
 """
 
 from __future__ import annotations
@@ -17,6 +19,7 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
+import sys
 import tempfile
 import time
 from dataclasses import dataclass
@@ -40,30 +43,18 @@ class Peak:
 
 
 def peak_rss(command: list[str], cwd: Path) -> tuple[int, float]:
-    """Run `command` in `cwd`; its exit code and the peak RSS (MiB) of it or any descendant."""
-    started = time.monotonic()
-    with (
-        tempfile.TemporaryFile() as errors,
-        subprocess.Popen(command, cwd=cwd, stdout=subprocess.DEVNULL, stderr=errors) as child,
-    ):
-        # Reaped here with wait4, not by Popen, so that its rusage is ours to read.
-        while True:
-            pid, status, usage = os.wait4(child.pid, os.WNOHANG)
-            if pid:
-                break
-            if time.monotonic() - started > RUN_TIMEOUT:
-                child.kill()
-            time.sleep(0.05)
-        child.returncode = os.waitstatus_to_exitcode(status)
-        errors.seek(0)
-        error = errors.read()
-    if child.returncode != 0:
-        last = (error.decode("utf-8", "replace").strip().splitlines() or ["(no message)"])[-1]
+    """Run `command` in `cwd`; its exit code and the peak RSS (MiB) of it or any descendant,
+    started from a small process of its own (`benchmarks.rss`) so this one's size is not counted."""
+    runner = [sys.executable, "-m", "benchmarks.rss", str(RUN_TIMEOUT), *command]
+    environment = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parent.parent)}
+    done = subprocess.run(runner, cwd=cwd, capture_output=True, env=environment, check=False)
+    if done.returncode != 0:
+        error = done.stderr.decode("utf-8", "replace").strip().splitlines() or ["(no message)"]
         raise BenchError(
-            f"`{' '.join(command[1:])}` exited with {child.returncode} in {cwd}: {last[:300]}",
+            f"`{' '.join(command[1:])}` exited with {done.returncode} in {cwd}: {error[-1][:300]}",
             hint="run it by hand in a fresh `migrate demo` folder to see why",
         )
-    return child.returncode, usage.ru_maxrss / 1024  # Linux reports KiB
+    return done.returncode, int(done.stdout.split()[-1]) / 1024  # Linux reports KiB
 
 
 def measure(folder: Path, patients: int) -> Peak:

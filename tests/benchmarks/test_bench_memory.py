@@ -33,3 +33,10 @@ def test_peak_rss_is_per_run_not_the_largest_child_so_far(tmp_path: Path) -> Non
 def test_a_failing_run_is_reported(tmp_path: Path) -> None:
     with pytest.raises(BenchError, match="exited with 3"):
         memory.peak_rss([sys.executable, "-c", "import sys; sys.exit(3)"], tmp_path)
+
+
+def test_peak_rss_does_not_count_the_calling_process(tmp_path: Path) -> None:
+    """Measured from a grown process (as after the reconcile case), a small run stays small."""
+    ballast = b"x" * (400 << 20)  # written, so resident in this process
+    _, small = memory.peak_rss([sys.executable, "-c", ALLOCATE, "20"], tmp_path)
+    assert len(ballast) and 20 < small < 200
