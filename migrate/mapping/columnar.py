@@ -277,34 +277,17 @@ class ColumnarBuilder:
                     )
                 )
                 continue
-            chain, leaf_node, leaf = self._path(doc.fields, source.segments)
+            chain, leaf_node, leaf, plain = self._path(doc.fields, source.segments)
             entries_of = compile_path_values(index.name, source.segments)
-            plain = self._plain_leaf(doc.fields, source.segments)
             is_int = is_int_index(index.name)
             out.append(_PathIndex(index.name, chain, leaf_node, leaf, entries_of, plain, is_int))
         return out
 
-    def _plain_leaf(self, fields: tuple[Field, ...], segments: tuple[str, ...]) -> _Column | None:
-        """The column a path ends at when its value is the column's plain JSON value."""
-        node, prefix = self._rows._root, "root"
-        current: tuple[Field, ...] = fields
-        for segment in segments[:-1]:
-            found = next(f for f in current if f.name == segment)
-            node_id = f"{prefix}.{segment}"
-            if isinstance(found, EmbedField | LookupField):
-                node = self._nodes[node_id]
-            if not isinstance(found, ObjectField | EmbedField | LookupField) or not found.fields:
-                return None
-            current, prefix = found.fields, node_id
-        last = next(f for f in current if f.name == segments[-1])
-        if isinstance(last, ColumnField) and last.values is None:
-            return self._rule(node, last.column.text, last.as_.text if last.as_ else None, last)
-        return None
-
     def _path(
         self, fields: tuple[Field, ...], segments: tuple[str, ...]
-    ) -> tuple[tuple[str, ...], str, Callable[[tuple[Any, ...]], Any]]:
-        """The nodes an index path walks through and the value it ends at, per row of its node."""
+    ) -> tuple[tuple[str, ...], str, Callable[[tuple[Any, ...]], Any], _Column | None]:
+        """The nodes an index path walks through, the value it ends at per row of its node, and
+        the column it ends at when that value is the column's plain JSON value."""
         from migrate.mapping.builder import OMIT, node_column
 
         node, prefix = self._rows._root, "root"
@@ -325,7 +308,11 @@ class ColumnarBuilder:
                     got = get(row, [])
                     return None if got is OMIT else got
 
-                return tuple(chain), node.spec.node_id, value
+                plain = None
+                if isinstance(found, ColumnField) and found.values is None:
+                    as_ = found.as_.text if found.as_ else None
+                    plain = self._rule(node, found.column.text, as_, found)
+                return tuple(chain), node.spec.node_id, value, plain
             if isinstance(found, ObjectField):
                 current, prefix = found.fields, node_id
                 continue
@@ -343,7 +330,7 @@ class ColumnarBuilder:
                     raw = row[at]
                     return None if raw is None else convert(raw)
 
-                return tuple(chain), node_id, lookup_value
+                return tuple(chain), node_id, lookup_value, None
             current, prefix, node = found.fields, node_id, child
         raise Unsupported(f"index path {'.'.join(segments)} ends at an object")
 

@@ -81,22 +81,19 @@ def python_values(column: pa.Array[Any] | pa.ChunkedArray[Any], kind: ValueKind)
 
 def json_texts(column: pa.ChunkedArray[Any], rule: ColumnRule) -> tuple[pa.Array[Any], Bad]:
     """Canonical JSON text of every value (binary; null where the value is NULL), and bad rows."""
-    if pa.types.is_null(column.type):  # no value at all: nothing to convert
-        return pa.nulls(len(column), BINARY), {}
-    fast = _fast_json(column, rule)
-    if fast is not None:
-        return fast, {}
-    return _generic(column, rule, rule.converter())
+    text, quoted, bad = json_parts(column, rule)
+    return (_quoted(text) if quoted else text), bad
 
 
 def json_parts(column: pa.ChunkedArray[Any], rule: ColumnRule) -> tuple[pa.Array[Any], bool, Bad]:
     """`json_texts`, except that text Arrow wrote may come back without its quotes (the flag
     says so), for a caller that can add them in a join it makes anyway."""
-    if not pa.types.is_null(column.type):
-        parts = _fast_parts(column, rule)
-        if parts is not None:
-            return parts[0], parts[1], {}
-    texts, bad = json_texts(column, rule)
+    if pa.types.is_null(column.type):  # no value at all: nothing to convert
+        return pa.nulls(len(column), BINARY), False, {}
+    parts = _fast_parts(column, rule)
+    if parts is not None:
+        return parts[0], parts[1], {}
+    texts, bad = _generic(column, rule, rule.converter())
     return texts, False, bad
 
 
@@ -260,14 +257,6 @@ def _date_form(moments: _Moments) -> pa.Array[Any]:
         return moments.date_text()
     midnight = pc.equal(pc.remainder(moments.micros, _DAY), _ZERO)
     return _combined(pc.if_else(midnight, moments.date_text(), moments.datetime_text()))
-
-
-def _fast_json(column: pa.ChunkedArray[Any], rule: ColumnRule) -> pa.Array[Any] | None:
-    parts = _fast_parts(column, rule)
-    if parts is None:
-        return None
-    text, quoted = parts
-    return _quoted(text) if quoted else text
 
 
 def _fast_parts(
