@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, cast
 
+import msgspec
 import pyarrow as pa
 import pyarrow.compute as _compute
 from xxhash import xxh3_128_hexdigest
@@ -54,6 +55,7 @@ from migrate.mapping.model import (
     LookupField,
     ObjectField,
 )
+from migrate.mapping.values import ValueRuleError
 from migrate.schema import ValueKind
 
 # pyarrow-stubs type each compute function by overloads that cannot follow a chain of calls
@@ -755,7 +757,8 @@ def _encoded(value: Any) -> bytes | None:
         return None
     try:
         return canonical_json(value)
-    except Exception as exc:  # a literal the canonical writer refuses: the row builder reports it
+    except (ValueRuleError, msgspec.EncodeError, TypeError, ValueError, OverflowError) as exc:
+        # a literal the canonical writer refuses: the row builder reports it
         raise Unsupported("a constant has no canonical JSON form") from exc
 
 
