@@ -5,7 +5,6 @@ extracted, then build its documents. Pure apart from the staged files: rows in, 
 from __future__ import annotations
 
 import contextlib
-import multiprocessing
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
@@ -17,6 +16,7 @@ import pyarrow as pa
 from migrate.document import Document, Reject
 from migrate.mapping import cached_plan
 from migrate.mapping.canonical import aggregate
+from migrate.processes import worker_context
 from migrate.schema import SchemaInfo
 from migrate.source import StagedChunk, read_staged, write_staged
 from migrate.target.chunks import with_chunk_index
@@ -95,8 +95,7 @@ def transformers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers <= 1:
         yield None
         return
-    context = multiprocessing.get_context("forkserver")
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context())
     try:
         yield pool
     finally:
