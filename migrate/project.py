@@ -36,7 +36,12 @@ class Project:
     def source(self) -> Source:
         if self._source is None:
             cfg = self.config.source
-            self._source = Source(cfg.url, password=cfg.password(), base_dir=self.config.base_dir)
+            self._source = Source(
+                cfg.url,
+                password=cfg.password(),
+                password_env=cfg.password_env,
+                base_dir=self.config.base_dir,
+            )
         return self._source
 
     @property

@@ -12,6 +12,8 @@ from collections.abc import Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
+import pyarrow as pa
+
 from migrate.config import ServiceConfig
 from migrate.mapping import DocPlan, ServicePlan
 from migrate.project import Project
@@ -35,6 +37,7 @@ from migrate.reconcile.expected import (
 from migrate.reconcile.model import ChunkOutcome, Difference, DocTypeResult, Kind, Options
 from migrate.reconcile.sample import in_sample
 from migrate.source import Snapshot
+from migrate.source.shared import ChunkRead, SharedView
 
 _PROBE_THREADS = 16
 _READ_THREADS = 4
@@ -52,6 +55,7 @@ class DocCheck:
         *,
         snapshot: Snapshot | None,
         options: Options,
+        view: SharedView | None = None,
     ) -> None:
         self.project = project
         self.service = service
@@ -64,6 +68,8 @@ class DocCheck:
         self.use_aggregates = options.sample is None and not options.deep
         self.actual: dict[str, ActualChunk] = {}
         self._reader: Prefetcher | None = None
+        self.view = view  # the snapshot shared with the build workers, which then read chunks
+        self._workers_read = False
 
     def run(self, refs: list[ChunkRef], builders: Builders) -> DocTypeResult:
         indexes = [r.index for r in refs]
@@ -74,6 +80,9 @@ class DocCheck:
             beyond = self._beyond(last)
         unplanned = {key for keys in beyond.values() for key in keys}
         outcomes: list[ChunkOutcome] = []
+        # Each worker reads its own chunks when the snapshot is shared and there is a pool
+        # (a lone chunk is built inline, from rows read here).
+        self._workers_read = self.view is not None and builders.workers > 1 and len(refs) > 1
         in_flight = max(2, 2 * builders.workers)
         reader = Prefetcher(
             self.target,
@@ -105,8 +114,13 @@ class DocCheck:
     def _task(self, ref: ChunkRef) -> BuildTask | None:
         """The build task of the chunk's expected side, or None when the ledger's aggregate
         already proves it (verification against staging, which reads the actual side first)."""
+        read = None
+        tables: dict[str, pa.Table] | None
         if self.snapshot is not None:  # the actual side is read meanwhile, taken to compare
-            tables = source_tables(self.snapshot, self.plan, ref)
+            if self._workers_read and self.view is not None:
+                tables, read = None, ChunkRead(self.view, ref.index, ref.lo, ref.hi)
+            else:
+                tables = source_tables(self.snapshot, self.plan, ref)
         else:
             actual = self.actual[ref.chunk_id] = self._take(ref)
             record = ref.record
@@ -132,6 +146,7 @@ class DocCheck:
             self.project.config.run.max_document_bytes,
             sample=self.options.sample,
             with_values=self.options.show_values,
+            read=read,
         )
 
     def _compare(

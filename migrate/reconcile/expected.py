@@ -3,12 +3,13 @@ bytes as the load, from the source as it is now or from the chunk's staged files
 
 Building is the CPU-heavy part, so with more than one worker it runs in a process pool (Arrow
 tables pickle); each worker compiles the mapping once per fingerprint and sends back only what the
-comparison needs (keys, checksums and their aggregate), not the documents.
+comparison needs (keys, checksums and their aggregate), not the documents. Against the source,
+where the snapshot can be shared (`migrate.source.shared`), each worker also reads its chunk's
+rows itself, under the same snapshot, so extraction runs on every core too.
 """
 
 from __future__ import annotations
 
-import multiprocessing
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -22,9 +23,11 @@ from migrate.errors import StagingError
 from migrate.ledger import ChunkRecord
 from migrate.mapping import ServicePlan, cached_plan
 from migrate.mapping.canonical import aggregate
+from migrate.processes import worker_context
 from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
+from migrate.source.shared import ChunkRead, read_chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -46,10 +49,11 @@ class BuildTask:
     fingerprint: str
     schema: SchemaInfo
     doc_type: str
-    tables: dict[str, pa.Table]
+    tables: dict[str, pa.Table] | None  # None: the worker reads them (`read`)
     max_bytes: int
     sample: float | None = None  # only keys in this sample (see `sample`)
     with_values: bool = False  # keep the documents' values (--show-values)
+    read: ChunkRead | None = None  # the chunk to read under the reconcile's shared snapshot
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,7 +75,13 @@ def build_chunk(task: BuildTask, plan: ServicePlan | None = None) -> list[Docume
             fingerprint=task.fingerprint,
             schema=task.schema,
         )
-    return plan.doc_type(task.doc_type).build(task.tables, max_bytes=task.max_bytes).documents
+    doc = plan.doc_type(task.doc_type)
+    tables = task.tables
+    if tables is None:
+        if task.read is None:
+            raise ValueError("a build task needs its tables or a chunk to read")
+        tables = read_chunk(task.read, doc.extract)
+    return doc.build(tables, max_bytes=task.max_bytes).documents
 
 
 def expect_chunk(task: BuildTask, plan: ServicePlan | None = None) -> ExpectedChunk:
@@ -100,9 +110,7 @@ class Builders:
         if self.workers == 1 or inline:
             return expect_chunk(task, plan)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(
-                max_workers=self.workers, mp_context=multiprocessing.get_context("forkserver")
-            )
+            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context())
         return self._pool.submit(expect_chunk, task)
 
     def close(self) -> None:

@@ -27,6 +27,7 @@ from migrate.reconcile.expected import Builders, ChunkRef
 from migrate.reconcile.model import Against, Kind, Options, ServiceResult
 from migrate.reconcile.sample import sample_label
 from migrate.source import Snapshot
+from migrate.source.shared import SharedView, share_view
 
 
 def reconcile_services(
@@ -61,13 +62,19 @@ def reconcile_service(
         if builders is None:
             builders = stack.enter_context(Builders(_workers(project, options)))
         snapshot: Snapshot | None = None
+        view: SharedView | None = None
         if options.against is Against.SOURCE:
             snapshot = stack.enter_context(project.source.snapshot())
+            if builders.workers > 1:
+                specs = [d.extract for d in plan.doc_types]
+                view = share_view(project.source, snapshot, specs)
         marker = snapshot.marker if snapshot else (run.snapshot if run else "")
         doc_types = []
         for doc in plan.doc_types:
             refs = _chunk_refs(project, run, doc, snapshot, options)
-            checker = DocCheck(project, service, plan, doc, snapshot=snapshot, options=options)
+            checker = DocCheck(
+                project, service, plan, doc, snapshot=snapshot, options=options, view=view
+            )
             doc_types.append(checker.run(refs, builders))
     result = ServiceResult(
         service=service.name,

@@ -34,7 +34,12 @@ class Source:
     """One source database for a run. Reflect its schema, then read it under one snapshot."""
 
     def __init__(
-        self, url: str, *, password: str | None = None, base_dir: Path | None = None
+        self,
+        url: str,
+        *,
+        password: str | None = None,
+        password_env: str | None = None,
+        base_dir: Path | None = None,
     ) -> None:
         try:
             parsed = make_url(url)
@@ -46,6 +51,8 @@ class Source:
         if parsed.get_backend_name() == "sqlite":
             parsed = _sqlite_url(parsed, base_dir)
         self.display_url = parsed.render_as_string(hide_password=True)
+        # Where the password came from: another process joining a snapshot reads it there.
+        self.password_env = password_env
         try:
             self.engine = sa.create_engine(parsed)
         except (sa.exc.NoSuchModuleError, ImportError) as exc:
@@ -126,6 +133,25 @@ class Source:
             tables_for=self._tables_for,
             display_url=self.display_url,
         )
+
+    def join(self, token: str, marker: str) -> AbstractContextManager[Snapshot]:
+        """The read view another process opened (its snapshot's `token` and `marker`)."""
+        return open_snapshot(
+            self.engine,
+            self._connect,
+            tables_for=self._tables_for,
+            display_url=self.display_url,
+            join=(token, marker),
+        )
+
+    def tables(self, spec: ExtractSpec) -> Mapping[str, TableInfo]:
+        """The reflected tables an extract reads (reflected now if they were not yet)."""
+        return self._tables_for(spec)
+
+    def remember(self, tables: Iterable[TableInfo]) -> None:
+        """Take tables another process reflected, so reads need not reflect them again."""
+        for table in tables:
+            self._tables[table.name.casefold()] = table
 
     def close(self) -> None:
         self.engine.dispose()

@@ -1,8 +1,15 @@
 """One consistent read view of the source for a whole run: chunk planning and extraction.
 
 SQLite: one connection holding one read transaction. PostgreSQL: a REPEATABLE READ READ ONLY
-transaction whose snapshot is exported, so parallel readers could share it. Oracle: every table
+transaction whose snapshot is exported, so parallel readers can share it. Oracle: every table
 reference reads `AS OF SCN n`. The marker names the view, so delta catch-up starts where it ends.
+
+Another process can read under the same view (`Snapshot.token`, `join_snapshot`) where the
+database can prove it is the same: PostgreSQL by importing the exported snapshot (SET TRANSACTION
+SNAPSHOT), SQLite in a rollback-journal mode because the first read transaction's SHARED lock keeps
+every writer out until it ends, checked by the file change counter in the database header (it
+changes with every commit). Other sources, and SQLite in WAL mode (each reader its own view, and no
+way to share one), have no token: their chunks are read by the snapshot's own connection.
 On PostgreSQL a chunk is read through COPY on the same connection, so in the same transaction
 (`pgcopy`), unless a value needs the cursor path.
 """
@@ -10,9 +17,11 @@ On PostgreSQL a chunk is read through COPY on the same connection, so in the sam
 from __future__ import annotations
 
 import datetime as dt
+import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from operator import itemgetter
+from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
@@ -42,6 +51,7 @@ class Snapshot:
         tables_for: TablesFor,
         display_url: str,
         scn: int | None = None,
+        token: str | None = None,
     ) -> None:
         self._connection = connection
         self._cursor = connection.connection.cursor()
@@ -52,6 +62,10 @@ class Snapshot:
         self._prepared: dict[ExtractSpec, Queries] = {}
         self._copy = _copy_reader(connection)
         self.marker = marker
+        # What another process passes to `join_snapshot` to read under this same view; None
+        # where the source cannot share it (see the module's notes).
+        self.token = token
+        self._paused = False
         # PostgreSQL (psycopg): read chunks through COPY where it stages the same values as the
         # cursor; False reads every chunk through the cursor (the tests compare the two).
         self.use_copy = self._copy is not None
@@ -123,6 +137,7 @@ class Snapshot:
 
     def extract(self, spec: ExtractSpec, chunk: ChunkRange) -> dict[str, pa.Table]:
         """Every node's rows for the chunk, as Arrow tables of exactly the node's columns."""
+        self._resume()
         queries = self._queries(spec)
         if self.use_copy and self._copy is not None and self._copy.usable():
             tables = self._extract_copy(self._copy, queries, chunk)
@@ -184,6 +199,22 @@ class Snapshot:
             )
         return result
 
+    def pause(self) -> None:
+        """SQLite: end the read transaction until the next read, which starts it again and proves
+        by the token that the view is the same (a worker holds no lock between chunks). Only for
+        a view with a token: without one, a new transaction could see newer data."""
+        if self._connection.dialect.name == "sqlite" and self.token is not None:
+            self._connection.connection.rollback()
+            self._paused = True
+
+    def _resume(self) -> None:
+        if not self._paused:
+            return
+        assert self.token is not None
+        _sqlite_read(self._connection)
+        _same_view(self._connection.engine, self._connection, self.token)
+        self._paused = False
+
     def close(self) -> None:
         try:
             self._cursor.close()
@@ -219,18 +250,67 @@ def _first(connection: Connection, sql: str) -> tuple[Any, ...]:
         cursor.close()
 
 
-def _begin(engine: Engine, connect: Callable[[], Connection]) -> tuple[Connection, str, int | None]:
-    """A connection inside its consistent read view, the view's marker, and Oracle's SCN."""
+Begun = tuple[Connection, str, int | None, str | None]  # connection, marker, SCN, token
+_PG_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?")
+_SQLITE_SHARED_MODES = ("delete", "truncate", "persist")  # rollback journals: readers lock out
+
+
+def _sqlite_read(connection: Connection) -> None:
+    """Start the connection's read transaction (deferred BEGIN, then a first read)."""
+    cursor = connection.connection.cursor()
+    try:
+        cursor.execute("BEGIN")
+        cursor.execute("SELECT count(*) FROM sqlite_master")
+    finally:
+        cursor.close()
+
+
+def _sqlite_counter(engine: Engine) -> int | None:
+    """The database file's change counter (header bytes 24-27), or None when it has no header."""
+    database = engine.url.database
+    if not database or database == ":memory:" or database.startswith("file:"):
+        return None
+    try:
+        with Path(database).open("rb") as file:
+            header = file.read(100)
+    except OSError:
+        return None
+    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+        return None
+    return int.from_bytes(header[24:28], "big")
+
+
+def _sqlite_token(engine: Engine, connection: Connection) -> str | None:
+    """The view's token, read while the connection's read transaction holds its SHARED lock."""
+    (mode,) = _first(connection, "PRAGMA journal_mode")
+    (locking,) = _first(connection, "PRAGMA locking_mode")
+    if str(mode).lower() not in _SQLITE_SHARED_MODES or str(locking).lower() != "normal":
+        return None
+    counter = _sqlite_counter(engine)
+    return None if counter is None else f"sqlite:counter={counter}"
+
+
+def _same_view(engine: Engine, connection: Connection, token: str) -> None:
+    """Refuse a SQLite read transaction that does not see the view `token` names."""
+    if _sqlite_token(engine, connection) != token:
+        raise SourceError(
+            f"the source changed since the snapshot was taken ({token} expected)",
+            hint="something wrote to the SQLite file while the snapshot was open; run the "
+            "command again",
+        )
+
+
+def _begin(engine: Engine, connect: Callable[[], Connection]) -> Begun:
+    """A connection inside its consistent read view, the view's marker, Oracle's SCN, and the
+    token another process joins the view with."""
     name = engine.dialect.name
     connection = connect()
     try:
         if name == "sqlite":
-            cursor = connection.connection.cursor()
-            cursor.execute("BEGIN")  # deferred: the read transaction starts at the first read
-            cursor.execute("SELECT count(*) FROM sqlite_master")
-            cursor.close()
+            _sqlite_read(connection)
             (version,) = _first(connection, "PRAGMA data_version")
-            return connection, f"sqlite:data_version={version};at={_now()}", None
+            token = _sqlite_token(engine, connection)
+            return connection, f"sqlite:data_version={version};at={_now()}", None, token
         if name == "postgresql":
             connection = connection.execution_options(
                 isolation_level="REPEATABLE READ", postgresql_readonly=True
@@ -238,13 +318,42 @@ def _begin(engine: Engine, connect: Callable[[], Connection]) -> tuple[Connectio
             server = connection.dialect.server_version_info or (0,)
             current = "pg_current_snapshot()" if server >= (13,) else "txid_current_snapshot()"
             exported, xids = _first(connection, f"SELECT pg_export_snapshot(), {current}::text")
-            return connection, f"postgresql:snapshot={exported};xids={xids}", None
+            marker = f"postgresql:snapshot={exported};xids={xids}"
+            return connection, marker, None, f"postgresql:{exported}"
         if name == "oracle":
             (scn,) = _first(connection, "SELECT current_scn FROM v$database")
-            return connection, f"scn:{int(scn)}", int(scn)
+            return connection, f"scn:{int(scn)}", int(scn), None
         if name in ("mysql", "mariadb"):
             connection = connection.execution_options(isolation_level="REPEATABLE READ")
-        return connection, f"{name}:at={_now()}", None
+        return connection, f"{name}:at={_now()}", None, None
+    except BaseException:
+        connection.close()
+        raise
+
+
+def _join(engine: Engine, connect: Callable[[], Connection], token: str) -> Connection:
+    """A connection inside the read view `token` names (from `_begin` in another process)."""
+    name = engine.dialect.name
+    kind, _, value = token.partition(":")
+    if kind != name:
+        raise SourceError(f"a {kind} snapshot token cannot be joined on a {name} source")
+    connection = connect()
+    try:
+        if name == "sqlite":
+            _sqlite_read(connection)
+            _same_view(engine, connection, token)
+            return connection
+        if name == "postgresql" and _PG_SNAPSHOT_ID.fullmatch(value):
+            connection = connection.execution_options(
+                isolation_level="REPEATABLE READ", postgresql_readonly=True
+            )
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(f"SET TRANSACTION SNAPSHOT '{value}'")
+            finally:
+                cursor.close()
+            return connection
+        raise SourceError(f"not a snapshot token this toolkit made: {token!r}")
     except BaseException:
         connection.close()
         raise
@@ -257,9 +366,15 @@ def open_snapshot(
     *,
     tables_for: TablesFor,
     display_url: str,
+    join: tuple[str, str] | None = None,
 ) -> Iterator[Snapshot]:
+    """A new read view, or with `join` (token, marker) the view another process opened."""
     try:
-        connection, marker, scn = _begin(engine, connect)
+        if join is None:
+            connection, marker, scn, token = _begin(engine, connect)
+        else:
+            token, marker = join
+            connection, scn = _join(engine, connect, token), None
     except engine.dialect.loaded_dbapi.Error as exc:
         detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
         raise SourceError(
@@ -267,7 +382,9 @@ def open_snapshot(
             hint="on Oracle the user needs SELECT on v$database (GRANT SELECT ON v_$database) and "
             "FLASHBACK on the tables; elsewhere, check the database is reachable",
         ) from exc
-    snapshot = Snapshot(connection, marker, tables_for=tables_for, display_url=display_url, scn=scn)
+    snapshot = Snapshot(
+        connection, marker, tables_for=tables_for, display_url=display_url, scn=scn, token=token
+    )
     try:
         yield snapshot
     finally:

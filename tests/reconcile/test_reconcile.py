@@ -227,3 +227,27 @@ def test_bad_sample_is_a_usage_error(demo_project: Path, migrate_cli: Invoke) ->
     result = migrate_cli("reconcile", "ods", "--sample", "150%")
     assert result.exit_code == 2
     assert "--sample" in result.output
+
+
+def test_workers_read_chunks_under_the_reconcile_snapshot(
+    demo_project: Path, migrate_cli: Invoke
+) -> None:
+    """With a pool, each worker reads its chunks itself under the shared snapshot (SQLite in a
+    rollback-journal mode); in WAL mode the reconcile's own connection reads them. Every way names
+    the same keys."""
+    config = demo_project / "migrate.toml"
+    config.write_text(config.read_text().replace("chunk_size = 2000", "chunk_size = 150"))
+    assert migrate_cli("run", "pds", "--workers", "1").exit_code == 0
+    expected = edit_source(demo_project)
+    found = []
+    for journal in ("DELETE", "WAL", "DELETE"):
+        with sqlite3.connect(demo_project / "legacy.db") as db:
+            db.execute(f"PRAGMA journal_mode={journal}")
+        for workers in ("2", "1"):
+            args = ("reconcile", "pds", "--dry-run", "--format", "json", "--workers", workers)
+            result = migrate_cli(*args)
+            assert result.exit_code == 1, result.output
+            report = json.loads(result.stdout)
+            assert report["services"][0]["counts"]["expected"] > 1000
+            found.append(named(report))
+    assert found == [expected] * 6

@@ -1,0 +1,125 @@
+"""Reading a chunk in another process under the snapshot of the process that planned it.
+
+The planning process shares its view (`share_view`) when the source can prove another connection
+sees the same data (see `migrate.source.snapshot`); a worker joins it once (`read_chunk` keeps one
+joined view per process) and reads chunks there, so extraction runs on every core. The view holds
+no secret: the worker reads the password from the environment variable the project names.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterable
+from contextlib import ExitStack
+from dataclasses import dataclass
+from multiprocessing.util import Finalize
+from typing import Any
+
+import pyarrow as pa
+
+from migrate.errors import SourceError
+from migrate.schema import TableInfo
+from migrate.source.chunks import ChunkRange
+from migrate.source.engine import Source
+from migrate.source.snapshot import Snapshot
+from migrate.spec import ExtractSpec
+
+
+@dataclass(frozen=True, slots=True)
+class SharedView:
+    """What another process needs to read under a snapshot: where, which view, which tables."""
+
+    url: str  # the password hidden; it is read from `password_env`
+    password_env: str | None
+    token: str
+    marker: str
+    tables: tuple[TableInfo, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class ChunkRead:
+    """One chunk to read under a shared view (its bounds as the ledger keeps them)."""
+
+    view: SharedView
+    index: int
+    lo: str | None
+    hi: str | None
+
+
+def share_view(
+    source: Source, snapshot: Snapshot, specs: Iterable[ExtractSpec]
+) -> SharedView | None:
+    """The snapshot's view for other processes, or None where the source cannot share it (or
+    needs a password that is not in an environment variable another process could read)."""
+    if snapshot.token is None:
+        return None
+    if source.engine.url.password is not None and source.password_env is None:
+        return None
+    tables: dict[str, TableInfo] = {}
+    for spec in specs:
+        tables.update({t.name: t for t in source.tables(spec).values()})
+    return SharedView(
+        source.display_url,
+        source.password_env,
+        snapshot.token,
+        snapshot.marker,
+        tuple(tables.values()),
+    )
+
+
+class _Joined:
+    """The one view this process has joined (a worker serves one reconcile or run at a time)."""
+
+    def __init__(self) -> None:
+        self.key: tuple[str, str] | None = None
+        self.snapshot: Snapshot | None = None
+        self._stack = ExitStack()
+        self._finalizer: Any = None
+
+    def get(self, view: SharedView) -> Snapshot:
+        key = (view.url, view.token)
+        if self.key == key and self.snapshot is not None:
+            return self.snapshot
+        self.leave()
+        password = None
+        if view.password_env is not None:
+            password = os.environ.get(view.password_env)
+            if password is None:
+                raise SourceError(
+                    f"a worker process cannot read {view.password_env}, which holds the source "
+                    "password",
+                    hint=f"export {view.password_env} in the shell that runs migrate",
+                )
+        try:
+            source = Source(view.url, password=password, password_env=view.password_env)
+            self._stack.callback(source.close)
+            source.remember(view.tables)
+            self.snapshot = self._stack.enter_context(source.join(view.token, view.marker))
+        except BaseException:
+            self.leave()
+            raise
+        self.key = key
+        if self._finalizer is None:  # closed when a worker process exits normally
+            self._finalizer = Finalize(self, self.leave, exitpriority=10)
+        return self.snapshot
+
+    def leave(self) -> None:
+        self.key = self.snapshot = None
+        self._stack.close()
+
+
+_JOINED = _Joined()
+
+
+def read_chunk(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
+    """The chunk's rows under the shared view, as the planning process would have read them."""
+    snapshot = _JOINED.get(read.view)
+    try:
+        return snapshot.extract(spec, ChunkRange.from_bounds_json(read.index, read.lo, read.hi))
+    finally:
+        snapshot.pause()
+
+
+def leave_view() -> None:
+    """Close this process's joined view (the next read joins again)."""
+    _JOINED.leave()
