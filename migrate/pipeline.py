@@ -6,10 +6,12 @@ leaves at worst a phase to redo, and every phase is idempotent. A re-run first f
 last run left pending; it starts a new run (a new snapshot) only when asked (`fresh`) or when the
 mapping now reads different data than the staged chunks hold.
 
-The stages overlap: this process's main thread extracts (one source snapshot); worker processes
-stage and transform, the CPU-heavy part; one loader thread records each chunk in the ledger and
-writes it to the target (one writer, in chunk order). Both hand-offs are bounded, so a slow target
-applies back-pressure to the extract instead of filling memory.
+The stages overlap: this process's main thread plans the chunks (one source snapshot); worker
+processes extract, stage and transform them, the CPU-heavy part, reading under that same snapshot
+where the source can share it (`migrate.source.shared`; otherwise the main thread extracts and
+hands them the rows); one loader thread records each chunk in the ledger and writes it to the
+target (one writer, in chunk order). Both hand-offs are bounded, so a slow target applies
+back-pressure to the extract instead of filling memory.
 """
 
 from __future__ import annotations
@@ -38,13 +40,16 @@ from migrate.errors import MigrateError, RejectLimitError, StagingError
 from migrate.events import ChunkFinished, EventSink, Note, ServiceFinished, ServiceStarted, ignore
 from migrate.files import private_writer
 from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus
-from migrate.mapping import DocPlan, compile_mapping
+from migrate.mapping import DocPlan
 from migrate.mapping.canonical import aggregate
+from migrate.processes import warm_up
 from migrate.project import Project, actor
 from migrate.source import ChunkRange, Snapshot, StagedChunk
+from migrate.source.shared import ChunkRead, SharedView, share_view
 from migrate.target.base import WriteStats
 from migrate.transform import (
     Extracted,
+    ToRead,
     TransformOutput,
     TransformTask,
     transform_chunk,
@@ -83,6 +88,8 @@ def run_services(
     """Migrate the named services (all, in cutover order, when none are named)."""
     services = project.config.select(list(names))
     count = workers or project.config.run.workers or os.cpu_count() or 1
+    if count > 1:
+        warm_up()  # the workers' imports overlap reflection and planning
     reports = []
     with transformers(count) as pool:
         for service in services:
@@ -148,10 +155,11 @@ class _ServiceRun:
         self.emit = on_event
         self.ledger: Ledger = project.ledger
         self.schema = project.schema()
-        self.plan = compile_mapping(project.mapping(service), self.schema)
+        self.plan = project.plan(service)
         self.doc_plans = {d.name: d for d in self.plan.doc_types}
         self.max_rejects = project.config.run.max_rejects
         self.documents = self.written = self.unchanged = self.rejects = 0
+        self.view: SharedView | None = None  # the snapshot the workers read chunks under
 
     def execute(self) -> ServiceReport:
         started = time.monotonic()
@@ -272,10 +280,17 @@ class _ServiceRun:
         if not needed:
             yield None
             return
-        with self.project.source.snapshot() as snapshot:
+        source = self.project.source
+        with source.snapshot() as snapshot:
             if not run.snapshot:
                 self.ledger.update_run(run.run_id, snapshot=snapshot.marker)
-            yield snapshot
+            if self.pool is not None:
+                specs = [d.extract for d in self.plan.doc_types]
+                self.view = share_view(source, snapshot, specs)
+            try:
+                yield snapshot
+            finally:
+                self.view = None
 
     def _plan(self, run: RunRecord, snapshot: Snapshot | None) -> list[ChunkRecord]:
         chunks: list[ChunkRecord] = []
@@ -346,16 +361,19 @@ class _ServiceRun:
     ) -> _Transforming:
         """Extract the chunk when it has no staged files, and send it to be (staged and)
         transformed."""
-        source: StagedChunk | Extracted
+        source: StagedChunk | Extracted | ToRead
         if self._needs_extract(chunk):
             if snapshot is None:
                 raise StagingError(
                     f"chunk {chunk.chunk_id} has no staged files and no snapshot is open"
                 )
-            doc = self.doc_plans[chunk.doc_type]
-            index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
-            directory = self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}"
-            source = Extracted(str(directory), snapshot.extract(doc.extract, index))
+            directory = str(self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}")
+            if self.view is not None:  # the worker reads it, under this snapshot
+                source = ToRead(directory, ChunkRead(self.view, chunk.index, chunk.lo, chunk.hi))
+            else:
+                doc = self.doc_plans[chunk.doc_type]
+                index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
+                source = Extracted(directory, snapshot.extract(doc.extract, index))
         else:
             assert chunk.staged_path is not None and chunk.staged_checksum is not None
             source = StagedChunk(chunk.staged_path, dict(chunk.rows), chunk.staged_checksum)
@@ -369,7 +387,7 @@ class _ServiceRun:
             self.project.config.run.max_document_bytes,
             source,
         )
-        marker = snapshot.marker if isinstance(source, Extracted) and snapshot else None
+        marker = snapshot.marker if not isinstance(source, StagedChunk) and snapshot else None
         if self.pool is None:
             return _Transforming(chunk, marker, transform_chunk(task))
         return _Transforming(chunk, marker, self.pool.submit(transform_chunk, task))

@@ -19,6 +19,7 @@ from migrate.mapping.canonical import aggregate
 from migrate.processes import worker_context
 from migrate.schema import SchemaInfo
 from migrate.source import StagedChunk, read_staged, write_staged
+from migrate.source.shared import ChunkRead, read_chunk
 from migrate.target.chunks import with_chunk_index
 
 
@@ -31,6 +32,15 @@ class Extracted:
 
 
 @dataclass(frozen=True, slots=True)
+class ToRead:
+    """A chunk the worker reads itself under the run's shared snapshot, to stage into
+    `directory`."""
+
+    directory: str
+    read: ChunkRead
+
+
+@dataclass(frozen=True, slots=True)
 class TransformTask:
     mapping_path: str
     default_bucket_type: str
@@ -39,7 +49,7 @@ class TransformTask:
     doc_type: str
     chunk_index: int
     max_bytes: int
-    source: StagedChunk | Extracted  # rows staged already, or rows to stage first
+    source: StagedChunk | Extracted | ToRead  # rows staged already, or rows to stage first
 
 
 @dataclass(frozen=True, slots=True)
@@ -71,19 +81,24 @@ def transform_chunk(task: TransformTask) -> TransformOutput:
     Rows just extracted are built as they are (the staged Parquet files read back the same Arrow
     tables, schema included), which spares reading back what was just written.
     """
-    if isinstance(task.source, Extracted):
-        tables = task.source.tables
-        staged = write_staged(Path(task.source.directory), tables)
-    else:
-        staged = task.source
-        tables = read_staged(Path(staged.path), staged)
     plan = cached_plan(
         task.mapping_path,
         default_bucket_type=task.default_bucket_type,
         fingerprint=task.fingerprint,
         schema=task.schema,
     )
-    result = plan.doc_type(task.doc_type).build(tables, max_bytes=task.max_bytes)
+    doc = plan.doc_type(task.doc_type)
+    source = task.source
+    if isinstance(source, StagedChunk):
+        staged = source
+        tables = read_staged(Path(staged.path), staged)
+    else:
+        if isinstance(source, ToRead):
+            tables = read_chunk(source.read, doc.extract)
+        else:
+            tables = source.tables
+        staged = write_staged(Path(source.directory), tables)
+    result = doc.build(tables, max_bytes=task.max_bytes)
     checksum = aggregate(doc.checksum for doc in result.documents)
     documents = [with_chunk_index(doc, task.chunk_index) for doc in result.documents]
     return TransformOutput(documents, result.rejects, checksum, staged)

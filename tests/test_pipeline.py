@@ -18,7 +18,7 @@ from migrate.errors import TargetError
 from migrate.ledger import ChunkState, RunStatus
 from migrate.pipeline import LOAD_QUEUE, run_services
 from migrate.project import Project
-from migrate.source import read_staged
+from migrate.source import Snapshot, read_staged
 from migrate.target.base import WriteStats
 from migrate.target.chunks import CHUNK_INDEX
 from migrate.transform import Extracted, TransformOutput, TransformTask, transform_chunk
@@ -167,3 +167,38 @@ def test_a_load_that_fails_stops_the_run_and_a_rerun_finishes_it(project: Projec
     assert report.verification is not None and report.verification.outcome == "equal"
     objects = sum(1 for _ in project.target.iter_bucket("default", "prescriptions"))
     assert objects == report.documents
+
+
+def _not_here(*_: object) -> None:
+    raise AssertionError("the main thread read a chunk the workers should have read")
+
+
+def _staged_and_loaded(project: Project, service: str) -> list[tuple[Any, ...]]:
+    (run,) = [r for r in [project.ledger.latest_run(service)] if r is not None]
+    return [
+        (c.chunk_id, c.state, dict(c.rows), c.staged_checksum, c.documents, c.doc_checksum)
+        for c in project.ledger.chunks(run.run_id)
+    ]
+
+
+def test_workers_that_read_their_own_chunks_stage_what_the_main_thread_would(
+    demo_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """With a pool, workers read their chunks under the run's shared snapshot; without one, the
+    main thread reads them. The staged files and the documents are the same, byte for byte."""
+    config = demo_project / "migrate.toml"
+    found = {}
+    for workers in (2, 1):
+        project = Project.load(config)
+        try:
+            with monkeypatch.context() as patch:
+                if workers > 1:  # only this process is patched: the workers read as they do
+                    patch.setattr(Snapshot, "extract", _not_here)
+                [report] = run_services(project, ["pds"], workers=workers, fresh=True)
+            assert report.status is RunStatus.COMPLETE and report.chunks > 4
+            assert report.verification is not None and report.verification.equal
+            found[workers] = _staged_and_loaded(project, "pds")
+        finally:
+            project.close()
+    assert found[2] == found[1]
+    assert all(state is ChunkState.LOADED for _, state, *_ in found[2])
