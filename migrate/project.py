@@ -27,6 +27,10 @@ class Project:
         self._ledger: Ledger | None = None
         self._target: Target | None = None
         self._schema: SchemaInfo | None = None
+        # Parsed mappings and compiled plans, kept while the file is unchanged (by size and
+        # modification time): a command asks for a service's plan several times.
+        self._mappings: dict[Path, tuple[tuple[int, int], Mapping]] = {}
+        self._plans: dict[Path, tuple[Mapping, ServicePlan]] = {}
 
     @classmethod
     def load(cls, config_path: Path | None = None, *, read_only: bool = False) -> Project:
@@ -72,10 +76,28 @@ class Project:
         return self._schema
 
     def mapping(self, service: ServiceConfig) -> Mapping:
-        return load_mapping(service.mapping, default_bucket_type=self.config.target.bucket_type)
+        path = service.mapping
+        try:
+            stat = path.stat()
+            version: tuple[int, int] | None = (stat.st_size, stat.st_mtime_ns)
+        except OSError:
+            version = None  # load_mapping says what is wrong with the path
+        known = self._mappings.get(path)
+        if known is not None and known[0] == version:
+            return known[1]
+        mapping = load_mapping(path, default_bucket_type=self.config.target.bucket_type)
+        if version is not None:
+            self._mappings[path] = (version, mapping)
+        return mapping
 
     def plan(self, service: ServiceConfig) -> ServicePlan:
-        return compile_mapping(self.mapping(service), self.schema())
+        mapping = self.mapping(service)
+        known = self._plans.get(service.mapping)
+        if known is not None and known[0] is mapping:
+            return known[1]
+        plan = compile_mapping(mapping, self.schema())
+        self._plans[service.mapping] = (mapping, plan)
+        return plan
 
     def close(self) -> None:
         for resource in (self._target, self._ledger, self._source):
