@@ -21,6 +21,7 @@ from migrate.files import private_dir, private_writer
 from migrate.ledger import ChunkVerification, RunRecord
 from migrate.ledger.verifications import new_verification_id
 from migrate.mapping import DocPlan
+from migrate.processes import warm_up
 from migrate.project import Project, actor
 from migrate.reconcile.check import DocCheck
 from migrate.reconcile.expected import Builders, ChunkRef
@@ -36,7 +37,10 @@ def reconcile_services(
     """Reconcile the named services (all, in cutover order, when none are named)."""
     options = options or Options()
     services = project.config.select(list(names))
-    with Builders(_workers(project, options)) as builders:
+    workers = _workers(project, options)
+    if workers > 1:
+        warm_up()  # the workers' imports overlap reflection and planning
+    with Builders(workers) as builders:
         return [reconcile_service(project, s, options, builders=builders) for s in services]
 
 

@@ -235,8 +235,6 @@ def test_workers_read_chunks_under_the_reconcile_snapshot(
     """With a pool, each worker reads its chunks itself under the shared snapshot (SQLite in a
     rollback-journal mode); in WAL mode the reconcile's own connection reads them. Every way names
     the same keys."""
-    config = demo_project / "migrate.toml"
-    config.write_text(config.read_text().replace("chunk_size = 2000", "chunk_size = 150"))
     assert migrate_cli("run", "pds", "--workers", "1").exit_code == 0
     expected = edit_source(demo_project)
     found = []
