@@ -20,7 +20,7 @@ import contextlib
 import os
 import time
 from collections import deque
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
     Future,
@@ -29,6 +29,7 @@ from concurrent.futures import (
     wait,
 )
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -45,7 +46,7 @@ from migrate.mapping.canonical import aggregate
 from migrate.processes import warm_up
 from migrate.project import Project, actor
 from migrate.source import ChunkRange, Snapshot, StagedChunk
-from migrate.source.shared import ChunkRead, SharedView, share_view
+from migrate.source.shared import ChunkRead, SharedView, ViewBusy, share_view
 from migrate.target.base import WriteStats
 from migrate.transform import (
     Extracted,
@@ -119,6 +120,8 @@ class _Transforming:
     chunk: ChunkRecord
     snapshot: str | None
     outcome: Future[TransformOutput] | TransformOutput
+    # For a chunk the worker reads itself: the same work done here, should it not get in.
+    fallback: Callable[[], TransformOutput] | None = None
 
     def done(self) -> bool:
         return not isinstance(self.outcome, Future) or self.outcome.done()
@@ -367,17 +370,37 @@ class _ServiceRun:
                 raise StagingError(
                     f"chunk {chunk.chunk_id} has no staged files and no snapshot is open"
                 )
-            directory = str(self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}")
             if self.view is not None:  # the worker reads it, under this snapshot
-                source = ToRead(directory, ChunkRead(self.view, chunk.index, chunk.lo, chunk.hi))
+                read = ChunkRead(self.view, chunk.index, chunk.lo, chunk.hi)
+                source = ToRead(self._staging_dir(chunk), read)
             else:
-                doc = self.doc_plans[chunk.doc_type]
-                index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
-                source = Extracted(directory, snapshot.extract(doc.extract, index))
+                source = self._extract_here(chunk, snapshot)
         else:
             assert chunk.staged_path is not None and chunk.staged_checksum is not None
             source = StagedChunk(chunk.staged_path, dict(chunk.rows), chunk.staged_checksum)
-        task = TransformTask(
+        task = self._task(chunk, source)
+        marker = snapshot.marker if not isinstance(source, StagedChunk) and snapshot else None
+        if self.pool is None:
+            return _Transforming(chunk, marker, transform_chunk(task))
+        fallback = None
+        if isinstance(source, ToRead) and snapshot is not None:
+            fallback = partial(self._transform_here, chunk, snapshot)
+        return _Transforming(chunk, marker, self.pool.submit(transform_chunk, task), fallback)
+
+    def _transform_here(self, chunk: ChunkRecord, snapshot: Snapshot) -> TransformOutput:
+        return transform_chunk(self._task(chunk, self._extract_here(chunk, snapshot)))
+
+    def _staging_dir(self, chunk: ChunkRecord) -> str:
+        return str(self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}")
+
+    def _extract_here(self, chunk: ChunkRecord, snapshot: Snapshot) -> Extracted:
+        """The chunk's rows read on the snapshot's own connection, to be staged."""
+        doc = self.doc_plans[chunk.doc_type]
+        index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
+        return Extracted(self._staging_dir(chunk), snapshot.extract(doc.extract, index))
+
+    def _task(self, chunk: ChunkRecord, source: StagedChunk | Extracted | ToRead) -> TransformTask:
+        return TransformTask(
             str(self.service.mapping),
             self.project.config.target.bucket_type,
             self.plan.fingerprint,
@@ -387,19 +410,26 @@ class _ServiceRun:
             self.project.config.run.max_document_bytes,
             source,
         )
-        marker = snapshot.marker if not isinstance(source, StagedChunk) and snapshot else None
-        if self.pool is None:
-            return _Transforming(chunk, marker, transform_chunk(task))
-        return _Transforming(chunk, marker, self.pool.submit(transform_chunk, task))
+
+    @staticmethod
+    def _output(item: _Transforming) -> TransformOutput:
+        """The worker's output; a chunk the worker could not read (`ViewBusy`) is read on the
+        snapshot's connection and transformed here."""
+        if isinstance(item.outcome, TransformOutput):
+            return item.outcome
+        try:
+            return item.outcome.result()
+        except ViewBusy:
+            if item.fallback is None:
+                raise
+            return item.fallback()
 
     def _start_load(
         self, run: RunRecord, item: _Transforming, loader: ThreadPoolExecutor
     ) -> _Loading:
         """Hand a transformed chunk to the loader thread (which also records it, so the ledger's
         commits never hold up the extract)."""
-        output = (
-            item.outcome if isinstance(item.outcome, TransformOutput) else item.outcome.result()
-        )
+        output = self._output(item)
         self.rejects += len(output.rejects)
         future = loader.submit(self._record_and_load, run, item.chunk, item.snapshot, output)
         return _Loading(item.chunk, output, future)

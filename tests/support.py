@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import re
+import sqlite3
+import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -25,3 +28,37 @@ def set_run_option(project: Path, key: str, value: int) -> None:
     else:
         text = text.replace("[run]\n", f"[run]\n{key} = {value}\n")
     config.write_text(text)
+
+
+class WaitingWriter:
+    """A SQLite writer that starts to commit at once and waits, holding PENDING (so no new
+    reader gets in), until the readers already in leave. `finish` (after they left) returns once
+    it committed."""
+
+    def __init__(self, database: Path) -> None:
+        self.database = database
+        self.failed: list[BaseException] = []
+        self._ready = threading.Event()
+        self._thread = threading.Thread(target=self._write, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+        time.sleep(0.2)  # past BEGIN IMMEDIATE: now in COMMIT, waiting with PENDING held
+
+    def _write(self) -> None:
+        db = sqlite3.connect(self.database, timeout=60, isolation_level=None)
+        try:
+            db.execute("BEGIN IMMEDIATE")
+            db.execute("CREATE TABLE WRITER_WAS_HERE (X INTEGER)")
+            self._ready.set()
+            db.execute("COMMIT")  # waits for every SHARED lock to go
+        except BaseException as exc:
+            self.failed.append(exc)
+            self._ready.set()
+        finally:
+            db.close()
+
+    def finish(self) -> None:
+        self._thread.join(60)
+        assert not self._thread.is_alive() and not self.failed, self.failed
+        with sqlite3.connect(self.database) as db:
+            assert db.execute("SELECT count(*) FROM WRITER_WAS_HERE").fetchone() == (0,)

@@ -8,10 +8,12 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
+from support import WaitingWriter
 
 from migrate.document import Document
 from migrate.errors import TargetError
@@ -19,6 +21,7 @@ from migrate.ledger import ChunkState, RunStatus
 from migrate.pipeline import LOAD_QUEUE, run_services
 from migrate.project import Project
 from migrate.source import Snapshot, read_staged
+from migrate.source.shared import share_view
 from migrate.target.base import WriteStats
 from migrate.target.chunks import CHUNK_INDEX
 from migrate.transform import Extracted, TransformOutput, TransformTask, transform_chunk
@@ -202,3 +205,34 @@ def test_workers_that_read_their_own_chunks_stage_what_the_main_thread_would(
             project.close()
     assert found[2] == found[1]
     assert all(state is ChunkState.LOADED for _, state, *_ in found[2])
+
+
+def test_chunks_a_worker_cannot_read_are_read_by_the_snapshot(
+    demo_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite writer waiting to commit keeps the workers out (ViewBusy): the main thread reads
+    those chunks on the snapshot's connection, and the run stages what it would have."""
+    config = demo_project / "migrate.toml"
+    project = Project.load(config)
+    try:
+        run_services(project, ["pds"], workers=1)
+        expected = _staged_and_loaded(project, "pds")
+    finally:
+        project.close()
+    writers: list[WaitingWriter] = []
+
+    def share_then_block(source: Any, snapshot: Any, specs: Any) -> Any:
+        view = share_view(source, snapshot, specs)
+        writers.append(WaitingWriter(demo_project / "legacy.db"))
+        return replace(view, busy_seconds=0.05)
+
+    monkeypatch.setattr("migrate.pipeline.share_view", share_then_block)
+    project = Project.load(config)
+    try:
+        [report] = run_services(project, ["pds"], workers=2, fresh=True)
+        assert report.status is RunStatus.COMPLETE and report.chunks > 4
+        assert _staged_and_loaded(project, "pds") == expected
+    finally:
+        project.close()
+    (writer,) = writers
+    writer.finish()  # it committed once the run's snapshot ended

@@ -31,6 +31,7 @@ from migrate.reconcile.expected import (
     ChunkRef,
     ExpectedChunk,
     build_in_order,
+    expect_chunk,
     source_tables,
     staged_tables,
 )
@@ -95,8 +96,9 @@ class DocCheck:
         )
         with reader, ThreadPoolExecutor(_PROBE_THREADS) as probes:
             self._reader = reader
+            fallback = self._expect_here if self._workers_read else None
             for ref, expected in build_in_order(
-                refs, self._task, builders, self.plan, in_flight=in_flight
+                refs, self._task, builders, self.plan, in_flight=in_flight, fallback=fallback
             ):
                 outcome, keys = self._compare(ref, expected, probes)
                 if unplanned:
@@ -111,13 +113,20 @@ class DocCheck:
                 outcomes.append(ChunkOutcome(chunk_id, index, 0, len(extra), False, extra))
         return DocTypeResult(self.doc.name, self.doc.bucket_type, self.doc.bucket, tuple(outcomes))
 
-    def _task(self, ref: ChunkRef) -> BuildTask | None:
+    def _expect_here(self, ref: ChunkRef) -> ExpectedChunk:
+        """The chunk's expected side read on the snapshot's connection and built here."""
+        task = self._task(ref, here=True)
+        assert task is not None  # against the source, every chunk is built
+        return expect_chunk(task, self.plan)
+
+    def _task(self, ref: ChunkRef, *, here: bool = False) -> BuildTask | None:
         """The build task of the chunk's expected side, or None when the ledger's aggregate
-        already proves it (verification against staging, which reads the actual side first)."""
+        already proves it (verification against staging, which reads the actual side first).
+        Against the source, a worker reads the chunk unless `here` (or it cannot)."""
         read = None
         tables: dict[str, pa.Table] | None
         if self.snapshot is not None:  # the actual side is read meanwhile, taken to compare
-            if self._workers_read and self.view is not None:
+            if self._workers_read and self.view is not None and not here:
                 tables, read = None, ChunkRead(self.view, ref.index, ref.lo, ref.hi)
             else:
                 tables = source_tables(self.snapshot, self.plan, ref)

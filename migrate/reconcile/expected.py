@@ -27,7 +27,7 @@ from migrate.processes import worker_context
 from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
-from migrate.source.shared import ChunkRead, read_chunk
+from migrate.source.shared import ChunkRead, ViewBusy, read_chunk
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,9 +132,11 @@ def build_in_order(
     plan: ServicePlan,
     *,
     in_flight: int,
+    fallback: Callable[[ChunkRef], ExpectedChunk] | None = None,
 ) -> Iterator[tuple[ChunkRef, ExpectedChunk | None]]:
     """Each chunk with its expected side, in order, with at most `in_flight` builds queued.
-    `make_task` returns None for a chunk that needs no build (it yields None)."""
+    `make_task` returns None for a chunk that needs no build (it yields None). A chunk a worker
+    could not read (`ViewBusy`) is built by `fallback` here."""
     inline = len(refs) < 2
     queue: deque[tuple[ChunkRef, Future[ExpectedChunk] | ExpectedChunk | None]] = deque()
     pending = iter(refs)
@@ -148,7 +150,16 @@ def build_in_order(
         if not queue:
             return
         ref, outcome = queue.popleft()
-        yield ref, outcome.result() if isinstance(outcome, Future) else outcome
+        if not isinstance(outcome, Future):
+            yield ref, outcome
+            continue
+        try:
+            built = outcome.result()
+        except ViewBusy:
+            if fallback is None:
+                raise
+            built = fallback(ref)
+        yield ref, built
 
 
 def source_tables(snapshot: Snapshot, plan: ServicePlan, ref: ChunkRef) -> dict[str, pa.Table]:

@@ -4,6 +4,10 @@ The planning process shares its view (`share_view`) when the source can prove an
 sees the same data (see `migrate.source.snapshot`); a worker joins it once (`read_chunk` keeps one
 joined view per process) and reads chunks there, so extraction runs on every core. The view holds
 no secret: the worker reads the password from the environment variable the project names.
+
+A SQLite writer waiting to commit (it holds PENDING until the snapshot ends) keeps new readers
+out, so a worker may not get in: after `busy_seconds` its read fails with `ViewBusy`, and the
+caller reads that chunk on the snapshot's own connection, which holds its lock already.
 """
 
 from __future__ import annotations
@@ -16,6 +20,7 @@ from multiprocessing.util import Finalize
 from typing import Any
 
 import pyarrow as pa
+from sqlalchemy.engine import make_url
 
 from migrate.errors import SourceError
 from migrate.schema import TableInfo
@@ -34,6 +39,12 @@ class SharedView:
     token: str
     marker: str
     tables: tuple[TableInfo, ...]
+    busy_seconds: float = 5.0  # how long a SQLite reader waits for a lock before `ViewBusy`
+
+
+class ViewBusy(SourceError):
+    """A worker could not start reading under the shared view (SQLite: a writer waits to commit);
+    the chunk is read by the process that holds the snapshot instead."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -90,8 +101,11 @@ class _Joined:
                     "password",
                     hint=f"export {view.password_env} in the shell that runs migrate",
                 )
+        url = view.url
+        if view.token.startswith("sqlite:"):
+            url = str(make_url(url).update_query_dict({"timeout": str(view.busy_seconds)}))
         try:
-            source = Source(view.url, password=password, password_env=view.password_env)
+            source = Source(url, password=password, password_env=view.password_env)
             self._stack.callback(source.close)
             source.remember(view.tables)
             self.snapshot = self._stack.enter_context(source.join(view.token, view.marker))
@@ -109,15 +123,37 @@ class _Joined:
 
 
 _JOINED = _Joined()
+_SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
 def read_chunk(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
     """The chunk's rows under the shared view, as the planning process would have read them."""
-    snapshot = _JOINED.get(read.view)
+    try:
+        snapshot = _JOINED.get(read.view)
+        snapshot.resume()
+    except Exception as exc:
+        if _busy(exc):
+            _JOINED.leave()
+            raise ViewBusy(
+                f"a worker waited {read.view.busy_seconds:g} s for a read lock on the source "
+                f"(chunk {read.index})",
+                hint="a writer is waiting to commit; the chunk is read on the snapshot's own "
+                "connection instead",
+            ) from None
+        raise
     try:
         return snapshot.extract(spec, ChunkRange.from_bounds_json(read.index, read.lo, read.hi))
     finally:
         snapshot.pause()
+
+
+def _busy(exc: BaseException) -> bool:
+    """SQLite's BUSY or LOCKED, raised directly or as the cause of a SourceError."""
+    for error in (exc, exc.__cause__):
+        code = getattr(error, "sqlite_errorcode", None)
+        if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
+            return True
+    return False
 
 
 def leave_view() -> None:

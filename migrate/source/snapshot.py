@@ -137,7 +137,7 @@ class Snapshot:
 
     def extract(self, spec: ExtractSpec, chunk: ChunkRange) -> dict[str, pa.Table]:
         """Every node's rows for the chunk, as Arrow tables of exactly the node's columns."""
-        self._resume()
+        self.resume()
         queries = self._queries(spec)
         if self.use_copy and self._copy is not None and self._copy.usable():
             tables = self._extract_copy(self._copy, queries, chunk)
@@ -207,7 +207,9 @@ class Snapshot:
             self._connection.connection.rollback()
             self._paused = True
 
-    def _resume(self) -> None:
+    def resume(self) -> None:
+        """Start the read transaction `pause` ended (a no-op when it did not); `extract` does
+        this itself."""
         if not self._paused:
             return
         assert self.token is not None

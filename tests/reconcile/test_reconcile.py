@@ -5,14 +5,17 @@ from __future__ import annotations
 
 import json
 import sqlite3
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 from riak_fake import RiakFake
-from support import Invoke
+from support import Invoke, WaitingWriter
 
 from migrate.project import Project
 from migrate.reconcile import in_sample
+from migrate.source.shared import share_view
 
 LOCAL_URL = 'url = "local:///.migrate/target.db"'
 
@@ -249,3 +252,26 @@ def test_workers_read_chunks_under_the_reconcile_snapshot(
             assert report["services"][0]["counts"]["expected"] > 1000
             found.append(named(report))
     assert found == [expected] * 6
+
+
+def test_chunks_workers_cannot_read_are_read_by_the_reconcile_snapshot(
+    demo_project: Path, migrate_cli: Invoke, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A SQLite writer waiting to commit keeps the workers out: the reconcile's own connection
+    reads those chunks, and the result is the same."""
+    assert migrate_cli("run", "pds", "--workers", "1").exit_code == 0
+    expected = edit_source(demo_project)
+    writers: list[WaitingWriter] = []
+
+    def share_then_block(source: Any, snapshot: Any, specs: Any) -> Any:
+        view = share_view(source, snapshot, specs)
+        writers.append(WaitingWriter(demo_project / "legacy.db"))
+        return replace(view, busy_seconds=0.05)
+
+    monkeypatch.setattr("migrate.reconcile.service.share_view", share_then_block)
+    args = ("reconcile", "pds", "--dry-run", "--format", "json", "--workers", "2")
+    result = migrate_cli(*args)
+    assert result.exit_code == 1, result.output
+    assert named(json.loads(result.stdout)) == expected
+    (writer,) = writers
+    writer.finish()

@@ -7,15 +7,24 @@ import pickle
 import sqlite3
 from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
+from dataclasses import replace
 
 import pyarrow as pa
 import pytest
 from postgres_server import PostgresServer
+from support import WaitingWriter
 
 from migrate.errors import SourceError
 from migrate.processes import worker_context
 from migrate.source import ChunkRange, Source
-from migrate.source.shared import ChunkRead, SharedView, leave_view, read_chunk, share_view
+from migrate.source.shared import (
+    ChunkRead,
+    SharedView,
+    ViewBusy,
+    leave_view,
+    read_chunk,
+    share_view,
+)
 from migrate.spec import ExtractSpec, NodeKind, NodeSpec
 
 from .conftest import MakeDb
@@ -197,4 +206,23 @@ def test_a_password_from_nowhere_else_is_not_shared(
     with source.snapshot() as snapshot:
         assert snapshot.token is not None
         assert share_view(source, snapshot, [PG_SPEC]) is None  # another process could not log in
+    source.close()
+
+
+def test_a_writer_waiting_to_commit_keeps_workers_out(make_db: MakeDb) -> None:
+    """A writer waiting for the snapshot to end holds PENDING: no new reader gets in, so a
+    worker gives up after `busy_seconds` with ViewBusy (its caller then reads the chunk on the
+    snapshot's own connection, which holds its lock already)."""
+    path = make_db(DDL, ROWS)
+    source = Source(f"sqlite:///{path}")
+    with source.snapshot() as snapshot:
+        view = share_view(source, snapshot, [SPEC])
+        assert view is not None
+        (chunk,) = snapshot.plan_chunks(SPEC, 100)
+        writer = WaitingWriter(path)
+        read = ChunkRead(replace(view, busy_seconds=0.05), 0, *chunk.bounds_json())
+        with pytest.raises(ViewBusy, match=r"waited 0\.05 s for a read lock"):
+            read_chunk(read, SPEC)
+        assert snapshot.extract(SPEC, chunk)["root"].num_rows == 40  # the snapshot reads on
+    writer.finish()
     source.close()
