@@ -10,11 +10,17 @@ its child tables) against the raw rate of the same tables in the same run.
 
 Rates are rows/s: the toolkit's rows are every row returned over all node tables (lookups of
 ORGANISATIONS included), the baseline's every row of the five tables.
+
+Each source gets two figures: one connection reading every chunk (the extract alone), and the
+chunks read as `migrate run` and `migrate reconcile` read them, by one worker process per core
+under the snapshot they share (`migrate.source.shared`; pool start-up included). The workers
+return row counts only: in a run each stages and builds the rows it read.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
 import re
 import shutil
 import sqlite3
@@ -23,6 +29,7 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
+from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -33,8 +40,10 @@ from benchmarks.sink import TESTS_DIR
 from migrate.demo import create_demo
 from migrate.demo.schema import INDEXES, TABLES
 from migrate.errors import MigrateError
+from migrate.processes import worker_context
 from migrate.project import Project
 from migrate.source import Source
+from migrate.source.shared import ChunkRead, read_chunk, share_view
 from migrate.spec import ExtractSpec
 
 CASE = "extract"
@@ -51,6 +60,7 @@ CURSOR = "Python sqlite3 cursor (no sqlite3 CLI)"
 COPY = "COPY TO STDOUT binary (psycopg)"
 GOAL = Goal(">=", 0.6, "ratio")
 CLI_TIMEOUT = 120.0
+WORKERS = os.cpu_count() or 1  # as `migrate run` and `reconcile` use by default
 
 
 class BenchError(MigrateError):
@@ -66,6 +76,30 @@ def _toolkit_rate(url: str, spec: ExtractSpec, chunk_size: int) -> float:
             rows = 0
             for chunk in snapshot.plan_chunks(spec, chunk_size):
                 rows += sum(t.num_rows for t in snapshot.extract(spec, chunk).values())
+    finally:
+        source.close()
+    return rows / (time.perf_counter() - started)
+
+
+def _count_chunk(read: ChunkRead, spec: ExtractSpec) -> int:
+    return sum(t.num_rows for t in read_chunk(read, spec).values())
+
+
+def _parallel_rate(url: str, spec: ExtractSpec, chunk_size: int) -> float:
+    """rows/s of the chunks read by one worker process per core under one shared snapshot."""
+    started = time.perf_counter()
+    source = Source(url)
+    try:
+        with (
+            source.snapshot() as snapshot,
+            ProcessPoolExecutor(WORKERS, mp_context=worker_context()) as pool,
+        ):
+            view = share_view(source, snapshot, [spec])
+            if view is None:
+                raise BenchError(f"{source.display_url} cannot share its snapshot")
+            chunks = snapshot.plan_chunks(spec, chunk_size)
+            reads = [ChunkRead(view, c.index, *c.bounds_json()) for c in chunks]
+            rows = sum(pool.map(partial(_count_chunk, spec=spec), reads))
     finally:
         source.close()
     return rows / (time.perf_counter() - started)
@@ -102,7 +136,7 @@ def _pds_spec(project: Project) -> ExtractSpec:
     return project.plan(project.config.service("pds")).doc_type("patient").extract
 
 
-def _sqlite_figure(folder: Path, patients: int, repeats: int) -> Figure:
+def _sqlite_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
     database = folder / "legacy.db"
     rows = sum(_counts(database).values())
     project = Project.load(folder / "migrate.toml")
@@ -118,19 +152,33 @@ def _sqlite_figure(folder: Path, patients: int, repeats: int) -> Figure:
     else:
         name, baseline = CURSOR, partial(_cursor_rate, database, rows)
     url = f"sqlite:///{database}"
-    fast, raw = repeat(repeats, partial(_toolkit_rate, url, spec, chunk_size), baseline)
-    return Figure(
-        CASE,
-        "extract pds rows/s, SQLite" + ("" if cli else " (vs Python cursor: no sqlite3 CLI)"),
-        "rows/s",
-        tuple(fast),
-        name,
-        tuple(raw),
-        goal=GOAL,
-        note=f"{patients:,}-patient demo, baseline {rows:,} rows of {len(PDS_TABLES)} tables "
-        f"(one CLI process each, wall time); toolkit: chunks of {chunk_size:,}, every node "
-        "table's rows (lookups included) from a fresh Source",
+    fast, parallel, raw = repeat(
+        repeats,
+        partial(_toolkit_rate, url, spec, chunk_size),
+        partial(_parallel_rate, url, spec, chunk_size),
+        baseline,
     )
+    title = "extract pds rows/s, SQLite" + ("" if cli else " (vs Python cursor: no sqlite3 CLI)")
+    note = (
+        f"{patients:,}-patient demo, baseline {rows:,} rows of {len(PDS_TABLES)} tables "
+        f"(one CLI process each, wall time); toolkit: chunks of {chunk_size:,}, every node "
+        "table's rows (lookups included) from a fresh Source"
+    )
+    return [
+        Figure(
+            CASE, f"{title}, one connection", "rows/s", tuple(fast), name, tuple(raw), GOAL, note
+        ),
+        Figure(
+            CASE,
+            f"{title}, {WORKERS} workers",
+            "rows/s",
+            tuple(parallel),
+            name,
+            tuple(raw),
+            GOAL,
+            note,
+        ),
+    ]
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------------
@@ -202,11 +250,11 @@ def _postgres() -> Iterator[Any]:
         server.stop()
 
 
-def _pg_figure(folder: Path, patients: int, repeats: int) -> Figure:
+def _pg_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
     name = "extract pds rows/s, PostgreSQL"
     with _postgres() as server:
         if server is None:
-            return skipped(CASE, name, "rows/s", "no PostgreSQL binaries in /usr/lib/postgresql")
+            return [skipped(CASE, name, "rows/s", "no PostgreSQL binaries in /usr/lib/postgresql")]
         url = server.create_database()
         with server.connect(url) as connection:
             rows = _load_pg(connection, folder / "legacy.db")
@@ -225,22 +273,31 @@ def _pg_figure(folder: Path, patients: int, repeats: int) -> Figure:
             chunk_size = project.config.run.chunk_size
         finally:
             project.close()
-        fast, raw = repeat(
+        fast, parallel, raw = repeat(
             repeats,
             partial(_toolkit_rate, url, spec, chunk_size),
+            partial(_parallel_rate, url, spec, chunk_size),
             partial(_copy_rate, server, url, rows),
         )
-    return Figure(
-        CASE,
-        name,
-        "rows/s",
-        tuple(fast),
-        COPY,
-        tuple(raw),
-        goal=GOAL,
-        note=f"the same {rows:,} rows in a throwaway local server (fsync off), Oracle DATE as "
-        "TIMESTAMP(0); baseline reads and discards every COPY block on one connection",
+    note = (
+        f"the same {rows:,} rows in a throwaway local server (fsync off), Oracle DATE as "
+        "TIMESTAMP(0); baseline reads and discards every COPY block on one connection"
     )
+    return [
+        Figure(
+            CASE, f"{name}, one connection", "rows/s", tuple(fast), COPY, tuple(raw), GOAL, note
+        ),
+        Figure(
+            CASE,
+            f"{name}, {WORKERS} workers",
+            "rows/s",
+            tuple(parallel),
+            COPY,
+            tuple(raw),
+            GOAL,
+            note,
+        ),
+    ]
 
 
 def run(settings: Settings) -> list[Figure]:
@@ -249,6 +306,6 @@ def run(settings: Settings) -> list[Figure]:
         folder = Path(tmp) / "demo"
         create_demo(folder, patients=patients, seed=1)
         return [
-            _sqlite_figure(folder, patients, settings.repeats),
-            _pg_figure(folder, patients, settings.repeats),
+            *_sqlite_figures(folder, patients, settings.repeats),
+            *_pg_figures(folder, patients, settings.repeats),
         ]

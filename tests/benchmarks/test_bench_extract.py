@@ -11,22 +11,27 @@ from benchmarks.harness import Settings
 
 def test_extract_case_reports_sqlite_and_postgres_with_their_baselines() -> None:
     figures = extract.run(Settings(quick=True, repeats=1, documents=150))
-    sqlite, postgres = figures
-    assert sqlite.name.startswith("extract pds rows/s, SQLite")
+    sqlite, postgres = figures[:2], figures[2:]
+    names = ["one connection", f"{extract.WORKERS} workers"]
     expected = extract.CLI if shutil.which("sqlite3") else extract.CURSOR
-    assert sqlite.baseline_name == expected
-    assert sqlite.value is not None and sqlite.value > 0
-    assert sqlite.baseline is not None and sqlite.baseline > 0
-    assert sqlite.goal == extract.GOAL and sqlite.met == (
-        sqlite.ratio is not None and sqlite.ratio >= 0.6
-    )
-    assert postgres.name == "extract pds rows/s, PostgreSQL"
-    if postgres.samples:
-        assert postgres.baseline_name == extract.COPY
-        assert postgres.value is not None and postgres.value > 0
-        assert postgres.baseline is not None and postgres.baseline > 0
+    for figure, name in zip(sqlite, names, strict=True):
+        assert figure.name.startswith("extract pds rows/s, SQLite") and figure.name.endswith(name)
+        assert figure.baseline_name == expected
+        assert figure.value is not None and figure.value > 0
+        assert figure.baseline is not None and figure.baseline > 0
+        assert figure.goal == extract.GOAL and figure.met == (
+            figure.ratio is not None and figure.ratio >= 0.6
+        )
+    if len(postgres) == 2:
+        for figure, name in zip(postgres, names, strict=True):
+            assert figure.name == f"extract pds rows/s, PostgreSQL, {name}"
+            assert figure.baseline_name == extract.COPY
+            assert figure.value is not None and figure.value > 0
+            assert figure.baseline is not None and figure.baseline > 0
     else:
-        assert postgres.note == "skipped (no PostgreSQL binaries in /usr/lib/postgresql)"
+        (skipped,) = postgres
+        assert skipped.name == "extract pds rows/s, PostgreSQL"
+        assert skipped.note == "skipped (no PostgreSQL binaries in /usr/lib/postgresql)"
 
 
 def test_postgres_ddl_has_no_oracle_types_left() -> None:
