@@ -105,6 +105,22 @@ def _parallel_rate(url: str, spec: ExtractSpec, chunk_size: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
+def _figures(
+    title: str,
+    fast: list[float],
+    *,
+    parallel: list[float],
+    baseline: str,
+    raw: list[float],
+    note: str,
+) -> list[Figure]:
+    """The one-connection and the one-worker-per-core figure, against the same baseline."""
+    return [
+        Figure(CASE, f"{title}, {how}", "rows/s", tuple(samples), baseline, tuple(raw), GOAL, note)
+        for how, samples in (("one connection", fast), (f"{WORKERS} workers", parallel))
+    ]
+
+
 def _counts(database: Path) -> dict[str, int]:
     with sqlite3.connect(database) as db:
         return {t: int(db.execute(f"SELECT count(*) FROM {t}").fetchone()[0]) for t in PDS_TABLES}
@@ -164,21 +180,7 @@ def _sqlite_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
         f"(one CLI process each, wall time); toolkit: chunks of {chunk_size:,}, every node "
         "table's rows (lookups included) from a fresh Source"
     )
-    return [
-        Figure(
-            CASE, f"{title}, one connection", "rows/s", tuple(fast), name, tuple(raw), GOAL, note
-        ),
-        Figure(
-            CASE,
-            f"{title}, {WORKERS} workers",
-            "rows/s",
-            tuple(parallel),
-            name,
-            tuple(raw),
-            GOAL,
-            note,
-        ),
-    ]
+    return _figures(title, fast, parallel=parallel, baseline=name, raw=raw, note=note)
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------------
@@ -283,21 +285,7 @@ def _pg_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
         f"the same {rows:,} rows in a throwaway local server (fsync off), Oracle DATE as "
         "TIMESTAMP(0); baseline reads and discards every COPY block on one connection"
     )
-    return [
-        Figure(
-            CASE, f"{name}, one connection", "rows/s", tuple(fast), COPY, tuple(raw), GOAL, note
-        ),
-        Figure(
-            CASE,
-            f"{name}, {WORKERS} workers",
-            "rows/s",
-            tuple(parallel),
-            COPY,
-            tuple(raw),
-            GOAL,
-            note,
-        ),
-    ]
+    return _figures(name, fast, parallel=parallel, baseline=COPY, raw=raw, note=note)
 
 
 def run(settings: Settings) -> list[Figure]:

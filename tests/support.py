@@ -7,7 +7,9 @@ import sqlite3
 import threading
 import time
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 from click.testing import Result
 
@@ -62,3 +64,16 @@ class WaitingWriter:
         assert not self._thread.is_alive() and not self.failed, self.failed
         with sqlite3.connect(self.database) as db:
             assert db.execute("SELECT count(*) FROM WRITER_WAS_HERE").fetchone() == (0,)
+
+
+def share_then_block(database: Path, writers: list[WaitingWriter]) -> Callable[..., Any]:
+    """A stand-in for `share_view` that shares the snapshot, then starts a `WaitingWriter` (kept
+    in `writers`) and hands out a view whose readers wait only 50 ms for a lock."""
+    from migrate.source.shared import share_view
+
+    def share(source: Any, snapshot: Any, specs: Any) -> Any:
+        view = share_view(source, snapshot, specs)
+        writers.append(WaitingWriter(database))
+        return replace(view, busy_seconds=0.05)
+
+    return share

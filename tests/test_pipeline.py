@@ -8,12 +8,11 @@ import pickle
 import threading
 import time
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WaitingWriter
+from support import WaitingWriter, share_then_block
 
 from migrate.document import Document
 from migrate.errors import TargetError
@@ -21,7 +20,6 @@ from migrate.ledger import ChunkState, RunStatus
 from migrate.pipeline import LOAD_QUEUE, run_services
 from migrate.project import Project
 from migrate.source import Snapshot, read_staged
-from migrate.source.shared import share_view
 from migrate.target.base import WriteStats
 from migrate.target.chunks import CHUNK_INDEX
 from migrate.transform import Extracted, TransformOutput, TransformTask, transform_chunk
@@ -220,13 +218,8 @@ def test_chunks_a_worker_cannot_read_are_read_by_the_snapshot(
     finally:
         project.close()
     writers: list[WaitingWriter] = []
-
-    def share_then_block(source: Any, snapshot: Any, specs: Any) -> Any:
-        view = share_view(source, snapshot, specs)
-        writers.append(WaitingWriter(demo_project / "legacy.db"))
-        return replace(view, busy_seconds=0.05)
-
-    monkeypatch.setattr("migrate.pipeline.share_view", share_then_block)
+    blocking = share_then_block(demo_project / "legacy.db", writers)
+    monkeypatch.setattr("migrate.pipeline.share_view", blocking)
     project = Project.load(config)
     try:
         [report] = run_services(project, ["pds"], workers=2, fresh=True)

@@ -5,17 +5,14 @@ from __future__ import annotations
 
 import json
 import sqlite3
-from dataclasses import replace
 from pathlib import Path
-from typing import Any
 
 import pytest
 from riak_fake import RiakFake
-from support import Invoke, WaitingWriter
+from support import Invoke, WaitingWriter, share_then_block
 
 from migrate.project import Project
 from migrate.reconcile import in_sample
-from migrate.source.shared import share_view
 
 LOCAL_URL = 'url = "local:///.migrate/target.db"'
 
@@ -262,13 +259,8 @@ def test_chunks_workers_cannot_read_are_read_by_the_reconcile_snapshot(
     assert migrate_cli("run", "pds", "--workers", "1").exit_code == 0
     expected = edit_source(demo_project)
     writers: list[WaitingWriter] = []
-
-    def share_then_block(source: Any, snapshot: Any, specs: Any) -> Any:
-        view = share_view(source, snapshot, specs)
-        writers.append(WaitingWriter(demo_project / "legacy.db"))
-        return replace(view, busy_seconds=0.05)
-
-    monkeypatch.setattr("migrate.reconcile.service.share_view", share_then_block)
+    blocking = share_then_block(demo_project / "legacy.db", writers)
+    monkeypatch.setattr("migrate.reconcile.service.share_view", blocking)
     args = ("reconcile", "pds", "--dry-run", "--format", "json", "--workers", "2")
     result = migrate_cli(*args)
     assert result.exit_code == 1, result.output
