@@ -31,18 +31,13 @@ def _sqlite_url(url: URL, base_dir: Path | None) -> URL:
     return url.set(database=str(path))
 
 
-# SQLite source connections read through a memory map of the file (up to this much of it): pages
-# come straight from the OS cache instead of being copied into SQLite's own, about a fifth off
-# every chunk query. The snapshot's lock keeps writers (and a truncating VACUUM) out meanwhile.
-_SQLITE_MMAP_BYTES = 256 * 1024 * 1024
-
-
 def _sqlite_reader(dbapi_connection: Any, _record: object) -> None:
-    """Every SQLite source connection: read only (the source is never written) and mapped."""
+    """Every SQLite source connection is read-only: the source is never written. (Not memory
+    mapped: mapped pages count as the process's resident memory, which would then grow with the
+    source file up to the map's size.)"""
     cursor = dbapi_connection.cursor()
     try:
         cursor.execute("PRAGMA query_only = ON")
-        cursor.execute(f"PRAGMA mmap_size = {_SQLITE_MMAP_BYTES}")
     finally:
         cursor.close()
 

@@ -16,11 +16,11 @@ def test_a_sqlite_source_is_never_written(make_db: MakeDb) -> None:
     path = make_db("CREATE TABLE T (ID INTEGER PRIMARY KEY, NAME TEXT);", {"T": [(1, "a")]})
     source = Source(f"sqlite:///{path}")
     try:
-        with source.engine.connect() as connection:
-            mapped = connection.exec_driver_sql("PRAGMA mmap_size").scalar()
-            assert mapped is not None and mapped > 0
-            with pytest.raises(sa.exc.OperationalError, match="readonly"):
-                connection.exec_driver_sql("DELETE FROM T")
+        with (
+            source.engine.connect() as connection,
+            pytest.raises(sa.exc.OperationalError, match="readonly"),
+        ):
+            connection.exec_driver_sql("DELETE FROM T")
     finally:
         source.close()
     with sqlite3.connect(path) as db:
