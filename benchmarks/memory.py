@@ -1,11 +1,10 @@
 """Peak memory (issue 5, goal 6): peak RSS of `migrate run pds` on a demo of N patients against the
 same run on 10N, both as subprocesses of the installed `migrate` command in the same benchmark run.
 
-The issue asks for 100,000 against 1,000,000 patients, but `create_demo` alone took ~15 s of CPU
-(43 s wall on a busy machine) at 100,000, so 1,000,000 would take minutes to generate and more to
-migrate (pds runs at a few thousand documents/s): past this benchmark's budget. The full run
-compares 20,000 with 200,000 patients and --quick 5,000 with 50,000: the same 10x step, which is
-what the goal judges.
+The full run compares 100,000 with 1,000,000 patients, as the issue asks: generating the large
+demo takes about 3 minutes of CPU (and about 2.8 GB while it runs, in its own process), its run
+about 1.5 minutes. --quick compares 5,000 with 50,000: the same 10x step, which is what the goal
+judges.
 
 Peak RSS is the largest resident set of any one process of the run (the main process or one of its
 worker processes), from the kernel's rusage of the reaped child: `os.wait4` reports the maximum over
@@ -30,6 +29,7 @@ from benchmarks.harness import Figure, Goal, Settings
 
 CASE = "memory"
 SCALE = 10
+ISSUE_SIZE = 100_000  # patients of the smaller run (issue 5, goal 6)
 RUN_TIMEOUT = 600.0
 
 
@@ -75,7 +75,7 @@ def measure(folder: Path, patients: int) -> Peak:
 
 
 def run(settings: Settings) -> list[Figure]:
-    small = settings.documents or (5_000 if settings.quick else 20_000)
+    small = settings.documents or (5_000 if settings.quick else ISSUE_SIZE)
     with tempfile.TemporaryDirectory() as tmp:
         low = measure(Path(tmp) / "small", small)
         high = measure(Path(tmp) / "large", small * SCALE)
@@ -96,7 +96,7 @@ def run(settings: Settings) -> list[Figure]:
             goal=Goal("<=", 1.2, "ratio"),
             note=f"largest single process (main or worker) of `migrate run pds`, one run each: "
             f"{low.documents:,} documents in {low.seconds:.1f} s vs {high.documents:,} in "
-            f"{high.seconds:.1f} s; {small:,} vs {small * SCALE:,} instead of 100,000 vs "
-            "1,000,000 patients, which would not fit this benchmark's time budget",
+            f"{high.seconds:.1f} s"
+            + ("" if small == ISSUE_SIZE else f" (the issue's sizes are {ISSUE_SIZE:,} vs 10x)"),
         )
     ]

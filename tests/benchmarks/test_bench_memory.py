@@ -21,7 +21,7 @@ def test_memory_case_compares_a_tenfold_demo_with_its_baseline() -> None:
     assert figure.value is not None and figure.value > 10
     assert figure.baseline is not None and figure.baseline > 10
     assert figure.goal is not None and figure.goal.text == "<= 1.2x"
-    assert "instead of 100,000 vs 1,000,000" in figure.note
+    assert "the issue's sizes are 100,000 vs 10x" in figure.note
 
 
 def test_peak_rss_is_per_run_not_the_largest_child_so_far(tmp_path: Path) -> None:
