@@ -83,13 +83,17 @@ class _Joined:
 
     def __init__(self) -> None:
         self.key: tuple[str, str] | None = None
+        self.source: Source | None = None
         self.snapshot: Snapshot | None = None
         self._stack = ExitStack()
         self._finalizer: Any = None
 
     def get(self, view: SharedView) -> Snapshot:
         key = (view.url, view.token)
-        if self.key == key and self.snapshot is not None:
+        if self.key == key and self.source is not None and self.snapshot is not None:
+            # The same view again (SQLite: nothing committed since; the next read proves it),
+            # maybe for another service: its tables as the planning process reflected them.
+            self.source.remember(view.tables)
             return self.snapshot
         self.leave()
         password = None
@@ -109,6 +113,7 @@ class _Joined:
             self._stack.callback(source.close)
             source.remember(view.tables)
             self.snapshot = self._stack.enter_context(source.join(view.token, view.marker))
+            self.source = source
         except BaseException:
             self.leave()
             raise
@@ -118,7 +123,7 @@ class _Joined:
         return self.snapshot
 
     def leave(self) -> None:
-        self.key = self.snapshot = None
+        self.key = self.source = self.snapshot = None
         self._stack.close()
 
 

@@ -32,10 +32,12 @@ from .conftest import MakeDb
 DDL = """
 CREATE TABLE ORDERS (ORDER_ID NUMBER(10) PRIMARY KEY, REGION VARCHAR2(5));
 CREATE TABLE ITEMS (ITEM_ID NUMBER(10) PRIMARY KEY, ORDER_ID NUMBER(10), QTY NUMBER(5));
+CREATE TABLE REGIONS (REGION VARCHAR2(5) PRIMARY KEY, NAME VARCHAR2(20));
 """
 ROWS = {
     "ORDERS": [(i, f"R{i % 3}") for i in range(1, 41)],
     "ITEMS": [(1000 + i, i % 40 + 1, i % 7) for i in range(90)],
+    "REGIONS": [(f"R{i}", f"Region {i}") for i in range(3)],
 }
 SPEC = ExtractSpec(
     "shop", "order", "ORDERS", ("ORDER_ID",), None,
@@ -226,3 +228,32 @@ def test_a_writer_waiting_to_commit_keeps_workers_out(make_db: MakeDb) -> None:
         assert snapshot.extract(SPEC, chunk)["root"].num_rows == 40  # the snapshot reads on
     writer.finish()
     source.close()
+
+
+REGIONS_SPEC = ExtractSpec(
+    "geo", "region", "REGIONS", ("REGION",), None,
+    (NodeSpec("root", NodeKind.ROOT, "REGIONS", ("REGION", "NAME")),),
+)  # fmt: skip
+
+
+def test_a_view_joined_again_for_another_service_takes_its_tables(
+    make_db: MakeDb, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Nothing committed between two services' snapshots: a worker keeps its joined view, and
+    takes the second service's tables from the view instead of reflecting them itself."""
+    source = Source(f"sqlite:///{make_db(DDL, ROWS)}")
+    with source.snapshot() as snapshot:
+        first = share_view(source, snapshot, [SPEC])
+        (orders,) = snapshot.plan_chunks(SPEC, 100)
+        second = share_view(source, snapshot, [REGIONS_SPEC])
+        (regions,) = snapshot.plan_chunks(REGIONS_SPEC, 100)
+        assert first is not None and second is not None and first.token == second.token
+        assert read_chunk(ChunkRead(first, 0, *orders.bounds_json()), SPEC)["root"].num_rows == 40
+        monkeypatch.setattr(Source, "reflect", _no_reflection)
+        found = read_chunk(ChunkRead(second, 0, *regions.bounds_json()), REGIONS_SPEC)
+        assert found["root"].equals(snapshot.extract(REGIONS_SPEC, regions)["root"])
+    source.close()
+
+
+def _no_reflection(*_: object) -> None:
+    raise AssertionError("a worker reflected a table the view carries")
