@@ -46,7 +46,7 @@ from migrate.mapping.canonical import aggregate
 from migrate.processes import warm_up
 from migrate.project import Project, actor
 from migrate.source import ChunkRange, Snapshot, StagedChunk
-from migrate.source.shared import ChunkRead, SharedView, ViewBusy, share_view
+from migrate.source.shared import ChunkRead, SharedView, settle, share_view
 from migrate.target.base import WriteStats
 from migrate.transform import (
     Extracted,
@@ -417,12 +417,7 @@ class _ServiceRun:
         snapshot's connection and transformed here."""
         if isinstance(item.outcome, TransformOutput):
             return item.outcome
-        try:
-            return item.outcome.result()
-        except ViewBusy:
-            if item.fallback is None:
-                raise
-            return item.fallback()
+        return settle(item.outcome, item.fallback)
 
     def _start_load(
         self, run: RunRecord, item: _Transforming, loader: ThreadPoolExecutor

@@ -87,18 +87,18 @@ def transform_chunk(task: TransformTask) -> TransformOutput:
         fingerprint=task.fingerprint,
         schema=task.schema,
     )
-    doc = plan.doc_type(task.doc_type)
+    doc_plan = plan.doc_type(task.doc_type)
     source = task.source
     if isinstance(source, StagedChunk):
         staged = source
         tables = read_staged(Path(staged.path), staged)
     else:
-        if isinstance(source, ToRead):
-            tables = read_chunk(source.read, doc.extract)
+        if isinstance(source, ToRead):  # the worker reads the chunk under the shared snapshot
+            tables = read_chunk(source.read, doc_plan.extract)
         else:
             tables = source.tables
         staged = write_staged(Path(source.directory), tables)
-    result = doc.build(tables, max_bytes=task.max_bytes)
+    result = doc_plan.build(tables, max_bytes=task.max_bytes)
     checksum = aggregate(doc.checksum for doc in result.documents)
     documents = [with_chunk_index(doc, task.chunk_index) for doc in result.documents]
     return TransformOutput(documents, result.rejects, checksum, staged)

@@ -14,6 +14,7 @@ from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from dataclasses import dataclass
+from functools import partial
 from pathlib import Path
 
 import pyarrow as pa
@@ -27,7 +28,7 @@ from migrate.processes import worker_context
 from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
-from migrate.source.shared import ChunkRead, ViewBusy, read_chunk
+from migrate.source.shared import ChunkRead, read_chunk, settle
 
 
 @dataclass(frozen=True, slots=True)
@@ -150,16 +151,10 @@ def build_in_order(
         if not queue:
             return
         ref, outcome = queue.popleft()
-        if not isinstance(outcome, Future):
-            yield ref, outcome
-            continue
-        try:
-            built = outcome.result()
-        except ViewBusy:
-            if fallback is None:
-                raise
-            built = fallback(ref)
-        yield ref, built
+        if isinstance(outcome, Future):
+            here = None if fallback is None else partial(fallback, ref)
+            outcome = settle(outcome, here)
+        yield ref, outcome
 
 
 def source_tables(snapshot: Snapshot, plan: ServicePlan, ref: ChunkRef) -> dict[str, pa.Table]:

@@ -13,11 +13,12 @@ caller reads that chunk on the snapshot's own connection, which holds its lock a
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from concurrent.futures import Future
 from contextlib import ExitStack
 from dataclasses import dataclass
 from multiprocessing.util import Finalize
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 from sqlalchemy.engine import make_url
@@ -28,6 +29,8 @@ from migrate.source.chunks import ChunkRange
 from migrate.source.engine import Source
 from migrate.source.snapshot import Snapshot
 from migrate.spec import ExtractSpec
+
+_T = TypeVar("_T")
 
 
 @dataclass(frozen=True, slots=True)
@@ -159,6 +162,17 @@ def _busy(exc: BaseException) -> bool:
         if isinstance(code, int) and code & 0xFF in (_SQLITE_BUSY, _SQLITE_LOCKED):
             return True
     return False
+
+
+def settle(outcome: Future[_T], here: Callable[[], _T] | None) -> _T:
+    """A worker's result; for a chunk the worker could not get into (`ViewBusy`), `here` does
+    the same work on the snapshot's own connection."""
+    try:
+        return outcome.result()
+    except ViewBusy:
+        if here is None:
+            raise
+        return here()
 
 
 def leave_view() -> None:

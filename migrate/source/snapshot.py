@@ -4,7 +4,7 @@ SQLite: one connection holding one read transaction. PostgreSQL: a REPEATABLE RE
 transaction whose snapshot is exported, so parallel readers can share it. Oracle: every table
 reference reads `AS OF SCN n`. The marker names the view, so delta catch-up starts where it ends.
 
-Another process can read under the same view (`Snapshot.token`, `join_snapshot`) where the
+Another process can read under the same view (`Snapshot.token`, `Source.join`) where the
 database can prove it is the same: PostgreSQL by importing the exported snapshot (SET TRANSACTION
 SNAPSHOT), SQLite in a rollback-journal mode because the first read transaction's SHARED lock keeps
 every writer out until it ends, checked by the file change counter in the database header (it
@@ -62,7 +62,7 @@ class Snapshot:
         self._prepared: dict[ExtractSpec, Queries] = {}
         self._copy = _copy_reader(connection)
         self.marker = marker
-        # What another process passes to `join_snapshot` to read under this same view; None
+        # What another process passes to `Source.join` to read under this same view; None
         # where the source cannot share it (see the module's notes).
         self.token = token
         self._paused = False
