@@ -140,7 +140,8 @@ def check(ctx: click.Context) -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Transform processes (default: [run] workers, else one per core).",
+    help="Worker processes that read (where the source shares its snapshot), stage and transform "
+    "chunks (default: [run] workers, else one per core).",
 )
 @click.option(
     "--fresh",
@@ -245,7 +246,8 @@ def status(ctx: click.Context, fmt: str) -> None:
     "--workers",
     type=click.IntRange(min=1),
     default=None,
-    help="Build processes (default: [run] workers, else one per core).",
+    help="Worker processes that read (where the source shares its snapshot) and build chunks "
+    "(default: [run] workers, else one per core).",
 )
 @click.option(
     "--format",
