@@ -276,8 +276,9 @@ def test_documents_over_the_size_limit_are_rejected_before_any_write(
     assert isinstance(rejects, int) and rejects > 0
     for line in _dump(migrate_cli, "scr"):
         assert len(line.split(',"value":', 1)[1]) - 1 <= 400
-    run_dir = next((demo_project / ".migrate" / "work" / "scr").iterdir())
-    lines = (run_dir / "rejects.jsonl").read_text().splitlines()
+    # the service's work folder also holds reconcile/, so find the run's rejects file by name
+    (rejects_file,) = (demo_project / ".migrate" / "work" / "scr").glob("*/rejects.jsonl")
+    lines = rejects_file.read_text().splitlines()
     assert len(lines) == rejects
     assert all("400" in json.loads(line)["reason"] for line in lines)
 
