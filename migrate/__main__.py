@@ -1,5 +1,5 @@
 """`python -m migrate`: the same as the `migrate` command."""
 
-from migrate.cli.main import main
+from migrate.cli.entry import main
 
 main()
