@@ -44,7 +44,22 @@ class WaitingWriter:
         self._thread = threading.Thread(target=self._write, daemon=True)
         self._thread.start()
         self._ready.wait(10)
-        time.sleep(0.2)  # past BEGIN IMMEDIATE: now in COMMIT, waiting with PENDING held
+        self._until_readers_are_kept_out()
+
+    def _until_readers_are_kept_out(self) -> None:
+        """Return once a new reader is refused: the writer is in COMMIT, holding PENDING (polled,
+        not slept on, so a slow machine cannot start the test's readers before the writer)."""
+        deadline = time.monotonic() + 30
+        while not self.failed and time.monotonic() < deadline:
+            probe = sqlite3.connect(self.database, timeout=0, isolation_level=None)
+            try:
+                probe.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.OperationalError:  # database is locked
+                return
+            finally:
+                probe.close()
+            time.sleep(0.01)
+        raise AssertionError(f"the writer never started to commit: {self.failed}")
 
     def _write(self) -> None:
         db = sqlite3.connect(self.database, timeout=60, isolation_level=None)
