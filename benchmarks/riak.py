@@ -9,6 +9,9 @@ measured against the naive baseline in the same run: one PUT at a time on one ke
   (`If-None-Match: *`) on its asyncio client. The previous client (RiakHTTP, http.client on 64
   threads) doing the same PUTs is measured beside it, so the client change has its own figure.
 - Against the Riak fake (its own process) and, with RIAK_URL set, a real node: documents/s.
+- Against all three, RiakTarget's documents/s beside wrk's (a C client, `benchmarks.wrk`, 16
+  connections) sending the same first-load PUTs: goal 3's ">= 0.9x what a C client gets from the
+  same node" is the node's line; the sink's shows the client's own cost, the fake's a slow server.
 
 Each load is bounded in documents and in seconds; a load cut by its time budget reports the rate
 of the documents it finished.
@@ -28,10 +31,12 @@ from collections import Counter
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from pathlib import Path
 
 from benchmarks.harness import Figure, Goal, Settings, repeat, skipped
 from benchmarks.sink import ServerProcess
+from benchmarks.wrk import CONNECTIONS, wrk_load, wrk_path
 from migrate.document import Document
 from migrate.errors import MigrateError, TargetError
 from migrate.target.riak import RiakHTTP, RiakTarget, RiakURL, parse_url
@@ -44,6 +49,9 @@ CPU_GOAL_US = 100.0
 NODE_REPEATS = 3  # a real node takes ~1,300 PUT/s: fewer repeats keep the run within minutes
 META = {"migrate-run": "bench", "migrate-chunk": "pds/patient/00001"}
 NAIVE = "naive: 1 PUT at a time, http.client"
+C_CLIENT = f"wrk (C), {CONNECTIONS} connections"
+C_CLIENT_GOAL = Goal(">=", 0.9, "ratio")  # of what the C client gets from the same node
+NO_WRK = "wrk not installed (Debian: apt-get install wrk)"
 
 
 class BenchError(MigrateError):
@@ -149,6 +157,17 @@ def put_headers(doc: Document, meta: dict[str, str]) -> list[tuple[str, str]]:
     return headers
 
 
+def raw_put(doc: Document, meta: dict[str, str], url: RiakURL) -> bytes:
+    """The whole HTTP/1.1 request of RiakTarget's first-load PUT of `doc`: the naive baseline's
+    path and headers, `If-None-Match: *`, and basic auth when RIAK_USER is set."""
+    host, port = url.hosts[0]
+    lines = [f"PUT {object_path(doc)} HTTP/1.1", f"Host: {host}:{port}"]
+    lines += [f"{name}: {value}" for name, value in put_headers(doc, meta)]
+    lines += [f"{name}: {value.decode('ascii')}" for name, value in basic_auth().items()]
+    lines += ["If-None-Match: *", f"Content-Length: {len(doc.value)}"]
+    return ("\r\n".join(lines) + "\r\n\r\n").encode("utf-8") + doc.value
+
+
 class Buckets:
     """A fresh bucket name for every load, so no load finds another's objects."""
 
@@ -212,7 +231,7 @@ def naive_load(
         )
     else:
         conn = http.client.HTTPConnection(host, port, timeout=10)
-    auth = _basic_auth()
+    auth = basic_auth()
 
     def body(deadline: float) -> tuple[int, int]:
         done = 0
@@ -244,7 +263,7 @@ def naive_load(
         conn.close()
 
 
-def _basic_auth() -> dict[str, bytes]:
+def basic_auth() -> dict[str, bytes]:
     """RiakTarget's basic auth (RIAK_USER / RIAK_PASSWORD), for the baseline to match it."""
     user = os.environ.get("RIAK_USER")
     if not user:
@@ -283,6 +302,28 @@ def put_only_load(
         return done, done
 
     return _measure(server, body, plan.budget)
+
+
+def c_client_load(
+    wrk: str, url: RiakURL, docs: Sequence[Document], plan: Plan, server: ServerProcess | None
+) -> Load:
+    """The C client's load: wrk sends the same first-load PUTs, each document once; a server of
+    ours must have received every PUT wrk had answered (and none it did not send). As a Load:
+    the documents answered 2xx, wrk's PUTs, and wrk's clock (this process's CPU is not wrk's)."""
+    host, port = url.hosts[0]
+    where = f"{'https' if url.tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}/"
+    before = server.counts()["PUT"] if server else 0
+    load = wrk_load(
+        wrk, where, [raw_put(doc, META, url) for doc in docs], budget=plan.budget, where=url.display
+    )
+    if server is not None:
+        received = server.counts()["PUT"] - before
+        if not load.answered <= received <= load.sent:
+            raise BenchError(
+                f"wrk counted {load.answered} answers of {load.sent} PUTs, the server "
+                f"{received} PUTs"
+            )
+    return Load(load.ok, 0, load.sent, 0.0, load.seconds)
 
 
 def in_bucket(docs: Sequence[Document], bucket: str) -> list[Document]:
@@ -325,12 +366,16 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             target.write(in_bucket(warm, "bench-warm-up"), meta=META)
             for _ in pool.map(lambda d: client.request("HEAD", object_path(d), ok=(404,)), warm):
                 pass
-            tgt, naive, idea = repeat(
-                plan.repeats,
+            runs = [
                 lambda: target_load(target, in_bucket(docs, buckets.next()), plan, sink),
                 lambda: naive_load(parse_url(url), in_bucket(docs, buckets.next()), plan, sink),
                 lambda: put_only_load(client, pool, in_bucket(docs, buckets.next()), plan, sink),
-            )
+            ]
+            wrk = wrk_path()
+            if wrk is not None:
+                c_run = partial(c_client_load, wrk, parse_url(url), plan=plan, server=sink)
+                runs.append(lambda: c_run(in_bucket(docs, buckets.next())))
+            tgt, naive, idea, *c_loads = repeat(plan.repeats, *runs)
         finally:
             pool.shutdown(wait=True)
             client.close()
@@ -377,6 +422,7 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             NAIVE,
             _samples(naive, lambda x: x.docs_per_s),
         ),
+        _c_client_figure("sink", tgt, c_loads, None, "the client's own cost: no server limits"),
     ]
 
 
@@ -399,9 +445,13 @@ def fake_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             batch = fresh()
             return _check_stored(fake, batch, naive_load(parse_url(url), batch, plan, fake))
 
+        runs = [load_target, load_naive]
+        wrk = wrk_path()
+        if wrk is not None:
+            runs.append(lambda: c_client_load(wrk, parse_url(url), fresh(), plan, fake))
         try:
             target.write(in_bucket(docs[: min(len(docs), 200)], "bench-warm-up"), meta=META)
-            tgt, naive = repeat(plan.repeats, load_target, load_naive)
+            tgt, naive, *c_loads = repeat(plan.repeats, *runs)
         finally:
             target.close()
     rates = (
@@ -417,8 +467,32 @@ def fake_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             NAIVE,
             _samples(naive, lambda x: x.docs_per_s),
             note=rates,
-        )
+        ),
+        _c_client_figure("fake", tgt, c_loads, None, "a slow server (Python) bounds both"),
     ]
+
+
+def _c_client_figure(
+    where: str,
+    tgt: Sequence[Load],
+    c_loads: Sequence[Sequence[Load]],
+    goal: Goal | None,
+    note: str,
+) -> Figure:
+    """RiakTarget's documents/s beside wrk's into the same server, or why it was not measured."""
+    name = f"documents/s into the {where} vs wrk"
+    if not c_loads:
+        return skipped(CASE, name, "docs/s", NO_WRK)
+    return Figure(
+        CASE,
+        name,
+        "docs/s",
+        _samples(tgt, lambda x: x.docs_per_s),
+        C_CLIENT,
+        _samples(c_loads[0], lambda x: x.docs_per_s),
+        goal,
+        note=f"{note}; each document once per load, the same first-load PUTs",
+    )
 
 
 def _median(loads: Sequence[Load], metric: Callable[[Load], float]) -> float:
@@ -428,6 +502,7 @@ def _median(loads: Sequence[Load], metric: Callable[[Load], float]) -> float:
 NODE_FIGURES = (
     ("documents/s into the node (RIAK_URL)", "docs/s"),
     ("client CPU per PUT, node (RIAK_URL)", "us/PUT"),
+    ("documents/s into the node vs wrk (RIAK_URL)", "docs/s"),
 )
 
 
@@ -444,11 +519,15 @@ def node_figures(docs: Sequence[Document], plan: Plan, riak_url: str | None) -> 
     try:
         if not target.ping():
             raise TargetError(f"{url.display} did not answer its ping with OK")
-        tgt, naive = repeat(
-            min(plan.repeats, NODE_REPEATS),
+        runs = [
             lambda: target_load(target, in_bucket(docs, buckets.next()), plan, None),
             lambda: naive_load(url, in_bucket(docs, buckets.next()), plan, None),
-        )
+        ]
+        wrk = wrk_path()
+        if wrk is not None:
+            c_run = partial(c_client_load, wrk, url, plan=plan, server=None)
+            runs.append(lambda: c_run(in_bucket(docs, buckets.next())))
+        tgt, naive, *c_loads = repeat(min(plan.repeats, NODE_REPEATS), *runs)
     except MigrateError as exc:
         return [skipped(CASE, name, unit, exc.message) for name, unit in NODE_FIGURES]
     finally:
@@ -472,6 +551,10 @@ def node_figures(docs: Sequence[Document], plan: Plan, riak_url: str | None) -> 
             NAIVE,
             _samples(naive, lambda x: x.cpu_per_put_us),
             Goal("<=", CPU_GOAL_US),
+        ),
+        replace(
+            _c_client_figure("node", tgt, c_loads, C_CLIENT_GOAL, where),
+            name=NODE_FIGURES[2][0],
         ),
     ]
 
