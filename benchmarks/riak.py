@@ -422,7 +422,9 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             NAIVE,
             _samples(naive, lambda x: x.docs_per_s),
         ),
-        _c_client_figure("sink", tgt, c_loads, None, "the client's own cost: no server limits"),
+        _c_client_figure(
+            "sink", tgt, c_loads, None, "the 204 sink is one Python process: it bounds wrk"
+        ),
     ]
 
 
