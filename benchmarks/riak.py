@@ -311,11 +311,11 @@ def c_client_load(
     ours must have received every PUT wrk had answered (and none it did not send). As a Load:
     the documents answered 2xx, wrk's PUTs, and wrk's clock (this process's CPU is not wrk's)."""
     host, port = url.hosts[0]
-    where = f"{'https' if url.tls else 'http'}://{f'[{host}]' if ':' in host else host}:{port}/"
+    scheme = "https" if url.tls else "http"
+    base_url = f"{scheme}://{f'[{host}]' if ':' in host else host}:{port}/"
     before = server.counts()["PUT"] if server else 0
-    load = wrk_load(
-        wrk, where, [raw_put(doc, META, url) for doc in docs], budget=plan.budget, where=url.display
-    )
+    requests = [raw_put(doc, META, url) for doc in docs]
+    load = wrk_load(wrk, base_url, requests, budget=plan.budget, where=url.display)
     if server is not None:
         received = server.counts()["PUT"] - before
         if not load.answered <= received <= load.sent:
@@ -423,7 +423,11 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             _samples(naive, lambda x: x.docs_per_s),
         ),
         _c_client_figure(
-            "sink", tgt, c_loads, None, "the 204 sink is one Python process: it bounds wrk"
+            "documents/s into the sink vs wrk",
+            tgt,
+            c_loads,
+            None,
+            "the 204 sink is one Python process: it bounds wrk",
         ),
     ]
 
@@ -470,19 +474,24 @@ def fake_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             _samples(naive, lambda x: x.docs_per_s),
             note=rates,
         ),
-        _c_client_figure("fake", tgt, c_loads, None, "a slow server (Python) bounds both"),
+        _c_client_figure(
+            "documents/s into the fake vs wrk",
+            tgt,
+            c_loads,
+            None,
+            "a slow server (Python) bounds both",
+        ),
     ]
 
 
 def _c_client_figure(
-    where: str,
+    name: str,
     tgt: Sequence[Load],
     c_loads: Sequence[Sequence[Load]],
     goal: Goal | None,
     note: str,
 ) -> Figure:
     """RiakTarget's documents/s beside wrk's into the same server, or why it was not measured."""
-    name = f"documents/s into the {where} vs wrk"
     if not c_loads:
         return skipped(CASE, name, "docs/s", NO_WRK)
     return Figure(
@@ -554,10 +563,7 @@ def node_figures(docs: Sequence[Document], plan: Plan, riak_url: str | None) -> 
             _samples(naive, lambda x: x.cpu_per_put_us),
             Goal("<=", CPU_GOAL_US),
         ),
-        replace(
-            _c_client_figure("node", tgt, c_loads, C_CLIENT_GOAL, where),
-            name=NODE_FIGURES[2][0],
-        ),
+        _c_client_figure(NODE_FIGURES[2][0], tgt, c_loads, C_CLIENT_GOAL, where),
     ]
 
 

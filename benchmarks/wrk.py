@@ -107,10 +107,6 @@ class WrkLoad:
     ok: int
     seconds: float
 
-    @property
-    def docs_per_s(self) -> float:
-        return self.ok / self.seconds if self.seconds > 0 else 0.0
-
 
 def wrk_load(
     wrk: str,

@@ -37,10 +37,13 @@ def runs_worker_pools(args: Sequence[str]) -> bool:
     if any(word in _HELP for word in rest):
         return False
     for index, word in enumerate(rest):
-        value = word.removeprefix("--workers=") if word.startswith("--workers=") else None
-        if word == "--workers" and index + 1 < len(rest):
-            value = rest[index + 1]
-        if value is not None and value.strip() == "1":
+        if word == "--workers":
+            value = rest[index + 1] if index + 1 < len(rest) else ""
+        elif word.startswith("--workers="):
+            value = word.removeprefix("--workers=")
+        else:
+            continue
+        if value.strip() == "1":
             return False
     return True
 
