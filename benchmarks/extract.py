@@ -29,7 +29,6 @@ import sys
 import tempfile
 import time
 from collections.abc import Callable, Iterator
-from concurrent.futures import ProcessPoolExecutor
 from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
@@ -40,7 +39,7 @@ from benchmarks.sink import TESTS_DIR
 from migrate.demo import create_demo
 from migrate.demo.schema import INDEXES, TABLES
 from migrate.errors import MigrateError
-from migrate.processes import worker_context
+from migrate.processes import worker_pool
 from migrate.project import Project
 from migrate.source import Source
 from migrate.source.shared import ChunkRead, read_chunk, share_view
@@ -92,7 +91,7 @@ def _parallel_rate(url: str, spec: ExtractSpec, chunk_size: int) -> float:
     try:
         with (
             source.snapshot() as snapshot,
-            ProcessPoolExecutor(WORKERS, mp_context=worker_context()) as pool,
+            worker_pool(WORKERS) as pool,
         ):
             view = share_view(source, snapshot, [spec])
             if view is None:

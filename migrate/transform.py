@@ -16,7 +16,7 @@ import pyarrow as pa
 from migrate.document import Document, Reject
 from migrate.mapping import cached_plan
 from migrate.mapping.canonical import aggregate
-from migrate.processes import worker_context
+from migrate.processes import worker_pool
 from migrate.schema import SchemaInfo
 from migrate.source import StagedChunk, read_staged, write_staged
 from migrate.source.shared import ChunkRead, read_chunk
@@ -110,7 +110,7 @@ def transformers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
     if workers <= 1:
         yield None
         return
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=worker_context())
+    pool = worker_pool(workers)
     try:
         yield pool
     finally:

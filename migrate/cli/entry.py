@@ -5,14 +5,21 @@ the CLI imports SQLAlchemy, Arrow and the mapping compiler, so the server's impo
 process's run side by side on two cores instead of one after the other (about 0.4 s of a demo run).
 Every other command, and any command asked for its help or for one worker, starts nothing.
 
+Cyclic garbage collection is made rare from the start (the imports alone ran a hundred
+collections), and what the imports built is frozen once they are done: see
+`migrate.processes.quiet_gc`.
+
 The worker processes import the console script again as `__mp_main__`; that import reaches only
 this module, which does nothing on import.
 """
 
 from __future__ import annotations
 
+import gc
 import sys
 from collections.abc import Sequence
+
+from migrate.processes import QUIET_GC_THRESHOLD, quiet_gc, warm_up
 
 _POOL_COMMANDS = frozenset({"run", "reconcile"})
 _GROUP_OPTIONS_WITH_VALUE = frozenset({"--config"})
@@ -50,10 +57,10 @@ def runs_worker_pools(args: Sequence[str]) -> bool:
 
 def main() -> None:
     """Entry point of the `migrate` console script and of `python -m migrate`."""
+    gc.set_threshold(*QUIET_GC_THRESHOLD)
     if runs_worker_pools(sys.argv[1:]):
-        from migrate.processes import warm_up
-
         warm_up()
     from migrate.cli.main import main as cli_main
 
+    quiet_gc()
     cli_main()

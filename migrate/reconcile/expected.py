@@ -24,7 +24,7 @@ from migrate.errors import StagingError
 from migrate.ledger import ChunkRecord
 from migrate.mapping import ServicePlan, cached_plan
 from migrate.mapping.canonical import aggregate
-from migrate.processes import worker_context
+from migrate.processes import worker_pool
 from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
@@ -111,7 +111,7 @@ class Builders:
         if self.workers == 1 or inline:
             return expect_chunk(task, plan)
         if self._pool is None:
-            self._pool = ProcessPoolExecutor(max_workers=self.workers, mp_context=worker_context())
+            self._pool = worker_pool(self.workers)
         return self._pool.submit(expect_chunk, task)
 
     def close(self) -> None:
