@@ -6,7 +6,6 @@ from __future__ import annotations
 import pickle
 import sqlite3
 from collections.abc import Iterator
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import replace
 
 import pyarrow as pa
@@ -15,7 +14,7 @@ from postgres_server import PostgresServer
 from support import WaitingWriter
 
 from migrate.errors import SourceError
-from migrate.processes import worker_context
+from migrate.processes import worker_pool
 from migrate.source import ChunkRange, Source
 from migrate.source.shared import (
     ChunkRead,
@@ -72,7 +71,7 @@ def test_sqlite_chunks_read_elsewhere_equal_the_snapshot(make_db: MakeDb) -> Non
         assert view is not None and view.token.startswith("sqlite:counter=")
         chunks = snapshot.plan_chunks(SPEC, 7)
         expected = [snapshot.extract(SPEC, c) for c in chunks]
-        with ProcessPoolExecutor(2, mp_context=worker_context()) as pool:
+        with worker_pool(2) as pool:
             got = list(pool.map(_read_in_worker, _reads(view, chunks)))
     assert len(chunks) == 6
     for want, found in zip(expected, got, strict=True):
