@@ -3,7 +3,7 @@
 from migrate.ledger.records import ChunkRecord, RunRecord
 from migrate.ledger.schema import SCHEMA_VERSION
 from migrate.ledger.states import ChunkState, RunStatus
-from migrate.ledger.store import Ledger
+from migrate.ledger.store import Ledger, new_run_id
 from migrate.ledger.verifications import ChunkVerification, VerificationRecord
 
 __all__ = [
@@ -15,4 +15,5 @@ __all__ = [
     "RunRecord",
     "RunStatus",
     "VerificationRecord",
+    "new_run_id",
 ]

@@ -37,6 +37,11 @@ def _now() -> datetime:
     return datetime.now(UTC)
 
 
+def new_run_id() -> str:
+    """A run id: it sorts by the time it was taken (UTC) and carries a random suffix."""
+    return f"{_now():%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+
+
 def _mask(value: Any) -> Any:
     """Mask secrets in every string of an audit detail before it is stored."""
     if isinstance(value, str):
@@ -109,11 +114,18 @@ class Ledger(VerificationStore):
     # Runs
 
     def start_run(
-        self, service: str, *, snapshot: str, mapping_fingerprint: str, actor: str
+        self,
+        service: str,
+        *,
+        snapshot: str,
+        mapping_fingerprint: str,
+        actor: str,
+        run_id: str | None = None,
     ) -> RunRecord:
-        """Open a new run; its id sorts by start time (UTC) and carries a random suffix."""
+        """Open a new run, under `run_id` when the caller took one from `new_run_id` earlier (to
+        stage files under it before the run starts)."""
         started = _now()
-        run_id = f"{started:%Y%m%dT%H%M%SZ}-{secrets.token_hex(3)}"
+        run_id = run_id or new_run_id()
         record = RunRecord(
             run_id, service, RunStatus.RUNNING, snapshot, mapping_fingerprint, started, None, actor
         )

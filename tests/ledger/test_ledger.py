@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import migrate.ledger
 from migrate.errors import EXIT_RUNTIME, LedgerError
-from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunStatus
+from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunStatus, new_run_id
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -104,6 +104,20 @@ def test_start_run_records_an_aware_utc_run_with_a_sortable_id(ledger: Ledger) -
     assert stored.started_at.tzinfo is not None
     assert before - timedelta(seconds=1) <= stored.started_at <= after
     assert stored.started_at.utcoffset() == timedelta(0)
+
+
+def test_a_run_starts_under_an_id_taken_before_it(ledger: Ledger) -> None:
+    """The pipeline takes an id to stage a run's first chunks before the run starts; the run
+    then starts under it, and only once."""
+    run_id = new_run_id()
+    stamp, suffix = run_id.split("-")
+    assert len(suffix) == 6 and datetime.strptime(stamp, "%Y%m%dT%H%M%SZ")
+    assert new_run_id() != run_id
+    run = ledger.start_run("scr", snapshot="", mapping_fingerprint="m", actor="a", run_id=run_id)
+    assert run.run_id == run_id and ledger.get_run(run_id) == run
+    with pytest.raises(LedgerError):
+        ledger.start_run("scr", snapshot="", mapping_fingerprint="m", actor="a", run_id=run_id)
+    assert [r.run_id for r in ledger.runs("scr")] == [run_id]
 
 
 def test_runs_and_latest_run_order_by_start(ledger: Ledger) -> None:
