@@ -12,12 +12,20 @@ where the source can share it (`migrate.source.shared`; otherwise the main threa
 hands them the rows); one loader thread records each chunk in the ledger and writes it to the
 target (one writer, in chunk order). Both hand-offs are bounded, so a slow target applies
 back-pressure to the extract instead of filling memory.
+
+Services run one after the other, but the workers do not wait for a service's last loads: once a
+service has handed out its last chunk, the next service that starts a new run plans its chunks on
+a snapshot of its own and hands its first ones to the workers (`_ReadAhead`). Nothing of that is
+in the ledger or the target until the service's own turn, which adopts those chunks; should the
+service before it fail, they are discarded and their staged files removed.
 """
 
 from __future__ import annotations
 
 import contextlib
+import itertools
 import os
+import shutil
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -28,7 +36,8 @@ from concurrent.futures import (
     ThreadPoolExecutor,
     wait,
 )
-from dataclasses import dataclass
+from contextlib import ExitStack
+from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -40,7 +49,7 @@ from migrate.document import Reject
 from migrate.errors import MigrateError, RejectLimitError, StagingError
 from migrate.events import ChunkFinished, EventSink, Note, ServiceFinished, ServiceStarted, ignore
 from migrate.files import private_writer
-from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus
+from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus, new_run_id
 from migrate.mapping import DocPlan
 from migrate.mapping.canonical import aggregate
 from migrate.processes import warm_up
@@ -91,14 +100,52 @@ def run_services(
     count = workers or project.config.run.workers or os.cpu_count() or 1
     if count > 1:
         warm_up()  # the workers' imports overlap reflection and planning
-    reports = []
     with transformers(count) as pool:
-        for service in services:
-            report = _ServiceRun(
-                project, service, pool, workers=count, fresh=fresh, on_event=on_event
-            ).execute()
-            reports.append(_verified(project, service, report))
-    return reports
+        return _Lineup(project, services, pool, workers=count, fresh=fresh, on_event=on_event).run()
+
+
+class _Lineup:
+    """The services of one call, in order: while one drains its last loads, the next one reads
+    ahead (`_ServiceRun.read_ahead`)."""
+
+    def __init__(
+        self,
+        project: Project,
+        services: Sequence[ServiceConfig],
+        pool: ProcessPoolExecutor | None,
+        *,
+        workers: int,
+        fresh: bool,
+        on_event: EventSink,
+    ) -> None:
+        self.project = project
+        self.services = services
+        self.pool = pool
+        self.make = partial(_ServiceRun, workers=workers, fresh=fresh, on_event=on_event)
+        self.upcoming: _ServiceRun | None = None  # the next service, when it reads ahead
+
+    def run(self) -> list[ServiceReport]:
+        reports = []
+        try:
+            for position, service in enumerate(self.services):
+                current = self.upcoming or self.make(self.project, service, self.pool)
+                self.upcoming = None
+                if self.pool is not None and position + 1 < len(self.services):
+                    current.on_drain = partial(self._read_ahead, self.services[position + 1])
+                reports.append(_verified(self.project, service, current.execute()))
+        except BaseException:
+            if self.upcoming is not None:  # its chunks were read for a turn that never comes
+                self.upcoming.close_read_ahead()
+            raise
+        return reports
+
+    def _read_ahead(self, service: ServiceConfig) -> None:
+        try:
+            upcoming = self.make(self.project, service, self.pool)
+        except Exception:  # e.g. its mapping does not compile: its own turn reports that
+            return
+        self.upcoming = upcoming
+        upcoming.read_ahead()
 
 
 def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -> ServiceReport:
@@ -125,6 +172,24 @@ class _Transforming:
 
     def done(self) -> bool:
         return not isinstance(self.outcome, Future) or self.outcome.done()
+
+
+@dataclass(slots=True)
+class _ReadAhead:
+    """A service's new run, planned and its first chunks handed to the workers before the
+    service's turn. Nothing of it is recorded: the run starts under `run_id` at the service's
+    turn (`adopted`), or never, and then its staged files are removed."""
+
+    run_id: str
+    stack: ExitStack  # holds the snapshot open
+    snapshot: Snapshot
+    view: SharedView
+    ranges: dict[str, list[ChunkRange]]  # by document type, as planned on the snapshot
+    # (document type, chunk index) -> the chunk's bounds and its transform
+    chunks: dict[tuple[str, int], tuple[tuple[str, str], Future[TransformOutput]]] = field(
+        default_factory=dict
+    )
+    adopted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -163,11 +228,21 @@ class _ServiceRun:
         self.max_rejects = project.config.run.max_rejects
         self.documents = self.written = self.unchanged = self.rejects = 0
         self.view: SharedView | None = None  # the snapshot the workers read chunks under
+        self.on_drain: Callable[[], None] | None = None  # once every chunk is handed out
+        self._ahead: _ReadAhead | None = None
 
     def execute(self) -> ServiceReport:
+        try:
+            return self._execute()
+        finally:
+            self.close_read_ahead()
+
+    def _execute(self) -> ServiceReport:
         started = time.monotonic()
         run, resumed = self._open_run()
-        run_dir = self.project.config.work_dir / self.service.name / run.run_id
+        if self._ahead is not None and not self._ahead.adopted:
+            self.close_read_ahead()  # the ledger moved on meanwhile: a run resumes instead
+        run_dir = self._run_dir(run.run_id)
         self.run_dir = run_dir
         try:
             with self._snapshot_if_needed(run) as snapshot:
@@ -246,12 +321,23 @@ class _ServiceRun:
                 Note(name, f"document type {changed} now reads different data: starting a new run")
             )
         run = self.ledger.start_run(
-            name, snapshot="", mapping_fingerprint=self.plan.fingerprint, actor=actor()
+            name,
+            snapshot="",
+            mapping_fingerprint=self.plan.fingerprint,
+            actor=actor(),
+            run_id=self._ahead.run_id if self._ahead is not None else None,
         )
+        if self._ahead is not None:
+            self._ahead.adopted = True
         self.ledger.record_audit(
             actor=actor(), service=name, action="run.start", detail={"run_id": run.run_id}
         )
         return run, False
+
+    def _starts_afresh(self) -> bool:
+        """Whether `_open_run` would start a new run now (it reads the ledger the same way)."""
+        run = self.ledger.latest_run(self.service.name)
+        return run is None or self.fresh or self._extract_changed(run) is not None
 
     def _extract_changed(self, run: RunRecord) -> str | None:
         """The first document type whose planned chunks were extracted for a different read."""
@@ -283,6 +369,16 @@ class _ServiceRun:
         if not needed:
             yield None
             return
+        ahead = self._ahead
+        if ahead is not None:  # adopted: the run's snapshot is the one its chunks were read on
+            self.ledger.update_run(run.run_id, snapshot=ahead.snapshot.marker)
+            self.view = ahead.view
+            try:
+                yield ahead.snapshot
+            finally:
+                self.view = None
+                self.close_read_ahead()
+            return
         source = self.project.source
         with source.snapshot() as snapshot:
             if not run.snapshot:
@@ -301,11 +397,75 @@ class _ServiceRun:
         for doc in self.plan.doc_types:
             if doc.name not in existing:
                 assert snapshot is not None  # _snapshot_if_needed opened one for this
-                ranges = snapshot.plan_chunks(doc.extract, self.project.config.run.chunk_size)
+                if self._ahead is not None:
+                    ranges = self._ahead.ranges[doc.name]
+                else:
+                    ranges = snapshot.plan_chunks(doc.extract, self.project.config.run.chunk_size)
                 rows = [(r.index, *r.bounds_json()) for r in ranges]
                 self.ledger.plan_chunks(run.run_id, doc.name, doc.extract.fingerprint(), rows)
             chunks.extend(self.ledger.chunks(run.run_id, doc.name))
         return chunks
+
+    # -- reading ahead, while the service before this one drains ---------------------------------
+
+    def read_ahead(self) -> None:
+        """Plan this service's new run on a snapshot of its own and hand its first chunks to the
+        workers, recording nothing. Only for a run that will start afresh and whose workers read
+        their own chunks. A failure here is left to the service's own turn, which meets it again
+        where it reports failures (and marks the run failed)."""
+        if self.pool is None or self._ahead is not None or not self._starts_afresh():
+            return
+        stack = ExitStack()
+        try:
+            source = self.project.source
+            snapshot = stack.enter_context(source.snapshot())
+            view = share_view(source, snapshot, [d.extract for d in self.plan.doc_types])
+            if view is None:  # the main thread would read the chunks: no help to the workers
+                stack.close()
+                return
+            size = self.project.config.run.chunk_size
+            ranges = {d.name: snapshot.plan_chunks(d.extract, size) for d in self.plan.doc_types}
+            ahead = _ReadAhead(new_run_id(), stack, snapshot, view, ranges)
+        except Exception:
+            stack.close()
+            return
+        self._ahead = ahead
+        run_dir = self._run_dir(ahead.run_id)
+        listed = ((doc, r) for doc, found in ranges.items() for r in found)
+        try:
+            for doc_type, chunk in itertools.islice(listed, self.in_flight_limit):
+                lo, hi = chunk.bounds_json()
+                directory = self._staging_dir(doc_type, chunk.index, run_dir)
+                read = ToRead(directory, ChunkRead(view, chunk.index, lo, hi))
+                outcome = self.pool.submit(transform_chunk, self._task(doc_type, chunk.index, read))
+                ahead.chunks[(doc_type, chunk.index)] = ((lo, hi), outcome)
+        except Exception:  # a pool that broke: this service's own turn meets it too
+            self.close_read_ahead()
+
+    def _adopt(self, chunk: ChunkRecord) -> Future[TransformOutput] | None:
+        """The transform read ahead for this chunk of the run, if any."""
+        if self._ahead is None or chunk.state is not ChunkState.PLANNED:
+            return None
+        found = self._ahead.chunks.pop((chunk.doc_type, chunk.index), None)
+        if found is None:
+            return None
+        bounds, outcome = found
+        if bounds != (chunk.lo, chunk.hi):  # planned otherwise (not expected): read it again
+            outcome.cancel()
+            return None
+        return outcome
+
+    def close_read_ahead(self) -> None:
+        """Release what was read ahead: its snapshot, and (unless the run started) its chunks,
+        waiting for those under way before removing their staged files."""
+        ahead, self._ahead = self._ahead, None
+        if ahead is None:
+            return
+        outcomes = [outcome for _bounds, outcome in ahead.chunks.values()]
+        wait([outcome for outcome in outcomes if not outcome.cancel()])
+        ahead.stack.close()
+        if not ahead.adopted:
+            shutil.rmtree(self._run_dir(ahead.run_id), ignore_errors=True)
 
     # -- the chunk loop -----------------------------------------------------------------------
     #
@@ -323,7 +483,7 @@ class _ServiceRun:
     ) -> None:
         self.rejects = rejects_before
         self.target = self.project.target  # opened here, not first in the loader thread
-        pending = iter(todo)
+        pending = deque(todo)
         transforming: deque[_Transforming] = deque()
         loading: deque[_Loading] = deque()
         with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-load") as loader:
@@ -338,11 +498,12 @@ class _ServiceRun:
                             while loading:  # chunks handed to the loader stay loaded
                                 self._finish_load(loading.popleft())
                             raise self._too_many_rejects(handed.chunk)
-                    if len(transforming) < self.in_flight_limit:
-                        chunk = next(pending, None)
-                        if chunk is not None:
-                            transforming.append(self._submit(run, chunk, snapshot))
-                            continue
+                    if pending and len(transforming) < self.in_flight_limit:
+                        transforming.append(self._submit(run, pending.popleft(), snapshot))
+                        continue
+                    if not pending and self.on_drain is not None:
+                        drained, self.on_drain = self.on_drain, None
+                        drained()  # the next service may read ahead
                     if not transforming and not loading:
                         return
                     # Sleep until the oldest load or the oldest transform (when it is what the
@@ -365,6 +526,10 @@ class _ServiceRun:
         """Extract the chunk when it has no staged files, and send it to be (staged and)
         transformed."""
         source: StagedChunk | Extracted | ToRead
+        adopted = self._adopt(chunk)
+        if adopted is not None and snapshot is not None:  # read ahead, under this snapshot
+            here = partial(self._transform_here, chunk, snapshot)
+            return _Transforming(chunk, snapshot.marker, adopted, here)
         if self._needs_extract(chunk):
             if snapshot is None:
                 raise StagingError(
@@ -372,13 +537,13 @@ class _ServiceRun:
                 )
             if self.view is not None:  # the worker reads it, under this snapshot
                 read = ChunkRead(self.view, chunk.index, chunk.lo, chunk.hi)
-                source = ToRead(self._staging_dir(chunk), read)
+                source = ToRead(self._staging_dir(chunk.doc_type, chunk.index), read)
             else:
                 source = self._extract_here(chunk, snapshot)
         else:
             assert chunk.staged_path is not None and chunk.staged_checksum is not None
             source = StagedChunk(chunk.staged_path, dict(chunk.rows), chunk.staged_checksum)
-        task = self._task(chunk, source)
+        task = self._task(chunk.doc_type, chunk.index, source)
         marker = snapshot.marker if not isinstance(source, StagedChunk) and snapshot else None
         if self.pool is None:
             return _Transforming(chunk, marker, transform_chunk(task))
@@ -388,25 +553,35 @@ class _ServiceRun:
         return _Transforming(chunk, marker, self.pool.submit(transform_chunk, task), fallback)
 
     def _transform_here(self, chunk: ChunkRecord, snapshot: Snapshot) -> TransformOutput:
-        return transform_chunk(self._task(chunk, self._extract_here(chunk, snapshot)))
+        return transform_chunk(
+            self._task(chunk.doc_type, chunk.index, self._extract_here(chunk, snapshot))
+        )
 
-    def _staging_dir(self, chunk: ChunkRecord) -> str:
-        return str(self.run_dir / "staged" / chunk.doc_type / f"{chunk.index:05d}")
+    def _run_dir(self, run_id: str) -> Path:
+        return self.project.config.work_dir / self.service.name / run_id
+
+    def _staging_dir(self, doc_type: str, index: int, run_dir: Path | None = None) -> str:
+        folder = self.run_dir if run_dir is None else run_dir
+        return str(folder / "staged" / doc_type / f"{index:05d}")
 
     def _extract_here(self, chunk: ChunkRecord, snapshot: Snapshot) -> Extracted:
         """The chunk's rows read on the snapshot's own connection, to be staged."""
         doc = self.doc_plans[chunk.doc_type]
         index = ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
-        return Extracted(self._staging_dir(chunk), snapshot.extract(doc.extract, index))
+        return Extracted(
+            self._staging_dir(chunk.doc_type, chunk.index), snapshot.extract(doc.extract, index)
+        )
 
-    def _task(self, chunk: ChunkRecord, source: StagedChunk | Extracted | ToRead) -> TransformTask:
+    def _task(
+        self, doc_type: str, index: int, source: StagedChunk | Extracted | ToRead
+    ) -> TransformTask:
         return TransformTask(
             str(self.service.mapping),
             self.project.config.target.bucket_type,
             self.plan.fingerprint,
             self.schema,
-            chunk.doc_type,
-            chunk.index,
+            doc_type,
+            index,
             self.project.config.run.max_document_bytes,
             source,
         )

@@ -4,6 +4,7 @@ loader thread (in chunk order, bounded, so a slow target holds up the extract), 
 
 from __future__ import annotations
 
+import contextlib
 import pickle
 import threading
 import time
@@ -15,11 +16,13 @@ import pytest
 from support import WaitingWriter, share_then_block
 
 from migrate.document import Document
-from migrate.errors import TargetError
+from migrate.errors import SourceError, TargetError
 from migrate.ledger import ChunkState, RunStatus
 from migrate.pipeline import LOAD_QUEUE, run_services
+from migrate.processes import worker_pool
 from migrate.project import Project
 from migrate.source import Snapshot, read_staged
+from migrate.source.shared import share_view
 from migrate.target.base import WriteStats
 from migrate.target.chunks import CHUNK_INDEX
 from migrate.transform import Extracted, TransformOutput, TransformTask, transform_chunk
@@ -229,3 +232,140 @@ def test_chunks_a_worker_cannot_read_are_read_by_the_snapshot(
         project.close()
     (writer,) = writers
     writer.finish()  # it committed once the run's snapshot ended
+
+
+class _Recorded:
+    """A run's pool submissions and events on one timeline: ("submit", service, chunk) and
+    ("event", type name, service)."""
+
+    def __init__(self, project: Project) -> None:
+        self.timeline: list[tuple[str, str, str]] = []
+        self.services = {str(s.mapping): s.name for s in project.config.services.values()}
+
+    @contextlib.contextmanager
+    def transformers(self, workers: int) -> Iterator[Any]:
+        pool = worker_pool(workers)
+        submit = pool.submit
+
+        def recording(fn: Any, task: TransformTask) -> Any:
+            service = self.services[task.mapping_path]
+            self.timeline.append(("submit", service, f"{task.doc_type}:{task.chunk_index:05d}"))
+            return submit(fn, task)
+
+        pool.submit = recording  # type: ignore[method-assign,assignment]
+        try:
+            yield pool
+        finally:
+            pool.shutdown(wait=True, cancel_futures=True)
+
+    def event(self, event: object) -> None:
+        self.timeline.append(("event", type(event).__name__, getattr(event, "service", "")))
+
+    def submitted(self, service: str) -> list[str]:
+        return [chunk for kind, name, chunk in self.timeline if (kind, name) == ("submit", service)]
+
+    def position(self, entry: tuple[str, str, str]) -> int:
+        return self.timeline.index(entry)
+
+    def first_submit(self, service: str) -> int:
+        return next(
+            i
+            for i, (kind, name, _) in enumerate(self.timeline)
+            if (kind, name) == ("submit", service)
+        )
+
+
+def _recorded(project: Project, monkeypatch: pytest.MonkeyPatch) -> _Recorded:
+    recorded = _Recorded(project)
+    monkeypatch.setattr("migrate.pipeline.transformers", recorded.transformers)
+    return recorded
+
+
+def _staged_files(project: Project, service: str) -> list[Path]:
+    return sorted((project.config.work_dir / service).glob("*/staged/*/*"))
+
+
+def test_the_next_service_reads_ahead_while_the_one_before_drains(
+    demo_project: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Once pds has handed out its last chunk, scr's first chunks go to the workers before pds
+    has finished; each chunk is still transformed once, under scr's own run, and the result is
+    what a run without workers stages and loads."""
+    config = demo_project / "migrate.toml"
+    project = Project.load(config)
+    try:
+        recorded = _recorded(project, monkeypatch)
+        reports = run_services(project, ["pds", "scr"], workers=2, on_event=recorded.event)
+        assert [r.status for r in reports] == [RunStatus.COMPLETE] * 2
+        assert all(r.verification is not None and r.verification.equal for r in reports)
+        pds_done = recorded.position(("event", "ServiceFinished", "pds"))
+        assert recorded.first_submit("scr") < pds_done, recorded.timeline
+        assert recorded.position(("event", "ServiceStarted", "scr")) > pds_done
+        scr_chunks = [c.chunk_id for c in project.ledger.chunks(reports[1].run_id)]
+        assert recorded.submitted("scr") == scr_chunks  # read ahead or not, once each, in order
+        found = {s: _staged_and_loaded(project, s) for s in ("pds", "scr")}
+        assert all(c[1] is ChunkState.LOADED for s in found for c in found[s])
+        assert all(
+            str(p).startswith(str(project.config.work_dir / "scr" / reports[1].run_id))
+            for p in _staged_files(project, "scr")
+        )
+    finally:
+        project.close()
+    project = Project.load(config)
+    try:
+        run_services(project, ["pds", "scr"], workers=1, fresh=True)
+        assert {s: _staged_and_loaded(project, s) for s in ("pds", "scr")} == found
+    finally:
+        project.close()
+
+
+def test_what_was_read_ahead_is_discarded_when_the_service_before_fails(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """pds fails on its last load after scr has read ahead: scr has no run and no staged files,
+    and a re-run finishes pds and migrates scr."""
+    recorded = _recorded(project, monkeypatch)
+    with project.source.snapshot() as snapshot:
+        doc = project.plan(project.config.service("pds")).doc_types[0]
+        pds_chunks = len(snapshot.plan_chunks(doc.extract, project.config.run.chunk_size))
+    throttled = _throttle(project, "pds", pause=0.0, fail_at=pds_chunks - 1)
+    with pytest.raises(TargetError, match="went away"):
+        run_services(project, ["pds", "scr"], workers=2, on_event=recorded.event)
+    assert recorded.submitted("scr"), "scr did not read ahead: the test proves nothing"
+    pds = project.ledger.latest_run("pds")
+    assert pds is not None and pds.status is RunStatus.FAILED
+    assert project.ledger.latest_run("scr") is None
+    assert _staged_files(project, "scr") == []
+    assert not any(name == "scr" for kind, _, name in recorded.timeline if kind == "event")
+
+    project._target = throttled.inner
+    reports = run_services(project, ["pds", "scr"], workers=2)
+    assert reports[0].run_id == pds.run_id
+    assert [r.status for r in reports] == [RunStatus.COMPLETE] * 2
+    assert all(r.verification is not None and r.verification.equal for r in reports)
+
+
+def test_a_read_ahead_that_fails_leaves_the_service_to_its_own_turn(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """scr cannot read ahead (its snapshot cannot be shared the first time it asks): pds is not
+    disturbed, and scr runs at its turn as it would have."""
+    recorded = _recorded(project, monkeypatch)
+    calls: list[str] = []
+
+    def once_broken(source: Any, snapshot: Snapshot, specs: Any) -> Any:
+        calls.append("share")
+        if len(calls) == 2:  # scr reading ahead
+            raise SourceError("the source went away for a moment (injected)")
+        return share_view(source, snapshot, specs)
+
+    monkeypatch.setattr("migrate.pipeline.share_view", once_broken)
+    reports = run_services(project, ["pds", "scr"], workers=2, on_event=recorded.event)
+    assert len(calls) == 3
+    assert [r.status for r in reports] == [RunStatus.COMPLETE] * 2
+    assert recorded.first_submit("scr") > recorded.position(("event", "ServiceFinished", "pds"))
+    assert recorded.submitted("scr") == [
+        c.chunk_id for c in project.ledger.chunks(reports[1].run_id)
+    ]
+    runs = [p.name for p in (project.config.work_dir / "scr").iterdir() if p.name != "reconcile"]
+    assert runs == [reports[1].run_id]
