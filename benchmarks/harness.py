@@ -116,6 +116,20 @@ def repeat(count: int, *runs: Callable[[], _S]) -> list[list[_S]]:
     return results
 
 
+def compile_package(folder: Path | None = None) -> Path:
+    """Byte-compile the toolkit's modules (or those under `folder`) as an install does (pip
+    writes their .pyc files); returns the folder. Without it, where PYTHONDONTWRITEBYTECODE is
+    set (as in some CI images and containers), every `migrate` process the bench starts, and
+    its forkserver, would compile the package's sources again, which no installed tool does."""
+    import compileall
+
+    import migrate
+
+    folder = folder or Path(migrate.__file__).parent
+    compileall.compile_dir(folder, quiet=1)
+    return folder
+
+
 def run_cases(
     cases: Sequence[tuple[str, Case]],
     settings: Settings,

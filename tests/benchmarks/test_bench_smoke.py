@@ -4,8 +4,10 @@ are measured by `make bench`, never judged by the test suite."""
 from __future__ import annotations
 
 import http.client
+import importlib.util
 import json
 import os
+import shutil
 import sys
 from pathlib import Path
 
@@ -16,7 +18,7 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.__main__ import main  # noqa: E402
-from benchmarks.harness import Figure, Goal, render_table  # noqa: E402
+from benchmarks.harness import Figure, Goal, compile_package, render_table  # noqa: E402
 from benchmarks.riak import put_headers  # noqa: E402
 from benchmarks.sink import ServerProcess  # noqa: E402
 from benchmarks.wrk import wrk_path  # noqa: E402
@@ -199,3 +201,16 @@ def test_make_bench_and_readme_agree() -> None:
     readme = (ROOT / "README.md").read_text("utf-8")
     section = readme.split("## Benchmarks", 1)[1]
     assert "make bench" in section and "python -m benchmarks" in section
+
+
+def test_the_bench_measures_the_package_byte_compiled(tmp_path: Path) -> None:
+    """As an install leaves it, whatever PYTHONDONTWRITEBYTECODE says."""
+    import migrate
+
+    copy = tmp_path / "migrate"
+    shutil.copytree(Path(migrate.__file__).parent, copy, ignore=shutil.ignore_patterns("*.pyc"))
+    sources = sorted(copy.rglob("*.py"))
+    assert len(sources) > 50
+    assert compile_package(copy) == copy
+    missing = [s for s in sources if not Path(importlib.util.cache_from_source(str(s))).is_file()]
+    assert missing == []
