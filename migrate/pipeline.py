@@ -608,17 +608,8 @@ class _ServiceRun:
         self, run: RunRecord, chunk: ChunkRecord, snapshot: str | None, output: TransformOutput
     ) -> WriteStats:
         """In the loader thread, in chunk order: record the extract (when the worker just staged
-        the chunk) and the transform, write the documents, then record the load once the target
-        has acknowledged every one of them."""
-        if snapshot is not None:
-            self.ledger.mark_extracted(
-                run.run_id,
-                chunk.chunk_id,
-                rows=output.staged.rows,
-                staged_path=output.staged.path,
-                staged_checksum=output.staged.checksum,
-                snapshot=snapshot,
-            )
+        the chunk) and the transform, in one ledger transaction, write the documents, then
+        record the load once the target has acknowledged every one of them."""
         doc: DocPlan = self.doc_plans[chunk.doc_type]
         if (
             chunk.state is ChunkState.TRANSFORMED
@@ -633,14 +624,24 @@ class _ServiceRun:
                 "start over with `migrate run --fresh`",
             )
         self._write_chunk_rejects(run, chunk, output.rejects)
-        self.ledger.mark_transformed(
-            run.run_id,
-            chunk.chunk_id,
-            transform_fingerprint=doc.fingerprint,
-            documents=len(output.documents),
-            rejects=len(output.rejects),
-            doc_checksum=output.checksum,
-        )
+        with self.ledger.together():
+            if snapshot is not None:
+                self.ledger.mark_extracted(
+                    run.run_id,
+                    chunk.chunk_id,
+                    rows=output.staged.rows,
+                    staged_path=output.staged.path,
+                    staged_checksum=output.staged.checksum,
+                    snapshot=snapshot,
+                )
+            self.ledger.mark_transformed(
+                run.run_id,
+                chunk.chunk_id,
+                transform_fingerprint=doc.fingerprint,
+                documents=len(output.documents),
+                rejects=len(output.rejects),
+                doc_checksum=output.checksum,
+            )
         meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
         stats = self.target.write(output.documents, meta=meta)
         self.ledger.mark_loaded(

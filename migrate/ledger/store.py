@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import secrets
+import threading
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 from datetime import UTC, datetime
@@ -67,6 +68,7 @@ class Ledger(VerificationStore):
         if empty:
             resolved = sa.make_url("sqlite://")  # in memory: nothing is created on disk
         self._engine = create_engine(resolved, read_only=read_only and not empty)
+        self._together = threading.local()  # a thread's open `together` transaction
         self._reader = self._engine.execution_options(**{READ_OPTION: True})
         try:
             if read_only and not empty:
@@ -518,8 +520,28 @@ class Ledger(VerificationStore):
     # Helpers
 
     @contextmanager
+    def together(self) -> Iterator[None]:
+        """This thread's writes inside the block go into one transaction, committed at its end:
+        all of them or none, for one commit (one fsync on SQLite) instead of one each."""
+        if getattr(self._together, "conn", None) is not None:
+            yield
+            return
+        with self._write("recording several changes at once") as conn:
+            self._together.conn = conn
+            try:
+                yield
+            finally:
+                self._together.conn = None
+
+    @contextmanager
     def _write(self, action: str) -> Iterator[sa.Connection]:
-        """One short write transaction; driver errors become LedgerError."""
+        """One short write transaction (or this thread's `together` one); driver errors become
+        LedgerError."""
+        shared: sa.Connection | None = getattr(self._together, "conn", None)
+        if shared is not None:
+            with translate_errors(self.display_url, action):
+                yield shared
+            return
         with translate_errors(self.display_url, action), self._engine.begin() as conn:
             yield conn
 

@@ -120,6 +120,29 @@ def test_a_run_starts_under_an_id_taken_before_it(ledger: Ledger) -> None:
     assert [r.run_id for r in ledger.runs("scr")] == [run_id]
 
 
+def test_writes_together_commit_as_one(ledger: Ledger) -> None:
+    """The loader records a chunk's extract and transform in one transaction: both or neither."""
+    run_id = start(ledger)
+    first, second = plan(ledger, run_id, count=2)
+    with ledger.together():
+        extract(ledger, run_id, first)
+        transform(ledger, run_id, first)
+        with ledger.together():  # nested: the same transaction
+            extract(ledger, run_id, second)
+    assert chunk(ledger, run_id, first).state is ChunkState.TRANSFORMED
+    assert chunk(ledger, run_id, second).state is ChunkState.EXTRACTED
+    phases = [c["phase"] for c in ledger.checkpoints(run_id, first)]
+    assert phases == ["planned", "extracted", "transformed"]
+
+    with pytest.raises(LedgerError, match="has no chunk"), ledger.together():
+        transform(ledger, run_id, second)
+        load(ledger, run_id, "patient:00002")  # no such chunk: nothing of the block stays
+    assert chunk(ledger, run_id, second).state is ChunkState.EXTRACTED
+    assert [c["phase"] for c in ledger.checkpoints(run_id, second)] == ["planned", "extracted"]
+    transform(ledger, run_id, second)  # outside the block: a transaction of its own again
+    assert chunk(ledger, run_id, second).state is ChunkState.TRANSFORMED
+
+
 def test_runs_and_latest_run_order_by_start(ledger: Ledger) -> None:
     first = start(ledger, "pds")
     other = start(ledger, "ods")
