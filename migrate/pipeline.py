@@ -450,8 +450,9 @@ class _ServiceRun:
         if found is None:
             return None
         bounds, outcome = found
-        if bounds != (chunk.lo, chunk.hi):  # planned otherwise (not expected): read it again
-            outcome.cancel()
+        if bounds != (chunk.lo, chunk.hi):  # planned otherwise (not expected): read it again,
+            if not outcome.cancel():  # once the worker is done with its staging folder
+                wait([outcome])
             return None
         return outcome
 
