@@ -152,9 +152,10 @@ def check(ctx: click.Context) -> None:
 def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fresh: bool) -> None:
     """Extract, transform and load SERVICES (default: all, in cutover order).
 
-    Interrupted or killed, a re-run resumes where the ledger says the last one stopped and never
-    writes a document twice. A run whose rejected rows pass [run] max_rejects stops with exit 1;
-    the rejects file it names says which rows and why.
+    Services load one after another; the workers read and build the next one's first chunks
+    while the one before finishes its loads. Interrupted or killed, a re-run resumes where the
+    ledger says the last one stopped and never writes a document twice. A run whose rejected rows
+    pass [run] max_rejects stops with exit 1; the rejects file it names says which rows and why.
     """
     from migrate.pipeline import run_services
 
