@@ -101,7 +101,10 @@ def run_services(
     if count > 1:
         warm_up()  # the workers' imports overlap reflection and planning
     with transformers(count) as pool:
-        return _Lineup(project, services, pool, workers=count, fresh=fresh, on_event=on_event).run()
+        make = partial(
+            _ServiceRun, project, pool=pool, workers=count, fresh=fresh, on_event=on_event
+        )
+        return _Lineup(project, services, make, reads_ahead=pool is not None).run()
 
 
 class _Lineup:
@@ -112,25 +115,23 @@ class _Lineup:
         self,
         project: Project,
         services: Sequence[ServiceConfig],
-        pool: ProcessPoolExecutor | None,
+        make: Callable[[ServiceConfig], _ServiceRun],
         *,
-        workers: int,
-        fresh: bool,
-        on_event: EventSink,
+        reads_ahead: bool,
     ) -> None:
         self.project = project
         self.services = services
-        self.pool = pool
-        self.make = partial(_ServiceRun, workers=workers, fresh=fresh, on_event=on_event)
+        self.make = make
+        self.reads_ahead = reads_ahead  # only workers can read ahead
         self.upcoming: _ServiceRun | None = None  # the next service, when it reads ahead
 
     def run(self) -> list[ServiceReport]:
         reports = []
         try:
             for position, service in enumerate(self.services):
-                current = self.upcoming or self.make(self.project, service, self.pool)
+                current = self.upcoming or self.make(service)
                 self.upcoming = None
-                if self.pool is not None and position + 1 < len(self.services):
+                if self.reads_ahead and position + 1 < len(self.services):
                     current.on_drain = partial(self._read_ahead, self.services[position + 1])
                 reports.append(_verified(self.project, service, current.execute()))
         except BaseException:
@@ -141,7 +142,7 @@ class _Lineup:
 
     def _read_ahead(self, service: ServiceConfig) -> None:
         try:
-            upcoming = self.make(self.project, service, self.pool)
+            upcoming = self.make(service)
         except Exception:  # e.g. its mapping does not compile: its own turn reports that
             return
         self.upcoming = upcoming
@@ -369,27 +370,26 @@ class _ServiceRun:
         if not needed:
             yield None
             return
-        ahead = self._ahead
-        if ahead is not None:  # adopted: the run's snapshot is the one its chunks were read on
-            self.ledger.update_run(run.run_id, snapshot=ahead.snapshot.marker)
-            self.view = ahead.view
-            try:
-                yield ahead.snapshot
-            finally:
-                self.view = None
-                self.close_read_ahead()
-            return
-        source = self.project.source
-        with source.snapshot() as snapshot:
+        ahead = self._ahead  # adopted: the run reads on the snapshot its first chunks were read on
+        opened: contextlib.AbstractContextManager[Snapshot] = (
+            self.project.source.snapshot()
+            if ahead is None
+            else contextlib.nullcontext(ahead.snapshot)
+        )
+        with opened as snapshot:
             if not run.snapshot:
                 self.ledger.update_run(run.run_id, snapshot=snapshot.marker)
             if self.pool is not None:
-                specs = [d.extract for d in self.plan.doc_types]
-                self.view = share_view(source, snapshot, specs)
+                self.view = ahead.view if ahead is not None else self._shared_view(snapshot)
             try:
                 yield snapshot
             finally:
                 self.view = None
+                self.close_read_ahead()  # its snapshot with it
+
+    def _shared_view(self, snapshot: Snapshot) -> SharedView | None:
+        specs = [d.extract for d in self.plan.doc_types]
+        return share_view(self.project.source, snapshot, specs)
 
     def _plan(self, run: RunRecord, snapshot: Snapshot | None) -> list[ChunkRecord]:
         chunks: list[ChunkRecord] = []
@@ -417,9 +417,8 @@ class _ServiceRun:
             return
         stack = ExitStack()
         try:
-            source = self.project.source
-            snapshot = stack.enter_context(source.snapshot())
-            view = share_view(source, snapshot, [d.extract for d in self.plan.doc_types])
+            snapshot = stack.enter_context(self.project.source.snapshot())
+            view = self._shared_view(snapshot)
             if view is None:  # the main thread would read the chunks: no help to the workers
                 stack.close()
                 return
