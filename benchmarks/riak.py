@@ -34,6 +34,8 @@ from dataclasses import dataclass, replace
 from functools import partial
 from pathlib import Path
 
+import msgspec
+
 from benchmarks.harness import Figure, Goal, Settings, repeat, skipped
 from benchmarks.sink import ServerProcess
 from benchmarks.wrk import CONNECTIONS, wrk_load, wrk_path
@@ -327,7 +329,7 @@ def c_client_load(
 
 
 def in_bucket(docs: Sequence[Document], bucket: str) -> list[Document]:
-    return [replace(doc, bucket=bucket) for doc in docs]
+    return [msgspec.structs.replace(doc, bucket=bucket) for doc in docs]
 
 
 def _check_stored(server: ServerProcess, docs: Sequence[Document], load: Load) -> Load:

@@ -60,8 +60,8 @@ class TransformOutput:
     staged: StagedChunk
 
     def __reduce__(self) -> tuple[Any, ...]:
-        """Documents leave the worker as plain tuples: pickling them costs both processes less
-        than half of what pickling the dataclasses does."""
+        """Documents leave the worker as plain tuples: pickle saves those a third faster than
+        it saves the Structs through their own reduce, and they are made again as cheaply."""
         rows = [
             (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in self.documents
         ]

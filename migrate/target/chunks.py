@@ -26,7 +26,6 @@ def chunk_prefix_range(chunk_index: int | None = None) -> tuple[str, str]:
 
 def with_chunk_index(doc: Document, chunk_index: int) -> Document:
     indexes = (*doc.indexes, (CHUNK_INDEX, (chunk_term(chunk_index, doc.checksum),)))
-    # Built directly: dataclasses.replace costs several microseconds per document here.
     return Document(
         doc.bucket_type, doc.bucket, doc.key, doc.value, tuple(sorted(indexes)), doc.checksum
     )
