@@ -16,9 +16,10 @@ class Document(msgspec.Struct, frozen=True, gc=False):
     hex digest of `value`.
 
     A frozen msgspec Struct rather than a frozen dataclass: every document is made about three
-    times (built, given its chunk index entry, unpickled by the loader), and a Struct is made in a
-    tenth of the time and unpickled in a sixth. It holds only text, bytes and tuples of them, so
-    it can never be part of a reference cycle and stays out of the cyclic garbage collector.
+    times (built, given its chunk index entry, made again from tuples on the loader's side of the
+    process pool), and a Struct is made in a tenth of the time. It holds only text, bytes and
+    tuples of them, so it can never be part of a reference cycle and stays out of the cyclic
+    garbage collector.
     """
 
     bucket_type: str

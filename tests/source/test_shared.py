@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pickle
 import sqlite3
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import replace
 
 import pyarrow as pa
@@ -38,16 +38,25 @@ ROWS = {
     "ITEMS": [(1000 + i, i % 40 + 1, i % 7) for i in range(90)],
     "REGIONS": [(f"R{i}", f"Region {i}") for i in range(3)],
 }
-SPEC = ExtractSpec(
-    "shop", "order", "ORDERS", ("ORDER_ID",), None,
-    (
-        NodeSpec("root", NodeKind.ROOT, "ORDERS", ("ORDER_ID", "REGION")),
-        NodeSpec(
-            "root.items", NodeKind.EMBED, "ITEMS", ("ITEM_ID", "ORDER_ID", "QTY"),
-            parent_id="root", link=(("ORDER_ID", "ORDER_ID"),),
+
+
+def _order_spec(name: Callable[[str], str]) -> ExtractSpec:
+    """Orders with their items embedded, the names spelled by `name` (SQLite's demo tables are
+    in Oracle's upper case, PostgreSQL folds unquoted names to lower case)."""
+    return ExtractSpec(
+        "shop", "order", name("ORDERS"), (name("ORDER_ID"),), None,
+        (
+            NodeSpec("root", NodeKind.ROOT, name("ORDERS"), (name("ORDER_ID"), name("REGION"))),
+            NodeSpec(
+                "root.items", NodeKind.EMBED, name("ITEMS"),
+                (name("ITEM_ID"), name("ORDER_ID"), name("QTY")),
+                parent_id="root", link=((name("ORDER_ID"), name("ORDER_ID")),),
+            ),
         ),
-    ),
-)  # fmt: skip
+    )  # fmt: skip
+
+
+SPEC = _order_spec(str.upper)
 
 
 @pytest.fixture(autouse=True)
@@ -130,16 +139,7 @@ PG_DDL = """
 CREATE TABLE orders (order_id integer PRIMARY KEY, region varchar(5));
 CREATE TABLE items (item_id integer PRIMARY KEY, order_id integer, qty integer);
 """
-PG_SPEC = ExtractSpec(
-    "shop", "order", "orders", ("order_id",), None,
-    (
-        NodeSpec("root", NodeKind.ROOT, "orders", ("order_id", "region")),
-        NodeSpec(
-            "root.items", NodeKind.EMBED, "items", ("item_id", "order_id", "qty"),
-            parent_id="root", link=(("order_id", "order_id"),),
-        ),
-    ),
-)  # fmt: skip
+PG_SPEC = _order_spec(str.lower)
 
 
 @pytest.mark.postgres
