@@ -26,6 +26,7 @@ import contextlib
 import itertools
 import os
 import shutil
+import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
@@ -202,6 +203,11 @@ class _Loading:
     future: Future[WriteStats]
 
 
+class _LoadStopped(Exception):
+    """A chunk queued for the loader behind one whose load failed: it is left unloaded, for the
+    re-run to load in order."""
+
+
 # -- one service ---------------------------------------------------------------------------------
 
 
@@ -231,6 +237,7 @@ class _ServiceRun:
         self.view: SharedView | None = None  # the snapshot the workers read chunks under
         self.on_drain: Callable[[], None] | None = None  # once every chunk is handed out
         self._ahead: _ReadAhead | None = None
+        self._load_failed = threading.Event()  # once set, the loader writes no further chunk
 
     def execute(self) -> ServiceReport:
         try:
@@ -609,7 +616,21 @@ class _ServiceRun:
     ) -> WriteStats:
         """In the loader thread, in chunk order: record the extract (when the worker just staged
         the chunk) and the transform, in one ledger transaction, write the documents, then
-        record the load once the target has acknowledged every one of them."""
+        record the load once the target has acknowledged every one of them.
+
+        Once a chunk's load has failed, the chunks queued behind it are not loaded: the loader
+        thread would otherwise start the next one before the main thread sees the failure."""
+        if self._load_failed.is_set():
+            raise _LoadStopped(chunk.chunk_id)
+        try:
+            return self._record_and_load_now(run, chunk, snapshot, output)
+        except BaseException:
+            self._load_failed.set()
+            raise
+
+    def _record_and_load_now(
+        self, run: RunRecord, chunk: ChunkRecord, snapshot: str | None, output: TransformOutput
+    ) -> WriteStats:
         doc: DocPlan = self.doc_plans[chunk.doc_type]
         if (
             chunk.state is ChunkState.TRANSFORMED

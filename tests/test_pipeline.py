@@ -18,7 +18,7 @@ from support import WaitingWriter, share_then_block
 from migrate.document import Document
 from migrate.errors import SourceError, TargetError
 from migrate.ledger import ChunkState, RunStatus
-from migrate.pipeline import LOAD_QUEUE, run_services
+from migrate.pipeline import LOAD_QUEUE, _ServiceRun, run_services
 from migrate.processes import worker_pool
 from migrate.project import Project
 from migrate.source import Snapshot, read_staged
@@ -38,13 +38,22 @@ def project(demo_project: Path) -> Iterator[Project]:
 class ThrottledTarget:
     """The project's embedded target behind a slow, observable write: each call records the
     chunk it writes and how many chunks are staged on disk at that moment; `fail_at` makes that
-    call (0-based) fail as a target that went away would."""
+    call (0-based) fail as a target that went away would, once `fail_when` is set."""
 
-    def __init__(self, inner: Any, staged: Path, *, pause: float, fail_at: int = -1) -> None:
+    def __init__(
+        self,
+        inner: Any,
+        staged: Path,
+        *,
+        pause: float,
+        fail_at: int = -1,
+        fail_when: threading.Event | None = None,
+    ) -> None:
         self.inner = inner
         self.staged = staged
         self.pause = pause
         self.fail_at = fail_at
+        self.fail_when = fail_when
         self.calls: list[tuple[str, int, str]] = []  # chunk, chunks staged, thread
         self.lock = threading.Lock()
 
@@ -53,6 +62,7 @@ class ThrottledTarget:
             staged = len(list(self.staged.glob("*/staged/*/[0-9]*")))
             self.calls.append((meta["migrate-chunk"], staged, threading.current_thread().name))
             if len(self.calls) - 1 == self.fail_at:
+                assert self.fail_when is None or self.fail_when.wait(timeout=60)
                 raise TargetError("the target went away (injected)")
         time.sleep(self.pause)
         stats: WriteStats = self.inner.write(documents, meta=meta)
@@ -155,8 +165,24 @@ def test_a_slow_target_holds_up_the_extract(project: Project, workers: int) -> N
     assert report.status is RunStatus.COMPLETE
 
 
-def test_a_load_that_fails_stops_the_run_and_a_rerun_finishes_it(project: Project) -> None:
-    throttled = _throttle(project, "eps", pause=0.01, fail_at=3)
+def test_a_load_that_fails_stops_the_run_and_a_rerun_finishes_it(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The failing write ends only once the chunk after it waits in the loader's queue: the
+    loader must not go on to load it."""
+    handed: list[str] = []
+    next_one_queued = threading.Event()
+    start_load = _ServiceRun._start_load
+
+    def start_and_count(self: _ServiceRun, *args: Any) -> Any:
+        loading = start_load(self, *args)
+        handed.append(loading.chunk.chunk_id)
+        if len(handed) > 4:
+            next_one_queued.set()
+        return loading
+
+    monkeypatch.setattr(_ServiceRun, "_start_load", start_and_count)
+    throttled = _throttle(project, "eps", pause=0.0, fail_at=3, fail_when=next_one_queued)
     with pytest.raises(TargetError, match="went away"):
         run_services(project, ["eps"], workers=1)
     run = project.ledger.latest_run("eps")
@@ -164,6 +190,7 @@ def test_a_load_that_fails_stops_the_run_and_a_rerun_finishes_it(project: Projec
     chunks = project.ledger.chunks(run.run_id)
     loaded = [c.chunk_id for c in chunks if c.state is ChunkState.LOADED]
     assert loaded == [call[0] for call in throttled.calls[:3]]
+    assert len(handed) > 4 and len(throttled.calls) == 4, "nothing written after the failure"
 
     project._target = throttled.inner
     [report] = run_services(project, ["eps"], workers=1)
