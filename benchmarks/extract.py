@@ -15,11 +15,19 @@ Each source gets two figures: one connection reading every chunk (the extract al
 chunks read as `migrate run` and `migrate reconcile` read them, by one worker process per core
 under the snapshot they share (`migrate.source.shared`; pool start-up included). The workers
 return row counts only: in a run each stages and builds the rows it read.
+
+Beside them, with no goal, the ceilings the goal meets before any of the toolkit's own work: the
+toolkit's chunk statements (the SQL it sends for every node of every chunk, compiled beforehand)
+run by the baseline's own reader, which discards the rows: through the `sqlite3` CLI and
+Python's sqlite3 cursor (`fetchall`), and as PostgreSQL COPY binary. The baseline reads each whole
+table in one scan; chunks are read in key order, children through their foreign-key index and
+lookups once per chunk, which costs the database more than the scan.
 """
 
 from __future__ import annotations
 
 import importlib
+import itertools
 import os
 import re
 import shutil
@@ -69,6 +77,12 @@ class BenchError(MigrateError):
 def _toolkit_rate(url: str, spec: ExtractSpec, chunk_size: int) -> float:
     """rows/s of the toolkit's extraction, from a fresh Source to the last chunk's tables."""
     started = time.perf_counter()
+    rows = _toolkit_rows(url, spec, chunk_size)
+    return rows / (time.perf_counter() - started)
+
+
+def _toolkit_rows(url: str, spec: ExtractSpec, chunk_size: int) -> int:
+    """Every chunk extracted from a fresh Source: the rows of all node tables (lookups too)."""
     source = Source(url)
     try:
         with source.snapshot() as snapshot:
@@ -77,7 +91,7 @@ def _toolkit_rate(url: str, spec: ExtractSpec, chunk_size: int) -> float:
                 rows += sum(t.num_rows for t in snapshot.extract(spec, chunk).values())
     finally:
         source.close()
-    return rows / (time.perf_counter() - started)
+    return rows
 
 
 def _count_chunk(read: ChunkRead, spec: ExtractSpec) -> int:
@@ -147,6 +161,76 @@ def _cursor_rate(database: Path, rows: int) -> float:
     return rows / (time.perf_counter() - started)
 
 
+def _chunk_statements(url: str, spec: ExtractSpec, chunk_size: int, *, copy: bool) -> list[Any]:
+    """(sql, params) of every statement the toolkit sends to extract every chunk: for the
+    cursor (`rows`) or for PostgreSQL's COPY (`copy_rows`)."""
+    source = Source(url)
+    try:
+        with source.snapshot() as snapshot:
+            queries = snapshot._queries(spec)
+            compile_one = queries.copy_rows if copy else queries.rows
+            chunks = snapshot.plan_chunks(spec, chunk_size)
+            return [compile_one(node, chunk) for chunk in chunks for node in spec.nodes]
+    finally:
+        source.close()
+
+
+def _sqlite_script(database: Path, statements: list[Any]) -> str:
+    """The statements with their parameters inlined as SQLite quotes them, for the CLI."""
+    lines = []
+    with sqlite3.connect(database) as db:
+        for sql, params in statements:
+            parts = str(sql).split("?")
+            if len(parts) != len(params) + 1 or isinstance(params, dict):
+                raise BenchError(f"cannot inline the parameters of {sql[:80]!r}")
+            quoted = [db.execute("SELECT quote(?)", (p,)).fetchone()[0] for p in params]
+            lines.append("".join(itertools.chain(*zip(parts, [*quoted, ""], strict=True))) + ";")
+    return "\n".join(lines) + "\n"
+
+
+def _cli_statements_rate(cli: str, database: Path, script: str, rows: int) -> float:
+    started = time.perf_counter()
+    subprocess.run(
+        [cli, "-batch", "-noheader", str(database)],
+        input=script.encode("utf-8"),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+        check=True,
+        timeout=CLI_TIMEOUT,
+    )
+    return rows / (time.perf_counter() - started)
+
+
+def _cursor_statements_rate(database: Path, statements: list[Any], rows: int) -> float:
+    started = time.perf_counter()
+    with sqlite3.connect(database) as db:
+        for sql, params in statements:
+            db.execute(sql, params).fetchall()
+    return rows / (time.perf_counter() - started)
+
+
+def _ceilings(
+    title: str, names: list[str], samples: list[list[float]], baseline: str, raw: list[float]
+) -> list[Figure]:
+    note = (
+        "no goal: the toolkit's chunk statements, compiled beforehand, run by that reader and "
+        "discarded (the CLI: one process for all of them); counted as the toolkit's rows"
+    )
+    return [
+        Figure(
+            CASE,
+            f"{title}, chunk statements alone, {name}",
+            "rows/s",
+            tuple(got),
+            baseline,
+            tuple(raw),
+            None,
+            note,
+        )
+        for name, got in zip(names, samples, strict=True)
+    ]
+
+
 def _pds_spec(project: Project) -> ExtractSpec:
     return project.plan(project.config.service("pds")).doc_type("patient").extract
 
@@ -167,11 +251,23 @@ def _sqlite_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
     else:
         name, baseline = CURSOR, partial(_cursor_rate, database, rows)
     url = f"sqlite:///{database}"
-    fast, parallel, raw = repeat(
+    statements = _chunk_statements(url, spec, chunk_size, copy=False)
+    toolkit_rows = _toolkit_rows(url, spec, chunk_size)
+    ceilings = {
+        "Python cursor": partial(_cursor_statements_rate, database, statements, toolkit_rows)
+    }
+    if cli is not None:
+        script = _sqlite_script(database, statements)
+        ceilings = {
+            "sqlite3 CLI": partial(_cli_statements_rate, cli, database, script, toolkit_rows),
+            **ceilings,
+        }
+    fast, parallel, raw, *ceiling_samples = repeat(
         repeats,
         partial(_toolkit_rate, url, spec, chunk_size),
         partial(_parallel_rate, url, spec, chunk_size),
         baseline,
+        *ceilings.values(),
     )
     title = "extract pds rows/s, SQLite" + ("" if cli else " (vs Python cursor: no sqlite3 CLI)")
     note = (
@@ -179,7 +275,10 @@ def _sqlite_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
         f"(one CLI process each, wall time); toolkit: chunks of {chunk_size:,}, every node "
         "table's rows (lookups included) from a fresh Source"
     )
-    return _figures(title, fast, parallel=parallel, baseline=name, raw=raw, note=note)
+    return [
+        *_figures(title, fast, parallel=parallel, baseline=name, raw=raw, note=note),
+        *_ceilings(title, list(ceilings), ceiling_samples, name, raw),
+    ]
 
 
 # ---- PostgreSQL ----------------------------------------------------------------------------------
@@ -224,14 +323,27 @@ def _load_pg(connection: Any, database: Path) -> int:
 
 
 def _copy_rate(server: Any, url: str, rows: int) -> float:
+    selects = [f"SELECT * FROM {table}" for table in PDS_TABLES]
+    return _copy_selects_rate(server, url, selects, rows)
+
+
+def _copy_selects_rate(server: Any, url: str, selects: list[str], rows: int) -> float:
+    """rows/s of each SELECT run as COPY binary, every block read and discarded."""
     started = time.perf_counter()
     with server.connect(url) as connection, connection.cursor() as cursor:
-        for table in PDS_TABLES:
-            sql = f"COPY (SELECT * FROM {table}) TO STDOUT (FORMAT binary)"
-            with cursor.copy(sql) as copy:
+        for select_sql in selects:
+            with cursor.copy(f"COPY ({select_sql}) TO STDOUT (FORMAT binary)") as copy:
                 for _ in copy:
                     pass
     return rows / (time.perf_counter() - started)
+
+
+def _pg_selects(server: Any, url: str, statements: list[Any]) -> list[str]:
+    """The COPY statements' SELECTs with their parameters inlined, as the toolkit's reader does."""
+    import psycopg
+
+    with server.connect(url) as connection, psycopg.ClientCursor(connection) as quoting:
+        return [quoting.mogrify(sql, params) for sql, params in statements]
 
 
 @contextmanager
@@ -274,17 +386,23 @@ def _pg_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
             chunk_size = project.config.run.chunk_size
         finally:
             project.close()
-        fast, parallel, raw = repeat(
+        selects = _pg_selects(server, url, _chunk_statements(url, spec, chunk_size, copy=True))
+        toolkit_rows = _toolkit_rows(url, spec, chunk_size)
+        fast, parallel, raw, ceiling = repeat(
             repeats,
             partial(_toolkit_rate, url, spec, chunk_size),
             partial(_parallel_rate, url, spec, chunk_size),
             partial(_copy_rate, server, url, rows),
+            partial(_copy_selects_rate, server, url, selects, toolkit_rows),
         )
     note = (
         f"the same {rows:,} rows in a throwaway local server (fsync off), Oracle DATE as "
         "TIMESTAMP(0); baseline reads and discards every COPY block on one connection"
     )
-    return _figures(name, fast, parallel=parallel, baseline=COPY, raw=raw, note=note)
+    return [
+        *_figures(name, fast, parallel=parallel, baseline=COPY, raw=raw, note=note),
+        *_ceilings(name, ["COPY binary"], [ceiling], COPY, raw),
+    ]
 
 
 def run(settings: Settings) -> list[Figure]:
