@@ -591,6 +591,7 @@ class _ServiceRun:
             index,
             self.project.config.run.max_document_bytes,
             source,
+            prepare=self.project.target.preparer(),
         )
 
     @staticmethod

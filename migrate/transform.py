@@ -5,7 +5,7 @@ extracted, then build its documents. Pure apart from the staged files: rows in, 
 from __future__ import annotations
 
 import contextlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -50,28 +50,36 @@ class TransformTask:
     chunk_index: int
     max_bytes: int
     source: StagedChunk | Extracted | ToRead  # rows staged already, or rows to stage first
+    # The target's per-document step (`Target.preparer`), done here rather than in the loader.
+    prepare: Callable[[Sequence[Document]], Sequence[Document]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class TransformOutput:
-    documents: list[Document]  # each with its chunk index entry
+    # Each with its chunk index entry; laid out by the target's preparer where it has one.
+    documents: Sequence[Document]
     rejects: list[Reject]
     checksum: str
     staged: StagedChunk
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Documents leave the worker as plain tuples: pickle saves those a third faster than
-        it saves the Structs through their own reduce, and they are made again as cheaply."""
-        rows = [
-            (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in self.documents
-        ]
-        return (_transform_output, (rows, self.rejects, self.checksum, self.staged))
+        it saves the Structs through their own reduce, and they are made again as cheaply.
+        Prepared documents go as their preparer laid them out."""
+        payload: Sequence[Any] = self.documents
+        if isinstance(payload, list):
+            payload = [
+                (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in payload
+            ]
+        return (_transform_output, (payload, self.rejects, self.checksum, self.staged))
 
 
 def _transform_output(
-    rows: list[tuple[Any, ...]], rejects: list[Reject], checksum: str, staged: StagedChunk
+    documents: Sequence[Any], rejects: list[Reject], checksum: str, staged: StagedChunk
 ) -> TransformOutput:
-    return TransformOutput([Document(*row) for row in rows], rejects, checksum, staged)
+    if isinstance(documents, list):
+        documents = [Document(*row) for row in documents]
+    return TransformOutput(documents, rejects, checksum, staged)
 
 
 def transform_chunk(task: TransformTask) -> TransformOutput:
@@ -101,6 +109,8 @@ def transform_chunk(task: TransformTask) -> TransformOutput:
     result = doc_plan.build(tables, max_bytes=task.max_bytes)
     checksum = aggregate(doc.checksum for doc in result.documents)
     documents = [with_chunk_index(doc, task.chunk_index) for doc in result.documents]
+    if task.prepare is not None:
+        return TransformOutput(task.prepare(documents), result.rejects, checksum, staged)
     return TransformOutput(documents, result.rejects, checksum, staged)
 
 

@@ -25,6 +25,7 @@ from migrate.source import Snapshot, read_staged
 from migrate.source.shared import share_view
 from migrate.target.base import WriteStats
 from migrate.target.chunks import CHUNK_INDEX
+from migrate.target.local_batch import PreparedDocuments
 from migrate.transform import Extracted, TransformOutput, TransformTask, transform_chunk
 
 
@@ -55,12 +56,14 @@ class ThrottledTarget:
         self.fail_at = fail_at
         self.fail_when = fail_when
         self.calls: list[tuple[str, int, str]] = []  # chunk, chunks staged, thread
+        self.kinds: list[type] = []  # what each write was handed
         self.lock = threading.Lock()
 
     def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
         with self.lock:
             staged = len(list(self.staged.glob("*/staged/*/[0-9]*")))
             self.calls.append((meta["migrate-chunk"], staged, threading.current_thread().name))
+            self.kinds.append(type(documents))
             if len(self.calls) - 1 == self.fail_at:
                 assert self.fail_when is None or self.fail_when.wait(timeout=60)
                 raise TargetError("the target went away (injected)")
@@ -149,6 +152,19 @@ def test_loads_run_in_one_loader_thread_in_chunk_order(project: Project) -> None
     assert len({call[2] for call in throttled.calls}) == 1
     assert {c.state for c in chunks} == {ChunkState.LOADED}
     assert report.documents == sum(c.documents or 0 for c in chunks) > 0
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_the_targets_own_step_is_done_where_the_documents_are_built(
+    project: Project, workers: int
+) -> None:
+    """The embedded target's per-document step (`Target.preparer`) runs in the worker that built
+    the chunk, or inline without workers: the loader thread is handed batches laid out already."""
+    throttled = _throttle(project, "eps", pause=0.0)
+    [report] = run_services(project, ["eps"], workers=workers)
+    assert len(throttled.kinds) == report.chunks > 1
+    assert set(throttled.kinds) == {PreparedDocuments}
+    assert report.verification is not None and report.verification.equal
 
 
 @pytest.mark.parametrize("workers", [1, 2])

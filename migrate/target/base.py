@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Protocol
 
@@ -39,6 +39,13 @@ class Target(Protocol):
     @property
     def display_url(self) -> str:
         """The URL with any secret masked, for messages."""
+        ...
+
+    def preparer(self) -> Callable[[Sequence[Document]], Sequence[Document]] | None:
+        """A pure function, picklable by name, that the worker processes building a chunk apply
+        to its documents: it does the target's own per-document work there and gives the same
+        documents back in a form `write` takes with less work on the thread that loads. None
+        where `write` takes documents as they are built."""
         ...
 
     def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:

@@ -8,27 +8,33 @@ The file's layout is in `migrate.target.local_schema`.
 
 from __future__ import annotations
 
-import itertools
+import functools
 import json
 import os
 import sqlite3
 import threading
-from collections.abc import Iterable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 from urllib.parse import unquote, urlsplit
-
-import msgspec
 
 from migrate.document import Document, IndexValue
 from migrate.errors import ConfigError, TargetError
 from migrate.files import sqlite_reader_uri
 from migrate.target.base import StoredObject, WriteStats
+from migrate.target.local_batch import (
+    Entries,
+    ObjectRow,
+    PreparedDocuments,
+    check_identity,
+    check_term,
+    prepare,
+    prepare_documents,
+)
 from migrate.target.local_schema import check_current, ensure_layout, layout_version
 
 SCHEME = "local"
 _PAGE = 500
-_INT_MIN, _INT_MAX = -(2**63), 2**63 - 1
 _SIDE_FILES = ("-wal", "-shm", "-journal")
 _ONE_OBJECT = "bucket_type = ? AND bucket = ? AND key = ?"
 _ONE_ENTRY = "index_id = ? AND term = ? AND key = ?"
@@ -45,18 +51,6 @@ _CACHE_KIB = 32 * 1024
 
 # (index_id, term, key): one row of index_entries.
 _Entry = tuple[int, IndexValue, str]
-
-
-class _Prepared(NamedTuple):
-    """A checked document in the shape its rows are written in."""
-
-    bucket_type: str
-    bucket: str
-    key: str
-    value: bytes
-    checksum: str
-    indexes: dict[str, Sequence[IndexValue]]  # by name, distinct terms in order
-    indexes_text: str
 
 
 def path_from_url(url: str, *, base_dir: Path | None = None) -> Path:
@@ -161,18 +155,25 @@ class LocalTarget:
             raise TargetError(f"the embedded target {self.display_url} is closed")
         return self._conn
 
+    def preparer(self) -> Callable[[Sequence[Document]], Sequence[Document]]:
+        """Worker processes check and lay out a chunk's rows (`local_batch`), so the one thread
+        that writes only hands them to SQLite."""
+        return prepare_documents
+
     def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
         """Store the batch in one transaction; returns after the commit is durable."""
         meta_text = json.dumps(dict(meta), sort_keys=True, ensure_ascii=False)
-        batch = [_prepare(document) for document in documents]
+        batch = prepare(documents)  # every document checked before any write
         with self._lock:
             conn = self._connection()
             try:
                 conn.execute("BEGIN IMMEDIATE")
-                if len({(p.bucket_type, p.bucket, p.key) for p in batch}) == len(batch):
+                if batch is not None:
                     written = self._put_batch(conn, batch, meta_text)
                 else:  # the same key twice in one batch: store them in order, one by one
-                    written = sum(self._put_batch(conn, [p], meta_text) for p in batch)
+                    written = sum(
+                        self._put_batch(conn, _one(document), meta_text) for document in documents
+                    )
                 conn.execute("COMMIT")
             except BaseException as exc:
                 if conn.in_transaction:
@@ -184,43 +185,38 @@ class LocalTarget:
                         hint="nothing of this batch was stored; run the load again",
                     ) from exc
                 raise
-        return WriteStats(written=written, unchanged=len(batch) - written)
+        return WriteStats(written=written, unchanged=len(documents) - written)
 
-    def _put_batch(self, conn: sqlite3.Connection, batch: list[_Prepared], meta_text: str) -> int:
+    def _put_batch(self, conn: sqlite3.Connection, batch: PreparedDocuments, meta_text: str) -> int:
         """Store documents with distinct keys in a few set-based statements; returns how many
         were written (the others are stored already with the same value and indexes)."""
-        stored = _stored_indexes(conn, batch)
-        changed = [
-            p
-            for p in batch
-            if stored.get((p.bucket_type, p.bucket, p.key)) != (p.checksum, p.indexes_text)
-        ]
+        stored = _stored_indexes(conn, batch.rows)
+        changed = [row for row in batch.rows if stored.get(row[:3]) != (row[3], row[4])]
         if not changed:
             return 0
         conn.executemany(
             _UPSERT,
             [
-                (p.bucket_type, p.bucket, p.key, p.checksum, p.indexes_text, meta_text, p.value)
-                for p in changed
+                (bt, b, key, checksum, text, meta_text, value)
+                for bt, b, key, checksum, text, value in changed
             ],
         )
+        # Entries of objects new to the store are all added, a name's at once; an object stored
+        # with other indexes has only the entries that differ touched.
+        new = {row[:3] for row in changed if row[:3] not in stored} if stored else None
+        groups = batch.entries.items() if new is None else _entries_of(batch.entries, new)
+        for (bucket_type, bucket, name), pairs in groups:
+            index_id = self._ids(conn, bucket_type, bucket, (name,))[name]
+            conn.executemany(_insert_entries(index_id), pairs)
         removed: list[_Entry] = []
         added: list[_Entry] = []
-        add = added.append
-        for p in changed:
-            ids = self._ids(conn, p.bucket_type, p.bucket, p.indexes)
-            before = stored.get((p.bucket_type, p.bucket, p.key))
-            if before is None:
-                key = p.key
-                for name, terms in p.indexes.items():
-                    index_id = ids[name]
-                    for term in terms:
-                        add((index_id, term, key))
-            elif before[1] != p.indexes_text:  # only the entries that differ are touched
-                old = set(self._entries(conn, p.bucket_type, p.bucket, p.key, before[1]))
-                new = self._entries(conn, p.bucket_type, p.bucket, p.key, p.indexes)
-                removed.extend(old.difference(new))
-                added.extend(entry for entry in new if entry not in old)
+        for bucket_type, bucket, key, _checksum, text, _value in changed:
+            before = stored.get((bucket_type, bucket, key))
+            if before is not None and before[1] != text:
+                old = set(self._entries(conn, bucket_type, bucket, key, before[1]))
+                fresh = self._entries(conn, bucket_type, bucket, key, text)
+                removed.extend(old.difference(fresh))
+                added.extend(entry for entry in fresh if entry not in old)
         conn.executemany(f"DELETE FROM index_entries WHERE {_ONE_ENTRY}", removed)
         conn.executemany(_INSERT_ENTRY, added)
         return len(changed)
@@ -256,7 +252,7 @@ class LocalTarget:
         return [(ids[name], term, key) for name, terms in indexes.items() for term in terms]
 
     def get(self, bucket_type: str, bucket: str, key: str) -> StoredObject | None:
-        _check_identity(bucket_type, bucket, key)
+        check_identity(bucket_type, bucket, key)
         with self._lock:
             row = (
                 self._connection()
@@ -270,7 +266,7 @@ class LocalTarget:
         return _stored(row) if row is not None else None
 
     def delete(self, bucket_type: str, bucket: str, key: str) -> bool:
-        _check_identity(bucket_type, bucket, key)
+        check_identity(bucket_type, bucket, key)
         identity = (bucket_type, bucket, key)
         with self._lock:
             conn = self._connection()
@@ -298,7 +294,7 @@ class LocalTarget:
     def iter_bucket(self, bucket_type: str, bucket: str) -> Iterator[StoredObject]:
         """Objects in key order by code point (SQLite's BINARY collation compares UTF-8 bytes, which
         orders like code points); read page by page so no cursor stays open between yields."""
-        _check_identity(bucket_type, bucket)
+        check_identity(bucket_type, bucket)
         after: str | None = None
         while True:
             query = (
@@ -328,11 +324,11 @@ class LocalTarget:
     ) -> list[str]:
         """Keys whose entry equals `value` or lies in [value, end], in (term, key) order as Riak
         pages them; a key matching several terms of a range is listed once, at its first term."""
-        _check_identity(bucket_type, bucket)
+        check_identity(bucket_type, bucket)
         where = f"index {name} of {bucket_type}/{bucket}"
-        _check_term(name, value, where)
+        check_term(name, value, where)
         if end is not None:
-            _check_term(name, end, where)
+            check_term(name, end, where)
         condition = "term = ?" if end is None else "term BETWEEN ? AND ?"
         params: list[Any] = [bucket_type, bucket, name, value]
         if end is not None:
@@ -354,10 +350,10 @@ class LocalTarget:
     ) -> Iterator[tuple[IndexValue, str]]:
         """(term, key) pairs with the term in [start, end], in (term, key) order, read in pages so
         a whole bucket never sits in memory."""
-        _check_identity(bucket_type, bucket)
+        check_identity(bucket_type, bucket)
         where = f"index {name} of {bucket_type}/{bucket}"
-        _check_term(name, start, where)
-        _check_term(name, end, where)
+        check_term(name, start, where)
+        check_term(name, end, where)
         after: tuple[Any, str] | None = None
         while True:
             params: list[Any] = [bucket_type, bucket, name, start, end]
@@ -395,127 +391,50 @@ class LocalTarget:
 
 
 def _stored_indexes(
-    conn: sqlite3.Connection, batch: list[_Prepared]
+    conn: sqlite3.Connection, rows: list[ObjectRow]
 ) -> dict[tuple[str, str, str], tuple[str, str]]:
     """(checksum, indexes text) of the batch's objects that are stored already."""
     stored: dict[tuple[str, str, str], tuple[str, str]] = {}
     by_bucket: dict[tuple[str, str], list[str]] = {}
-    for p in batch:
-        by_bucket.setdefault((p.bucket_type, p.bucket), []).append(p.key)
+    for row in rows:
+        by_bucket.setdefault((row[0], row[1]), []).append(row[2])
     for (bucket_type, bucket), keys in by_bucket.items():
         for start in range(0, len(keys), _LOOKUP_SLICE):
             part = keys[start : start + _LOOKUP_SLICE]
             marks = ", ".join("?" * len(part))
-            rows = conn.execute(
+            found = conn.execute(
                 "SELECT key, checksum, indexes FROM objects"
                 f" WHERE bucket_type = ? AND bucket = ? AND key IN ({marks})",
                 (bucket_type, bucket, *part),
             )
-            for key, checksum, indexes in rows:
+            for key, checksum, indexes in found:
                 stored[(bucket_type, bucket, key)] = (checksum, indexes)
     return stored
 
 
-def _prepare(document: Document) -> _Prepared:
-    """Check a document before any write; its rows' values."""
-    _check_identity(document.bucket_type, document.bucket, document.key)
-    if not isinstance(document.value, bytes):
-        where = f"{document.bucket_type}/{document.bucket}/{document.key}"
-        raise TargetError(
-            f"document {where}: the value is {type(document.value).__name__}, not bytes",
-            hint="this is a bug in the document builder worth reporting",
-        )
-    indexes = _index_entries(document)
-    return _Prepared(
-        document.bucket_type,
-        document.bucket,
-        document.key,
-        document.value,
-        document.checksum,
-        indexes,
-        msgspec.json.encode(indexes).decode(),
+def _entries_of(
+    entries: Entries, keys: set[tuple[str, str, str]]
+) -> Iterator[tuple[tuple[str, str, str], list[tuple[IndexValue, str]]]]:
+    """The index groups of `entries` kept to the objects `keys` names."""
+    for (bucket_type, bucket, name), pairs in entries.items():
+        kept = [pair for pair in pairs if (bucket_type, bucket, pair[1]) in keys]
+        if kept:
+            yield (bucket_type, bucket, name), kept
+
+
+def _one(document: Document) -> PreparedDocuments:
+    batch = prepare([document])
+    assert batch is not None  # one document cannot repeat its identity
+    return batch
+
+
+@functools.cache
+def _insert_entries(index_id: int) -> str:
+    """The insert of one index's entries as (term, key) pairs; its id is a literal, so SQLite
+    binds two values per entry and the pairs go in as the batch laid them out."""
+    return (
+        f"INSERT OR IGNORE INTO index_entries (index_id, term, key) VALUES ({int(index_id)}, ?, ?)"
     )
-
-
-def _check_identity(bucket_type: str, bucket: str, key: str | None = None) -> None:
-    """Riak refuses empty names, and SQLite cannot store text that is not valid Unicode."""
-    if _plain(bucket_type) and _plain(bucket) and (key is None or _plain(key)):
-        return
-    named = [("bucket type", bucket_type), ("bucket", bucket)]
-    for label, text in [*named, ("key", key)] if key is not None else named:
-        if not isinstance(text, str) or not text:
-            raise TargetError(
-                f"an empty {label} was given ({bucket_type}/{bucket}/{key})",
-                hint="bucket types, buckets and keys must be non-empty text",
-            )
-        try:
-            text.encode("utf-8")
-        except UnicodeEncodeError as exc:
-            raise TargetError(
-                f"the {label} of {bucket_type!r}/{bucket!r} is not valid Unicode text",
-                hint="keys are built from text columns; check the key template's columns",
-            ) from exc
-
-
-def _plain(text: object) -> bool:
-    """Non-empty ASCII text: valid without encoding it (the common case, checked cheaply)."""
-    return type(text) is str and text != "" and text.isascii()
-
-
-def _check_term(name: str, value: object, where: str) -> None:
-    """Check that `value` has the type of index `name` (text for _bin, integers for _int)."""
-    if name.endswith("_bin"):
-        if isinstance(value, str):
-            return
-        raise TargetError(f"{where}: a _bin index takes text, not {type(value).__name__}")
-    if name.endswith("_int"):
-        if isinstance(value, int) and not isinstance(value, bool):
-            if not _INT_MIN <= value <= _INT_MAX:
-                raise TargetError(
-                    f"{where}: an integer is beyond the 64-bit range the embedded target holds",
-                    hint="use a _bin index for values this large",
-                )
-            return
-        raise TargetError(f"{where}: an _int index takes integers, not {type(value).__name__}")
-    raise TargetError(
-        f"{where}: index names end in _bin or _int", hint="rename the index in the mapping file"
-    )
-
-
-def _index_entries(document: Document) -> dict[str, Sequence[IndexValue]]:
-    """Distinct, sorted terms per index name, names in order, each checked against its name's
-    type. Documents from the builder are in that form already and are taken as they are."""
-    indexes: dict[str, Sequence[IndexValue]] = {}
-    previous = ""
-    canonical = True
-    for name, values in document.indexes:
-        kind = str if name.endswith("_bin") else int if name.endswith("_int") else None
-        for value in values:
-            if type(value) is not kind or (
-                type(value) is int and not _INT_MIN <= value <= _INT_MAX
-            ):
-                where = f"{document.bucket_type}/{document.bucket}/{document.key}"
-                _check_term(name, value, f"document {where}, index {name}")
-                canonical = False  # a subclass of str or int: made plain below
-        if not values:
-            continue
-        if name <= previous or (len(values) > 1 and not _increasing(values)):
-            canonical = False
-        previous = name
-        indexes[name] = values
-    if canonical:
-        return indexes
-    merged: dict[str, set[IndexValue]] = {}
-    for name, values in document.indexes:
-        merged.setdefault(name, set()).update(
-            str(value) if isinstance(value, str) else int(value) for value in values
-        )
-    # One index holds only text or only integers, so terms sort without a key.
-    return {name: sorted(merged[name]) for name in sorted(merged) if merged[name]}
-
-
-def _increasing(values: Sequence[IndexValue]) -> bool:
-    return all(a < b for a, b in itertools.pairwise(values))  # type: ignore[operator]
 
 
 def _stored(row: tuple[Any, ...]) -> StoredObject:

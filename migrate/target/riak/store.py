@@ -106,6 +106,10 @@ class RiakTarget:
 
     # ---- writes -------------------------------------------------------------------------------
 
+    def preparer(self) -> None:
+        """Riak's requests are planned where they are sent (see `write`)."""
+        return None
+
     def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
         common = common_headers(meta_headers(meta), self._async.auth_line)
         plans = [_plan(doc) for doc in documents]  # refuses a bad document before any request

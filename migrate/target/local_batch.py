@@ -1,0 +1,192 @@
+"""The embedded target's per-document work before a write, which worker processes can do.
+
+A batch of documents is checked (identities, index terms) and laid out as the rows its write
+stores: one object row per document, and the index entries grouped by index name, so the write
+hands each group to SQLite as it is, with no Python per entry on the one thread that writes.
+`prepare_documents` runs in the workers that build a chunk (the pipeline asks the target for it);
+`LocalTarget.write` prepares whatever arrives unprepared, so both paths store the same rows.
+"""
+
+from __future__ import annotations
+
+import itertools
+import json
+from collections.abc import Iterator, Sequence
+from typing import Any, overload
+
+import msgspec
+
+from migrate.document import Document, IndexValue
+from migrate.errors import TargetError
+
+INT_MIN, INT_MAX = -(2**63), 2**63 - 1
+
+# (bucket_type, bucket, key, checksum, indexes text, value): an object row, less its metadata.
+ObjectRow = tuple[str, str, str, str, str, bytes]
+# (bucket_type, bucket, index name) -> (term, key) for every entry of the batch under that name.
+Entries = dict[tuple[str, str, str], list[tuple[IndexValue, str]]]
+
+
+class PreparedDocuments(Sequence[Document]):
+    """A checked batch of documents with distinct identities, as the rows its write stores.
+
+    It is still a sequence of the documents (made again from the rows when read as one), so any
+    target or wrapper that takes documents takes it; the embedded target writes its rows."""
+
+    __slots__ = ("entries", "rows")
+
+    def __init__(self, rows: list[ObjectRow], entries: Entries) -> None:
+        self.rows = rows
+        self.entries = entries
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        return (PreparedDocuments, (self.rows, self.entries))
+
+    def __len__(self) -> int:
+        return len(self.rows)
+
+    @overload
+    def __getitem__(self, index: int) -> Document: ...
+
+    @overload
+    def __getitem__(self, index: slice) -> list[Document]: ...
+
+    def __getitem__(self, index: int | slice) -> Document | list[Document]:
+        if isinstance(index, slice):
+            return [_document(row) for row in self.rows[index]]
+        return _document(self.rows[index])
+
+    def __iter__(self) -> Iterator[Document]:
+        return map(_document, self.rows)
+
+
+def _document(row: ObjectRow) -> Document:
+    bucket_type, bucket, key, checksum, indexes_text, value = row
+    indexes = json.loads(indexes_text)
+    return Document(
+        bucket_type,
+        bucket,
+        key,
+        value,
+        tuple((name, tuple(terms)) for name, terms in indexes.items()),
+        checksum,
+    )
+
+
+def prepare_documents(documents: Sequence[Document]) -> Sequence[Document]:
+    """For worker processes: the batch prepared, or the documents as they came where the write
+    must see them itself (a key twice, or a document it refuses, which it then reports)."""
+    try:
+        prepared = prepare(documents)
+    except TargetError:
+        return documents
+    return documents if prepared is None else prepared
+
+
+def prepare(documents: Sequence[Document]) -> PreparedDocuments | None:
+    """Check every document and lay the batch out as rows; None when an identity repeats (the
+    write then stores the documents one by one, in order). Raises TargetError for a document
+    the store cannot hold."""
+    if isinstance(documents, PreparedDocuments):
+        return documents
+    rows: list[ObjectRow] = []
+    entries: Entries = {}
+    for document in documents:
+        bucket_type, bucket, key = document.bucket_type, document.bucket, document.key
+        check_identity(bucket_type, bucket, key)
+        if not isinstance(document.value, bytes):
+            raise TargetError(
+                f"document {bucket_type}/{bucket}/{key}: the value is "
+                f"{type(document.value).__name__}, not bytes",
+                hint="this is a bug in the document builder worth reporting",
+            )
+        indexes = index_terms(document)
+        text = msgspec.json.encode(indexes).decode()
+        rows.append((bucket_type, bucket, key, document.checksum, text, document.value))
+        for name, terms in indexes.items():
+            pairs = entries.get((bucket_type, bucket, name))
+            if pairs is None:
+                pairs = entries[(bucket_type, bucket, name)] = []
+            pairs.extend([(term, key) for term in terms])
+    if len({row[:3] for row in rows}) != len(rows):
+        return None
+    return PreparedDocuments(rows, entries)
+
+
+def check_identity(bucket_type: str, bucket: str, key: str | None = None) -> None:
+    """Riak refuses empty names, and SQLite cannot store text that is not valid Unicode."""
+    if _plain(bucket_type) and _plain(bucket) and (key is None or _plain(key)):
+        return
+    named = [("bucket type", bucket_type), ("bucket", bucket)]
+    for label, text in [*named, ("key", key)] if key is not None else named:
+        if not isinstance(text, str) or not text:
+            raise TargetError(
+                f"an empty {label} was given ({bucket_type}/{bucket}/{key})",
+                hint="bucket types, buckets and keys must be non-empty text",
+            )
+        try:
+            text.encode("utf-8")
+        except UnicodeEncodeError as exc:
+            raise TargetError(
+                f"the {label} of {bucket_type!r}/{bucket!r} is not valid Unicode text",
+                hint="keys are built from text columns; check the key template's columns",
+            ) from exc
+
+
+def _plain(text: object) -> bool:
+    """Non-empty ASCII text: valid without encoding it (the common case, checked cheaply)."""
+    return type(text) is str and text != "" and text.isascii()
+
+
+def check_term(name: str, value: object, where: str) -> None:
+    """Check that `value` has the type of index `name` (text for _bin, integers for _int)."""
+    if name.endswith("_bin"):
+        if isinstance(value, str):
+            return
+        raise TargetError(f"{where}: a _bin index takes text, not {type(value).__name__}")
+    if name.endswith("_int"):
+        if isinstance(value, int) and not isinstance(value, bool):
+            if not INT_MIN <= value <= INT_MAX:
+                raise TargetError(
+                    f"{where}: an integer is beyond the 64-bit range the embedded target holds",
+                    hint="use a _bin index for values this large",
+                )
+            return
+        raise TargetError(f"{where}: an _int index takes integers, not {type(value).__name__}")
+    raise TargetError(
+        f"{where}: index names end in _bin or _int", hint="rename the index in the mapping file"
+    )
+
+
+def index_terms(document: Document) -> dict[str, Sequence[IndexValue]]:
+    """Distinct, sorted terms per index name, names in order, each checked against its name's
+    type. Documents from the builder are in that form already and are taken as they are."""
+    indexes: dict[str, Sequence[IndexValue]] = {}
+    previous = ""
+    canonical = True
+    for name, values in document.indexes:
+        kind = str if name.endswith("_bin") else int if name.endswith("_int") else None
+        for value in values:
+            if type(value) is not kind or (type(value) is int and not INT_MIN <= value <= INT_MAX):
+                where = f"{document.bucket_type}/{document.bucket}/{document.key}"
+                check_term(name, value, f"document {where}, index {name}")
+                canonical = False  # a subclass of str or int: made plain below
+        if not values:
+            continue
+        if name <= previous or (len(values) > 1 and not _increasing(values)):
+            canonical = False
+        previous = name
+        indexes[name] = values
+    if canonical:
+        return indexes
+    merged: dict[str, set[IndexValue]] = {}
+    for name, values in document.indexes:
+        merged.setdefault(name, set()).update(
+            str(value) if isinstance(value, str) else int(value) for value in values
+        )
+    # One index holds only text or only integers, so terms sort without a key.
+    return {name: sorted(merged[name]) for name in sorted(merged) if merged[name]}
+
+
+def _increasing(values: Sequence[IndexValue]) -> bool:
+    return all(a < b for a, b in itertools.pairwise(values))  # type: ignore[operator]
