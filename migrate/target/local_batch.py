@@ -12,7 +12,7 @@ from __future__ import annotations
 import itertools
 import json
 from collections.abc import Iterator, Sequence
-from typing import Any, overload
+from typing import Any, cast, overload
 
 import msgspec
 
@@ -90,27 +90,88 @@ def prepare(documents: Sequence[Document]) -> PreparedDocuments | None:
     if isinstance(documents, PreparedDocuments):
         return documents
     rows: list[ObjectRow] = []
-    entries: Entries = {}
+    by_bucket: dict[tuple[str, str], dict[str, list[tuple[IndexValue, str]]]] = {}
+    kinds: dict[str, type] = {}  # by index name: the type its terms must have
+    encode = msgspec.json.encode
     for document in documents:
         bucket_type, bucket, key = document.bucket_type, document.bucket, document.key
-        check_identity(bucket_type, bucket, key)
-        if not isinstance(document.value, bytes):
+        groups = by_bucket.get((bucket_type, bucket))
+        if groups is None:
+            check_identity(bucket_type, bucket)
+            groups = by_bucket[(bucket_type, bucket)] = {}
+        if type(key) is not str or not key or not key.isascii():
+            check_identity(bucket_type, bucket, key)
+        if type(document.value) is not bytes:
             raise TargetError(
                 f"document {bucket_type}/{bucket}/{key}: the value is "
                 f"{type(document.value).__name__}, not bytes",
                 hint="this is a bug in the document builder worth reporting",
             )
-        indexes = index_terms(document)
-        text = msgspec.json.encode(indexes).decode()
-        rows.append((bucket_type, bucket, key, document.checksum, text, document.value))
+        indexes = _canonical_terms(document, kinds)
+        if indexes is None:
+            indexes = index_terms(document)
+        rows.append(
+            (bucket_type, bucket, key, document.checksum, encode(indexes).decode(), document.value)
+        )
         for name, terms in indexes.items():
-            pairs = entries.get((bucket_type, bucket, name))
+            pairs = groups.get(name)
             if pairs is None:
-                pairs = entries[(bucket_type, bucket, name)] = []
-            pairs.extend([(term, key) for term in terms])
-    if len({row[:3] for row in rows}) != len(rows):
+                pairs = groups[name] = []
+            if len(terms) == 1:
+                pairs.append((terms[0], key))
+            else:
+                pairs.extend([(term, key) for term in terms])
+    if len({(row[0], row[1], row[2]) for row in rows}) != len(rows):
         return None
+    entries = {
+        (bucket_type, bucket, name): pairs
+        for (bucket_type, bucket), groups in by_bucket.items()
+        for name, pairs in groups.items()
+    }
     return PreparedDocuments(rows, entries)
+
+
+def _canonical_terms(
+    document: Document, kinds: dict[str, type]
+) -> dict[str, Sequence[IndexValue]] | None:
+    """The document's indexes as they are, when they are in the stored form already (names in
+    order, terms distinct, sorted and of their name's type, as the builder makes them); None
+    for `index_terms` to check and mend them."""
+    indexes: dict[str, Sequence[IndexValue]] = {}
+    previous = ""
+    for name, values in document.indexes:
+        if not values:
+            continue
+        kind = kinds.get(name)
+        if kind is None:
+            kind = kinds[name] = (
+                str if name.endswith("_bin") else int if name.endswith("_int") else _NoKind
+            )
+        if len(values) == 1:
+            value = values[0]
+            if type(value) is not kind or (
+                kind is int and not INT_MIN <= cast(int, value) <= INT_MAX
+            ):
+                return None
+        elif not _in_form(values, kind):
+            return None
+        if name <= previous:
+            return None
+        previous = name
+        indexes[name] = values
+    return indexes
+
+
+class _NoKind:
+    """The type no term has: a name ending in neither _bin nor _int."""
+
+
+def _in_form(values: Sequence[IndexValue], kind: type) -> bool:
+    """Several terms of one name as stored: of the name's type (integers within 64 bits),
+    increasing."""
+    if not all(type(value) is kind for value in values) or not _increasing(values):
+        return False
+    return kind is not int or (cast(int, values[0]) >= INT_MIN and cast(int, values[-1]) <= INT_MAX)
 
 
 def check_identity(bucket_type: str, bucket: str, key: str | None = None) -> None:

@@ -18,7 +18,13 @@ from migrate.document import Document
 from migrate.errors import TargetError
 from migrate.target.base import WriteStats
 from migrate.target.local import LocalTarget
-from migrate.target.local_batch import PreparedDocuments, prepare, prepare_documents
+from migrate.target.local_batch import (
+    PreparedDocuments,
+    _canonical_terms,
+    index_terms,
+    prepare,
+    prepare_documents,
+)
 from tests.target.test_local import doc
 
 META = {"migrate-run": "r1", "migrate-chunk": "c1"}
@@ -179,3 +185,41 @@ def _modelled(
             for term in terms
         )
     return objects, sorted(entries)
+
+
+_names = st.sampled_from(["a_bin", "b_bin", "n_int", "z_int", "bad", "x_bint"])
+_ints = st.one_of(
+    st.integers(-(2**64), 2**64), st.sampled_from([2**63 - 1, -(2**63), 2**63, -(2**63) - 1])
+)
+# Terms in the stored form (distinct, sorted, one type) as often as not, so that the fast check
+# meets every kind of term; and lists of anything.
+_terms = st.one_of(
+    st.lists(st.text(max_size=3), unique=True, max_size=3).map(sorted),
+    st.lists(_ints, unique=True, max_size=3).map(sorted),
+    st.lists(st.one_of(st.text(max_size=3), _ints, st.booleans()), max_size=3),
+)
+_indexes = st.one_of(
+    st.dictionaries(_names, _terms, max_size=4).map(lambda found: sorted(found.items())),
+    st.lists(st.tuples(_names, _terms), max_size=4),
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(indexes=_indexes)
+def test_the_fast_check_of_index_terms_agrees_with_the_full_one(
+    indexes: list[tuple[str, list[Any]]],
+) -> None:
+    """Indexes taken as they are must be what the full check gives; anything else (out of order,
+    repeated, of the wrong type, past 64 bits, a bad name) is left to the full check."""
+    document = Document(
+        "default", "patients", "k", b"{}", tuple((n, tuple(v)) for n, v in indexes), "c"
+    )
+    taken = _canonical_terms(document, {})
+    try:
+        checked = index_terms(document)
+    except TargetError:
+        assert taken is None
+        return
+    if taken is not None:
+        assert taken == checked
+        assert list(taken) == sorted(taken)
