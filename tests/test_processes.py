@@ -7,7 +7,7 @@ import gc
 import subprocess
 import sys
 
-from migrate.processes import QUIET_GC_THRESHOLD, worker_pool
+from migrate.processes import QUIET_GC_THRESHOLD, started_as_forkserver, worker_pool
 
 
 def _gc_state() -> tuple[tuple[int, int, int], int]:
@@ -32,3 +32,33 @@ def test_the_console_script_freezes_its_imports_before_the_command() -> None:
     )
     done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert done.stdout.strip() == f"{QUIET_GC_THRESHOLD} True"
+
+
+def _command_line() -> list[str]:
+    return sys.orig_argv
+
+
+def test_a_forkserver_is_told_from_its_command_line() -> None:
+    """Workers are forked from the forkserver: their command line is the one multiprocessing
+    started it with."""
+    with worker_pool(1) as pool:
+        forkserver = pool.submit(_command_line).result()
+    assert started_as_forkserver(forkserver)
+    assert not started_as_forkserver(sys.orig_argv)
+    assert not started_as_forkserver(["python", "-c", "import multiprocessing.forkserver"])
+
+
+def _exit_of(code: str) -> tuple[int, list[str]]:
+    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True)
+    return done.returncode, done.stdout.split()
+
+
+def test_the_forkserver_ends_at_once_and_other_processes_as_usual() -> None:
+    """In the forkserver, importing the module ends the process at its exit handler, skipping
+    the teardown (and what was registered before it); anywhere else it changes nothing."""
+    body = (
+        "import atexit, sys; atexit.register(print, 'before'); import migrate.processes; "
+        "atexit.register(print, 'after'); sys.exit(3)"
+    )
+    assert _exit_of(f"from multiprocessing.forkserver import main; {body}") == (0, ["after"])
+    assert _exit_of(body) == (3, ["after", "before"])
