@@ -3,29 +3,25 @@ on one core, against the plain way of building the same document trees in the sa
 dicts, children grouped by their link columns and nested under their parents, `json.dumps` with
 sorted keys and sha256 (no value rules: the baseline only does less).
 
-Both run with cyclic garbage collection as a worker process has it (`migrate.processes.quiet_gc`).
+Both run with cyclic garbage collection as a worker process has it (`as_in_the_toolkit`).
 """
 
 from __future__ import annotations
 
-import gc
 import hashlib
 import json
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from functools import partial
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from benchmarks.harness import Figure, Goal, Settings, repeat
+from benchmarks.harness import Figure, Goal, Settings, as_in_the_toolkit, repeat
 from migrate.demo import create_demo
 from migrate.mapping.plan import DocPlan
 from migrate.pipeline import run_services
-from migrate.processes import quiet_gc
 from migrate.project import Project
 from migrate.source import read_staged
 from migrate.spec import ExtractSpec, NodeSpec
@@ -89,18 +85,6 @@ def _nest(
     return document
 
 
-@contextmanager
-def _as_in_a_worker() -> Iterator[None]:
-    """Garbage collection as a worker process has it, for the measurements only."""
-    threshold = gc.get_threshold()
-    quiet_gc()
-    try:
-        yield
-    finally:
-        gc.unfreeze()
-        gc.set_threshold(*threshold)
-
-
 def run(settings: Settings) -> list[Figure]:
     patients = settings.documents or (5_000 if settings.quick else 20_000)
     figures: list[Figure] = []
@@ -113,7 +97,7 @@ def run(settings: Settings) -> list[Figure]:
             for service, doc_type in SERVICES:
                 plan = project.plan(project.config.service(service)).doc_type(doc_type)
                 chunks = _chunks(project, service, doc_type, 3)
-                with _as_in_a_worker():
+                with as_in_the_toolkit():
                     fast, naive = repeat(
                         settings.repeats,
                         partial(_rate, plan, chunks),

@@ -16,6 +16,9 @@ chunks read as `migrate run` and `migrate reconcile` read them, by one worker pr
 under the snapshot they share (`migrate.source.shared`; pool start-up included). The workers
 return row counts only: in a run each stages and builds the rows it read.
 
+Every figure is measured with cyclic garbage collection as the toolkit's own processes have it
+(`as_in_the_toolkit`): the console script that reads on one connection, and the workers.
+
 Beside them, with no goal, the ceilings the goal meets before any of the toolkit's own work: the
 toolkit's chunk statements (the SQL it sends for every node of every chunk, compiled beforehand)
 run by the baseline's own reader, which discards the rows: through the `sqlite3` CLI and
@@ -42,7 +45,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
-from benchmarks.harness import Figure, Goal, Settings, repeat, skipped
+from benchmarks.harness import Figure, Goal, Settings, as_in_the_toolkit, repeat, skipped
 from benchmarks.sink import TESTS_DIR
 from migrate.demo import create_demo
 from migrate.demo.schema import INDEXES, TABLES
@@ -262,13 +265,14 @@ def _sqlite_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
             "sqlite3 CLI": partial(_cli_statements_rate, cli, database, script, toolkit_rows),
             **ceilings,
         }
-    fast, parallel, raw, *ceiling_samples = repeat(
-        repeats,
-        partial(_toolkit_rate, url, spec, chunk_size),
-        partial(_parallel_rate, url, spec, chunk_size),
-        baseline,
-        *ceilings.values(),
-    )
+    with as_in_the_toolkit():
+        fast, parallel, raw, *ceiling_samples = repeat(
+            repeats,
+            partial(_toolkit_rate, url, spec, chunk_size),
+            partial(_parallel_rate, url, spec, chunk_size),
+            baseline,
+            *ceilings.values(),
+        )
     title = "extract pds rows/s, SQLite" + ("" if cli else " (vs Python cursor: no sqlite3 CLI)")
     note = (
         f"{patients:,}-patient demo, baseline {rows:,} rows of {len(PDS_TABLES)} tables "
@@ -388,13 +392,14 @@ def _pg_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
             project.close()
         selects = _pg_selects(server, url, _chunk_statements(url, spec, chunk_size, copy=True))
         toolkit_rows = _toolkit_rows(url, spec, chunk_size)
-        fast, parallel, raw, ceiling = repeat(
-            repeats,
-            partial(_toolkit_rate, url, spec, chunk_size),
-            partial(_parallel_rate, url, spec, chunk_size),
-            partial(_copy_rate, server, url, rows),
-            partial(_copy_selects_rate, server, url, selects, toolkit_rows),
-        )
+        with as_in_the_toolkit():
+            fast, parallel, raw, ceiling = repeat(
+                repeats,
+                partial(_toolkit_rate, url, spec, chunk_size),
+                partial(_parallel_rate, url, spec, chunk_size),
+                partial(_copy_rate, server, url, rows),
+                partial(_copy_selects_rate, server, url, selects, toolkit_rows),
+            )
     note = (
         f"the same {rows:,} rows in a throwaway local server (fsync off), Oracle DATE as "
         "TIMESTAMP(0); baseline reads and discards every COPY block on one connection"

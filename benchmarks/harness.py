@@ -7,18 +7,36 @@ on the median. Ratios are always figure / baseline, whatever direction is better
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
 import statistics
 import sys
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal, TypeVar
 
+from migrate.processes import quiet_gc
+
 _S = TypeVar("_S")
+
+
+@contextmanager
+def as_in_the_toolkit() -> Iterator[None]:
+    """Cyclic garbage collection as the toolkit's own processes have it (the console script and
+    every worker: `migrate.processes.quiet_gc`), for measurements made in this process; the
+    process's own setting comes back afterwards."""
+    threshold = gc.get_threshold()
+    quiet_gc()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
+        gc.set_threshold(*threshold)
 
 
 @dataclass(frozen=True, slots=True)

@@ -3,6 +3,7 @@ are measured by `make bench`, never judged by the test suite."""
 
 from __future__ import annotations
 
+import gc
 import http.client
 import importlib.util
 import json
@@ -18,11 +19,18 @@ if str(ROOT) not in sys.path:
     sys.path.insert(0, str(ROOT))
 
 from benchmarks.__main__ import main  # noqa: E402
-from benchmarks.harness import Figure, Goal, compile_package, render_table  # noqa: E402
+from benchmarks.harness import (  # noqa: E402
+    Figure,
+    Goal,
+    as_in_the_toolkit,
+    compile_package,
+    render_table,
+)
 from benchmarks.riak import put_headers  # noqa: E402
 from benchmarks.sink import ServerProcess  # noqa: E402
 from benchmarks.wrk import wrk_path  # noqa: E402
 from migrate.document import Document  # noqa: E402
+from migrate.processes import QUIET_GC_THRESHOLD  # noqa: E402
 
 
 def test_riak_case_runs_end_to_end(
@@ -214,3 +222,16 @@ def test_the_bench_measures_the_package_byte_compiled(tmp_path: Path) -> None:
     assert compile_package(copy) == copy
     missing = [s for s in sources if not Path(importlib.util.cache_from_source(str(s))).is_file()]
     assert missing == []
+
+
+def test_measurements_run_with_the_toolkits_collection_and_the_process_gets_its_own_back() -> None:
+    original = gc.get_threshold()
+    gc.set_threshold(701, 11, 12)
+    try:
+        with as_in_the_toolkit():
+            assert gc.get_threshold() == QUIET_GC_THRESHOLD
+            assert gc.get_freeze_count() > 0
+        assert gc.get_threshold() == (701, 11, 12)
+        assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*original)
