@@ -12,6 +12,7 @@ import datetime
 import ipaddress
 import json
 import os
+import pickle
 import socket
 import ssl
 import time
@@ -34,6 +35,7 @@ from migrate.document import Document, IndexValue
 from migrate.errors import ConfigError, TargetError, TransientTargetError
 from migrate.target.riak import RiakHTTP, RiakTarget, parse_url
 from migrate.target.riak import store as riak_store
+from migrate.target.riak.batch import PlannedDocuments
 
 REAL_NODE = os.environ.get("RIAK_URL")
 fake_only = pytest.mark.skipif(bool(REAL_NODE), reason="needs the fake's fault/TLS/auth controls")
@@ -414,3 +416,52 @@ def test_tls_with_a_private_ca_and_a_client_certificate(tmp_path: Path) -> None:
         untrusted.close()
     finally:
         fake.stop()
+
+
+def test_documents_planned_in_a_worker_are_stored_as_the_documents_themselves(
+    node: Node, target: RiakTarget
+) -> None:
+    """The preparer's batch (pickled as a worker sends it) sends the requests the documents
+    themselves would: the same objects, indexes and metadata."""
+    indexes: dict[str, tuple[IndexValue, ...]] = {
+        "born_int": (19800229,),
+        "postcode_bin": ("LS1 4HR", "LS6 2AB"),
+    }
+    planned_bucket, plain_bucket = node.bucket + "/planned", node.bucket + "/plain"
+
+    def batch(bucket: str) -> list[Document]:
+        return [doc(k, {"k": k}, bucket=bucket, indexes=indexes) for k in AWKWARD_KEYS]
+
+    prepare = target.preparer()
+    assert prepare is not None
+    sent = pickle.loads(pickle.dumps(prepare(batch(planned_bucket))))
+    assert isinstance(sent, PlannedDocuments) and list(sent) == batch(planned_bucket)
+    assert target.write(sent, meta=META).written == len(AWKWARD_KEYS)
+    assert target.write(batch(plain_bucket), meta=META).written == len(AWKWARD_KEYS)
+    for key in AWKWARD_KEYS:
+        planned = target.get("default", planned_bucket, key)
+        plain = target.get("default", plain_bucket, key)
+        assert planned is not None and plain is not None
+        assert (planned.value, planned.indexes, planned.meta) == (
+            plain.value,
+            plain.indexes,
+            plain.meta,
+        )
+    assert sorted(target.query_index("default", planned_bucket, "postcode_bin", "LS6 2AB")) == (
+        sorted(AWKWARD_KEYS)
+    )
+    again = pickle.loads(pickle.dumps(prepare(batch(planned_bucket))))
+    assert target.write(again, meta=META).unchanged == len(AWKWARD_KEYS)  # plans are per write
+
+
+def test_a_document_riak_refuses_is_left_for_the_write_to_report(
+    node: Node, target: RiakTarget
+) -> None:
+    bad = doc("p", {}, bucket=node.bucket, indexes={"town_bin": ("Leeds, West Yorkshire",)})
+    documents = [doc("ok", {}, bucket=node.bucket), bad]
+    prepare = target.preparer()
+    assert prepare is not None
+    assert prepare(documents) is documents
+    with pytest.raises(TargetError, match="town_bin"):
+        target.write(prepare(documents), meta=META)
+    assert target.get("default", node.bucket, "ok") is None

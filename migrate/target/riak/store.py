@@ -23,15 +23,14 @@ from tenacity import Retrying, retry_if_exception_type, stop_after_attempt, wait
 from migrate.document import Document, IndexValue
 from migrate.errors import ConfigError, TargetError, TransientTargetError
 from migrate.target.base import StoredObject, WriteStats
+from migrate.target.riak.batch import plan_documents, plans_of
 from migrate.target.riak.breaker import DEFAULT_THRESHOLD, CircuitBreaker
 from migrate.target.riak.client import Reply, RiakHTTP, parse_url, segment
-from migrate.target.riak.loader import Loader, Planned, Policy, common_headers
+from migrate.target.riak.loader import Loader, Policy, common_headers
 from migrate.target.riak.objects import (
     CHECKSUM_META,
     INDEX_NAME,
     JSON_TYPE,
-    header_block,
-    index_headers,
     meta_headers,
     missing,
     object_path,
@@ -106,13 +105,14 @@ class RiakTarget:
 
     # ---- writes -------------------------------------------------------------------------------
 
-    def preparer(self) -> None:
-        """Riak's requests are planned where they are sent (see `write`)."""
-        return None
+    def preparer(self) -> Callable[[Sequence[Document]], Sequence[Document]]:
+        """Worker processes make each document's request parts (`batch`): about a third of the
+        client's CPU per PUT, taken off the process that loads."""
+        return plan_documents
 
     def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
         common = common_headers(meta_headers(meta), self._async.auth_line)
-        plans = [_plan(doc) for doc in documents]  # refuses a bad document before any request
+        plans = plans_of(documents)  # refuses a bad document before any request
         if not plans:
             return WriteStats(written=0, unchanged=0)
         if self._closed.is_set():
@@ -319,12 +319,6 @@ class _IndexPage(msgspec.Struct):
     @property
     def empty(self) -> bool:
         return not self.keys
-
-
-def _plan(doc: Document) -> Planned:
-    path = object_path(doc.bucket_type, doc.bucket, doc.key)
-    headers = [*index_headers(doc), ("X-Riak-Meta-Migrate-Checksum", doc.checksum)]
-    return Planned(doc, path, path.encode("ascii"), header_block(headers))
 
 
 def _query_text(query: Mapping[str, str]) -> str:
