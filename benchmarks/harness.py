@@ -154,11 +154,16 @@ def run_cases(
     *,
     echo: Callable[[str], None] = print,
 ) -> list[Figure]:
+    """Each case's figures, every measurement made in this process (the toolkit's and the
+    baselines' alike) with the garbage-collection setting of the toolkit's own processes (the
+    build and extract cases also freeze what their setup made, as a worker has only its
+    imports frozen and its chunk alive)."""
     figures: list[Figure] = []
     for name, case in cases:
         echo(f"{name} ...")
         started = time.perf_counter()
-        figures.extend(case(settings))
+        with as_in_the_toolkit():
+            figures.extend(case(settings))
         echo(f"{name} ... done in {time.perf_counter() - started:.1f}s")
     return figures
 

@@ -22,9 +22,11 @@ from benchmarks.__main__ import main  # noqa: E402
 from benchmarks.harness import (  # noqa: E402
     Figure,
     Goal,
+    Settings,
     as_in_the_toolkit,
     compile_package,
     render_table,
+    run_cases,
 )
 from benchmarks.riak import put_headers  # noqa: E402
 from benchmarks.sink import ServerProcess  # noqa: E402
@@ -233,5 +235,22 @@ def test_measurements_run_with_the_toolkits_collection_and_the_process_gets_its_
             assert gc.get_freeze_count() > 0
         assert gc.get_threshold() == (701, 11, 12)
         assert gc.get_freeze_count() == 0
+    finally:
+        gc.set_threshold(*original)
+
+
+def test_every_case_is_measured_with_the_toolkits_collection() -> None:
+    seen: list[tuple[int, int, int]] = []
+
+    def case(settings: Settings) -> list[Figure]:
+        seen.append(gc.get_threshold())
+        return []
+
+    original = gc.get_threshold()
+    gc.set_threshold(701, 11, 12)
+    try:
+        run_cases([("a", case), ("b", case)], Settings(quick=True, repeats=1), echo=lambda _: None)
+        assert seen == [QUIET_GC_THRESHOLD, QUIET_GC_THRESHOLD]
+        assert gc.get_threshold() == (701, 11, 12)
     finally:
         gc.set_threshold(*original)
