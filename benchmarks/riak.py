@@ -29,7 +29,7 @@ import statistics
 import tempfile
 import time
 from collections import Counter
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from functools import partial
@@ -208,18 +208,8 @@ def target_load(
     target: RiakTarget, docs: Sequence[Document], plan: Plan, server: ServerProcess | None
 ) -> Load:
     """RiakTarget.write, a batch at a time (a create-only PUT per new document, 64 in flight)."""
-
-    def body(deadline: float) -> tuple[int, int]:
-        done = written = 0
-        for start in range(0, len(docs), plan.batch):
-            batch = docs[start : start + plan.batch]
-            written += target.write(batch, meta=META).written
-            done += len(batch)
-            if time.perf_counter() > deadline:
-                break
-        return done, written
-
-    return _measure(server, body, plan.budget)
+    batches = (docs[start : start + plan.batch] for start in range(0, len(docs), plan.batch))
+    return _write_each(target, batches, plan, server)
 
 
 def planned_load(
@@ -233,11 +223,21 @@ def planned_load(
         pickle.dumps(prepare(docs[start : start + plan.batch]), pickle.HIGHEST_PROTOCOL)
         for start in range(0, len(docs), plan.batch)
     ]
+    batches = (pickle.loads(data) for data in sent)  # noqa: S301 (made just above, by this process)
+    return _write_each(target, batches, plan, server)
+
+
+def _write_each(
+    target: RiakTarget,
+    batches: Iterator[Sequence[Document]],
+    plan: Plan,
+    server: ServerProcess | None,
+) -> Load:
+    """RiakTarget.write of each batch in turn, the batches made inside the measurement."""
 
     def body(deadline: float) -> tuple[int, int]:
         done = written = 0
-        for data in sent:
-            batch = pickle.loads(data)  # noqa: S301 (made just above, by this process)
+        for batch in batches:
             written += target.write(batch, meta=META).written
             done += len(batch)
             if time.perf_counter() > deadline:
