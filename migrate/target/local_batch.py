@@ -42,6 +42,13 @@ class PreparedDocuments(Sequence[Document]):
     def __reduce__(self) -> tuple[Any, ...]:
         return (PreparedDocuments, (self.rows, self.entries))
 
+    def __eq__(self, other: object) -> bool:
+        if not isinstance(other, PreparedDocuments):
+            return NotImplemented
+        return self.rows == other.rows and self.entries == other.entries
+
+    __hash__ = None  # type: ignore[assignment]
+
     def __len__(self) -> int:
         return len(self.rows)
 

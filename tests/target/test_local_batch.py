@@ -45,6 +45,7 @@ def test_a_prepared_batch_is_the_same_documents_in_order() -> None:
     assert prepared[1:] == documents[1:]
     again = pickle.loads(pickle.dumps(prepared))
     assert isinstance(again, PreparedDocuments) and list(again) == documents
+    assert again == prepared and again != prepare_documents(documents[:2])
 
 
 def test_entries_are_grouped_by_bucket_and_index_name() -> None:

@@ -436,6 +436,7 @@ def test_documents_planned_in_a_worker_are_stored_as_the_documents_themselves(
     assert prepare is not None
     sent = pickle.loads(pickle.dumps(prepare(batch(planned_bucket))))
     assert isinstance(sent, PlannedDocuments) and list(sent) == batch(planned_bucket)
+    assert sent == prepare(batch(planned_bucket)) and sent != prepare(batch(plain_bucket))
     assert target.write(sent, meta=META).written == len(AWKWARD_KEYS)
     assert target.write(batch(plain_bucket), meta=META).written == len(AWKWARD_KEYS)
     for key in AWKWARD_KEYS:
