@@ -108,9 +108,11 @@ def transform_chunk(task: TransformTask) -> TransformOutput:
         staged = write_staged(Path(source.directory), tables)
     result = doc_plan.build(tables, max_bytes=task.max_bytes)
     checksum = aggregate(doc.checksum for doc in result.documents)
-    documents = [with_chunk_index(doc, task.chunk_index) for doc in result.documents]
+    documents: Sequence[Document] = [
+        with_chunk_index(doc, task.chunk_index) for doc in result.documents
+    ]
     if task.prepare is not None:
-        return TransformOutput(task.prepare(documents), result.rejects, checksum, staged)
+        documents = task.prepare(documents)
     return TransformOutput(documents, result.rejects, checksum, staged)
 
 
