@@ -141,7 +141,7 @@ def check(ctx: click.Context) -> None:
     type=click.IntRange(min=1),
     default=None,
     help="Worker processes that read (where the source shares its snapshot), stage and transform "
-    "chunks (default: [run] workers, else one per core).",
+    "chunks and prepare their writes (default: [run] workers, else one per core).",
 )
 @click.option(
     "--fresh",
