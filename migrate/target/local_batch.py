@@ -108,7 +108,7 @@ def prepare(documents: Sequence[Document]) -> PreparedDocuments | None:
             groups = by_bucket[(bucket_type, bucket)] = {}
         if type(key) is not str or not key or not key.isascii():
             check_identity(bucket_type, bucket, key)
-        if type(document.value) is not bytes:
+        if not isinstance(document.value, bytes):
             raise TargetError(
                 f"document {bucket_type}/{bucket}/{key}: the value is "
                 f"{type(document.value).__name__}, not bytes",
