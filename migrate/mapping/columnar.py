@@ -430,7 +430,7 @@ class ColumnarBuilder:
         """Each row's object in one join over every field's label and value. A field absent on
         some rows is first joined to its label, so the two vanish together; the first field needs
         no comma before it when it is on every row, else the comma after `{` comes out again."""
-        pieces: list[Any] = [lit(b"{")]
+        pieces: list[Any] = [b"{"]  # bytes for constants, merged with their neighbours below
         first_on_every_row = False
         for position, (label, sub) in enumerate(plan.fields):
             value = self._value(sub, run, runs)
@@ -448,23 +448,23 @@ class ColumnarBuilder:
                 first_on_every_row = always
             lead = (label if position == 0 and always else b"," + label) + opening
             if isinstance(value, bytes):
-                pieces.append(lit(lead + value))
+                pieces.append(lead + value)
             elif always:
-                pieces.extend((lit(lead), value))
+                pieces.extend((lead, value))
                 if closing:
-                    pieces.append(lit(closing))
+                    pieces.append(closing)
             else:
                 pieces.append(
                     pc.binary_join_element_wise(
                         lit(lead), value, lit(closing), lit(b""), null_handling="emit_null"
                     )
                 )
-        pieces.append(lit(b"}"))
+        pieces.append(b"}")
         rows = run.table.num_rows
         if not any(isinstance(piece, pa.Array | pa.ChunkedArray) for piece in pieces):
             pieces.insert(1, pa.array([b""] * rows, BINARY))  # constants only: one per row
         joined = pc.binary_join_element_wise(
-            *pieces, lit(b""), null_handling="replace", null_replacement=b""
+            *_merged(pieces), lit(b""), null_handling="replace", null_replacement=b""
         )
         if plan.fields and not first_on_every_row:
             joined = pc.replace_substring(joined, b"{,", b"{", max_replacements=1)
@@ -798,6 +798,25 @@ def _text_entries(
 def _unwrapped(value: _Wrapped) -> pa.Array[Any]:
     opening, closing = lit(value.opening), lit(value.closing)
     return _array(pc.binary_join_element_wise(opening, value.text, closing, lit(b"")))
+
+
+def _merged(pieces: list[Any]) -> list[Any]:
+    """Join pieces with each run of constants (bytes) made one scalar: the same text per row, and
+    the element-wise join's cost grows with the number of pieces, not with their length (a
+    string field's closing quote rides with the next field's label)."""
+    out: list[Any] = []
+    constant = b""
+    for piece in pieces:
+        if isinstance(piece, bytes):
+            constant += piece
+            continue
+        if constant:
+            out.append(lit(constant))
+            constant = b""
+        out.append(piece)
+    if constant:
+        out.append(lit(constant))
+    return out
 
 
 def _enclosed(start: bytes, pieces: list[Any], end: bytes, rows: int) -> pa.Array[Any]:
