@@ -36,6 +36,7 @@ from migrate.mapping.columns import (
     key_texts,
     lit,
     python_values,
+    quote_text,
 )
 from migrate.mapping.indexes import (
     ColumnSource,
@@ -483,13 +484,24 @@ class ColumnarBuilder:
         if isinstance(plan, _Codes):
             return self._codes(plan, run)
         if isinstance(plan, _List):
-            texts = [self._column(part, run) for part in plan.parts]
-            return _enclosed(b"[", texts, b"]", run.table.num_rows)
+            return self._list(plan, run)
         if isinstance(plan, _Object):
             text, empty = self._object_text(plan, run, runs)
             return text if self._keep else _array(pc.if_else(empty, _NULL, text))
         assert isinstance(plan, _Child)
         return self._child(plan, run, runs[plan.node_id])
+
+    def _list(self, plan: _List, run: _Run) -> pa.Array[Any]:
+        """A list field's array: when every column's text needs quotes only (plain text), they
+        go in with the commas, one join instead of one per column and another for the list."""
+        parts = [json_parts(run.table.column(part.at), part.rule) for part in plan.parts]
+        for _, _, bad in parts:
+            run.bad.update(bad)
+        rows = run.table.num_rows
+        if all(quoted for _, quoted, _ in parts):
+            return _enclosed(b"[", [text for text, _, _ in parts], b"]", rows, quote=b'"')
+        texts = [quote_text(text) if quoted else text for text, quoted, _ in parts]
+        return _enclosed(b"[", texts, b"]", rows)
 
     def _codes(self, plan: _Codes, run: _Run) -> pa.Array[Any]:
         codes, bad = key_texts(run.table.column(plan.at), plan.rule)
@@ -819,17 +831,25 @@ def _merged(pieces: list[Any]) -> list[Any]:
     return out
 
 
-def _enclosed(start: bytes, pieces: list[Any], end: bytes, rows: int) -> pa.Array[Any]:
-    """Per row: `start`, the non-null pieces joined by commas, `end`.
+def _enclosed(
+    start: bytes, pieces: list[Any], end: bytes, rows: int, *, quote: bytes = b""
+) -> pa.Array[Any]:
+    """Per row: `start`, the non-null pieces joined by commas, `end`; with `quote`, each piece
+    inside its quotes (text that needs no escaping, joined with its quotes in the same pass).
 
     The opening bracket rides along as an always-present first piece, because Arrow's
     binary_join_element_wise drops rows (not just values) whose pieces are all null when told to
-    skip nulls; the comma it gets after it is then taken out again."""
+    skip nulls; the separator it gets after it is then taken out again. A row with no piece is
+    then `start` alone, which takes no quote."""
     if not any(isinstance(piece, pa.Array | pa.ChunkedArray) for piece in pieces):
         pieces = [*pieces, pa.nulls(rows, BINARY)]
-    joined = pc.binary_join_element_wise(lit(start), *pieces, lit(b","), null_handling="skip")
-    opened = pc.replace_substring(joined, start + b",", start, max_replacements=1)
-    return _array(pc.binary_join_element_wise(opened, lit(end), lit(b"")))
+    separator = quote + b"," + quote
+    joined = pc.binary_join_element_wise(lit(start), *pieces, lit(separator), null_handling="skip")
+    opened = pc.replace_substring(joined, start + separator, start + quote, max_replacements=1)
+    closed = pc.binary_join_element_wise(opened, lit(quote + end), lit(b""))
+    if quote:
+        closed = pc.if_else(pc.equal(joined, lit(start)), lit(start + end), closed)
+    return _array(closed)
 
 
 def _arrow_kind(node: _Node, at: int, table: pa.Table) -> bool:

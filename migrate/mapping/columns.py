@@ -84,7 +84,7 @@ def python_values(column: pa.Array[Any] | pa.ChunkedArray[Any], kind: ValueKind)
 def json_texts(column: pa.ChunkedArray[Any], rule: ColumnRule) -> tuple[pa.Array[Any], Bad]:
     """Canonical JSON text of every value (binary; null where the value is NULL), and bad rows."""
     text, quoted, bad = json_parts(column, rule)
-    return (_quoted(text) if quoted else text), bad
+    return (quote_text(text) if quoted else text), bad
 
 
 def json_parts(column: pa.ChunkedArray[Any], rule: ColumnRule) -> tuple[pa.Array[Any], bool, Bad]:
@@ -173,7 +173,8 @@ def _needs_escaping(data: memoryview) -> bool:
     )
 
 
-def _quoted(text: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.Array[Any]:
+def quote_text(text: pa.ChunkedArray[Any] | pa.Array[Any]) -> pa.Array[Any]:
+    """Text that needs no escaping, inside its quotes: its JSON string."""
     joined = pc.binary_join_element_wise(lit(b'"'), _binary(text), lit(b'"'), lit(b""))
     return _binary(joined)
 

@@ -93,6 +93,8 @@ documents:
       code: {column: CODE, values: {"A": alpha, "B": 2, "N": null}, default: other}
       strict: {column: CODE, values: {"A": alpha, "B": beta}}
       names: [NAME, ATTRS, CODE]
+      texts: [NAME, CODE, ORG]      # text only: quoted in the list's own join
+      oneText: [ORG]
       meta:
         seenDay: {column: SEEN, as: yyyymmdd}
         inner: {name: NAME}
