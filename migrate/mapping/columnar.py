@@ -813,9 +813,9 @@ def _unwrapped(value: _Wrapped) -> pa.Array[Any]:
 
 
 def _merged(pieces: list[Any]) -> list[Any]:
-    """Join pieces with each run of constants (bytes) made one scalar: the same text per row, and
-    the element-wise join's cost grows with the number of pieces, not with their length (a
-    string field's closing quote rides with the next field's label)."""
+    """The pieces of an element-wise join, each run of constants (bytes) made one scalar: the
+    same text per row, and the join's cost grows with the number of pieces, not with their
+    length (a string field's closing quote rides with the next field's label)."""
     out: list[Any] = []
     constant = b""
     for piece in pieces:
