@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import msgspec
 
@@ -43,6 +43,21 @@ class Reject:
 
 
 @dataclass(frozen=True, slots=True)
+class Claim:
+    """One built document's claim on its key, as the ledger registers it for the run."""
+
+    key: str
+    source_key: str  # the root row: a JSON array of its key columns' text forms
+    checksum: str
+
+
+@dataclass(frozen=True, slots=True)
 class BuildResult:
+    """A chunk's documents and rejects, both in root primary-key order; `source_keys[i]` names
+    the root row of `documents[i]` (a JSON array of its key columns' text forms)."""
+
     documents: list[Document]
     rejects: list[Reject]
+    source_keys: list[str]
+    # Documents withdrawn because other rows render their key (`migrate.mapping.collisions`).
+    collided: list[Claim] = field(default_factory=list)

@@ -55,6 +55,7 @@ from migrate.mapping import DocPlan
 from migrate.mapping.canonical import aggregate
 from migrate.processes import warm_up
 from migrate.project import Project, actor
+from migrate.register import Known, Register
 from migrate.source import ChunkRange, Snapshot, StagedChunk
 from migrate.source.shared import ChunkRead, SharedView, settle, share_view
 from migrate.target.base import WriteStats
@@ -200,7 +201,18 @@ class _Loading:
 
     chunk: ChunkRecord
     output: TransformOutput
-    future: Future[WriteStats]
+    future: Future[_Loaded]
+
+
+@dataclass(frozen=True, slots=True)
+class _Loaded:
+    """What the loader did with a chunk: the output it loaded (built again when the ledger's
+    register found a key collision its build did not know), the write, and how many rows of
+    other chunks it withdrew (their rejects)."""
+
+    output: TransformOutput
+    stats: WriteStats
+    withdrawn: int
 
 
 class _LoadStopped(Exception):
@@ -238,6 +250,10 @@ class _ServiceRun:
         self.on_drain: Callable[[], None] | None = None  # once every chunk is handed out
         self._ahead: _ReadAhead | None = None
         self._load_failed = threading.Event()  # once set, the loader writes no further chunk
+        self.register: Register | None = None  # the run's document register, once it is open
+        # What a chunk's recorded transform must match to count as done: the mapping and the
+        # size limit (a raised limit takes the rejected documents again).
+        self.max_bytes = project.config.run.max_document_bytes
 
     def execute(self) -> ServiceReport:
         try:
@@ -324,6 +340,7 @@ class _ServiceRun:
                     )
                 elif run.status is not RunStatus.COMPLETE:
                     self.emit(Note(name, f"resuming run {run.run_id}"))
+                self._forget_stale_claims(run)
                 return run, True
             self.emit(
                 Note(name, f"document type {changed} now reads different data: starting a new run")
@@ -362,10 +379,35 @@ class _ServiceRun:
         )
 
     def _done(self, chunk: ChunkRecord) -> bool:
-        return (
-            chunk.state is ChunkState.LOADED
-            and chunk.transform_fingerprint == self.doc_plans[chunk.doc_type].fingerprint
+        return chunk.state is ChunkState.LOADED and chunk.transform_fingerprint == (
+            self._transform_fingerprint(chunk.doc_type)
         )
+
+    def _transform_fingerprint(self, doc_type: str) -> str:
+        """What a chunk's transform depends on besides its rows: the document type's compiled
+        mapping and the document size limit."""
+        return f"{self.doc_plans[doc_type].fingerprint}/max={self.max_bytes}"
+
+    def _forget_stale_claims(self, run: RunRecord) -> None:
+        """Before chunks are built again for another mapping (or size limit), their registered
+        documents go, and every chunk that withdrew a document for a collision with them is
+        built again too: the collision may be gone."""
+        chunks = self.ledger.chunks(run.run_id)
+        stale = [
+            c
+            for c in chunks
+            if c.state.rank >= ChunkState.TRANSFORMED.rank
+            and c.doc_type in self.doc_plans
+            and c.transform_fingerprint != self._transform_fingerprint(c.doc_type)
+        ]
+        if not stale:
+            return
+        collided = self.ledger.collided_chunks(run.run_id)
+        redo = [c for c in chunks if c in stale or c.chunk_id in collided]
+        again = [c.chunk_id for c in redo if c.state.rank > ChunkState.EXTRACTED.rank]
+        with self.ledger.together():
+            self.ledger.reset_chunks(run.run_id, again, ChunkState.EXTRACTED)
+            self.ledger.clear_documents(run.run_id, [c.chunk_id for c in redo])
 
     @contextlib.contextmanager
     def _snapshot_if_needed(self, run: RunRecord) -> Iterator[Snapshot | None]:
@@ -490,6 +532,9 @@ class _ServiceRun:
     ) -> None:
         self.rejects = rejects_before
         self.target = self.project.target  # opened here, not first in the loader thread
+        self.register = Register(self.ledger, run.run_id, self.doc_plans, self._add_chunk_rejects)
+        if todo and self.rejects > self.max_rejects:  # stopped for them before: still stopped
+            raise self._too_many_rejects(None)
         pending = deque(todo)
         transforming: deque[_Transforming] = deque()
         loading: deque[_Loading] = deque()
@@ -580,8 +625,15 @@ class _ServiceRun:
         )
 
     def _task(
-        self, doc_type: str, index: int, source: StagedChunk | Extracted | ToRead
+        self,
+        doc_type: str,
+        index: int,
+        source: StagedChunk | Extracted | ToRead,
+        *,
+        collided: Known | None = None,
     ) -> TransformTask:
+        if collided is None and self.register is not None:
+            collided = self.register.known(f"{doc_type}:{index:05d}")
         return TransformTask(
             str(self.service.mapping),
             self.project.config.target.bucket_type,
@@ -592,6 +644,7 @@ class _ServiceRun:
             self.project.config.run.max_document_bytes,
             source,
             prepare=self.project.target.preparer(),
+            collided=collided,
         )
 
     @staticmethod
@@ -614,7 +667,7 @@ class _ServiceRun:
 
     def _record_and_load(
         self, run: RunRecord, chunk: ChunkRecord, snapshot: str | None, output: TransformOutput
-    ) -> WriteStats:
+    ) -> _Loaded:
         """In the loader thread, in chunk order: record the extract (when the worker just staged
         the chunk) and the transform, in one ledger transaction, write the documents, then
         record the load once the target has acknowledged every one of them.
@@ -631,12 +684,14 @@ class _ServiceRun:
 
     def _record_and_load_now(
         self, run: RunRecord, chunk: ChunkRecord, snapshot: str | None, output: TransformOutput
-    ) -> WriteStats:
+    ) -> _Loaded:
         doc: DocPlan = self.doc_plans[chunk.doc_type]
+        fingerprint = self._transform_fingerprint(chunk.doc_type)
         if (
             chunk.state is ChunkState.TRANSFORMED
-            and chunk.transform_fingerprint == doc.fingerprint
+            and chunk.transform_fingerprint == fingerprint
             and chunk.doc_checksum != output.checksum
+            and not output.collided  # a collision found since is withdrawn from the record too
         ):
             raise MigrateError(
                 f"{self.service.name}: chunk {chunk.chunk_id} rebuilt to checksum "
@@ -645,7 +700,7 @@ class _ServiceRun:
                 hint="the staged files or the builder changed under the run; "
                 "start over with `migrate run --fresh`",
             )
-        self._write_chunk_rejects(run, chunk, output.rejects)
+        assert self.register is not None
         with self.ledger.together():
             if snapshot is not None:
                 self.ledger.mark_extracted(
@@ -656,14 +711,20 @@ class _ServiceRun:
                     staged_checksum=output.staged.checksum,
                     snapshot=snapshot,
                 )
+            rebuild = partial(self._rebuild, chunk, output)
+            settled = self.register.settle(chunk.chunk_id, doc, output, rebuild)
+            output = settled.output
+            self._write_chunk_rejects(run, chunk, output.rejects)
             self.ledger.mark_transformed(
                 run.run_id,
                 chunk.chunk_id,
-                transform_fingerprint=doc.fingerprint,
+                transform_fingerprint=fingerprint,
                 documents=len(output.documents),
                 rejects=len(output.rejects),
                 doc_checksum=output.checksum,
             )
+        for bucket_type, bucket, key in settled.deletions:  # no row of a collision stays stored
+            self.target.delete(bucket_type, bucket, key)
         meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
         stats = self.target.write(output.documents, meta=meta)
         self.ledger.mark_loaded(
@@ -674,11 +735,20 @@ class _ServiceRun:
             unchanged=stats.unchanged,
             doc_checksum=output.checksum,
         )
-        return stats
+        return _Loaded(output, stats, settled.withdrawn)
+
+    def _rebuild(
+        self, chunk: ChunkRecord, output: TransformOutput, known: Known
+    ) -> TransformOutput:
+        """The chunk built again from its staged rows, knowing its keys that other chunks'
+        rows render (in the loader thread: a collision across chunks is rare)."""
+        task = self._task(chunk.doc_type, chunk.index, output.staged, collided=known)
+        return transform_chunk(task)
 
     def _finish_load(self, handed: _Loading) -> None:
-        stats = handed.future.result()
-        output = handed.output
+        loaded = handed.future.result()
+        output, stats = loaded.output, loaded.stats
+        self.rejects += len(output.rejects) - len(handed.output.rejects) + loaded.withdrawn
         self.documents += len(output.documents)
         self.written += stats.written
         self.unchanged += stats.unchanged
@@ -693,10 +763,12 @@ class _ServiceRun:
             )
         )
 
-    def _too_many_rejects(self, chunk: ChunkRecord) -> RejectLimitError:
+    def _too_many_rejects(self, chunk: ChunkRecord | None) -> RejectLimitError:
+        where = f"stopped after chunk {chunk.chunk_id}" if chunk else "nothing more was loaded"
+        rows = "row" if self.rejects == 1 else "rows"
         return RejectLimitError(
-            f"{self.service.name}: {self.rejects} rows rejected, more than [run] max_rejects "
-            f"= {self.max_rejects}; stopped after chunk {chunk.chunk_id}",
+            f"{self.service.name}: {self.rejects} {rows} rejected, more than [run] max_rejects "
+            f"= {self.max_rejects}; {where}",
             hint=f"read {self.run_dir / 'rejects.jsonl'}, fix the mapping or the data, "
             "or raise max_rejects in migrate.toml; loaded chunks stay loaded",
         )
@@ -715,17 +787,31 @@ class _ServiceRun:
             return
         with private_writer(path) as handle:
             for reject in rejects:
-                record = {
-                    "service": self.service.name,
-                    "run_id": run.run_id,
-                    "chunk_id": chunk.chunk_id,
-                    "doc_type": reject.doc_type,
-                    "source_key": reject.source_key,
-                    "key": reject.key,
-                    "field": reject.field,
-                    "reason": reject.reason,
-                }
-                handle.write(msgspec.json.encode(record) + b"\n")
+                handle.write(self._reject_line(run.run_id, chunk.chunk_id, reject))
+
+    def _add_chunk_rejects(self, chunk_id: str, rejects: list[Reject]) -> None:
+        """Append rejects found later to another chunk's reject file (rows withdrawn from it)."""
+        assert self.register is not None
+        record = self.ledger.chunk(self.register.run_id, chunk_id)
+        path = self._chunk_rejects_path(record)
+        before = path.read_bytes() if path.is_file() else b""
+        with private_writer(path) as handle:
+            handle.write(before)
+            for reject in rejects:
+                handle.write(self._reject_line(record.run_id, chunk_id, reject))
+
+    def _reject_line(self, run_id: str, chunk_id: str, reject: Reject) -> bytes:
+        record = {
+            "service": self.service.name,
+            "run_id": run_id,
+            "chunk_id": chunk_id,
+            "doc_type": reject.doc_type,
+            "source_key": reject.source_key,
+            "key": reject.key,
+            "field": reject.field,
+            "reason": reject.reason,
+        }
+        return msgspec.json.encode(record) + b"\n"
 
     def _write_rejects_file(self, run: RunRecord) -> Path | None:
         """Gather the chunks' reject files into the run's one reject file (owner-only)."""

@@ -66,3 +66,10 @@ class ExtractSpec:
         data = asdict(self)
         text = json.dumps(data, sort_keys=True, default=lambda v: v.value)
         return hashlib.sha256(text.encode()).hexdigest()[:16]
+
+
+# A staged node table may carry one more column after the node's own: per row, the value-rule
+# failures found while reading it ("column C (TYPE): expected ..., got ..."; never the value), or
+# NULL. The failing values themselves are staged as NULL. The builder rejects every document that
+# a flawed row would go into, so a bad value is a reject, never a stop.
+FLAWS_COLUMN = "migrate:flaws"

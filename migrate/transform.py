@@ -7,15 +7,16 @@ from __future__ import annotations
 import contextlib
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 
-from migrate.document import Document, Reject
+from migrate.document import Claim, Document, Reject
 from migrate.mapping import cached_plan
 from migrate.mapping.canonical import aggregate
+from migrate.mapping.collisions import claims
 from migrate.processes import worker_pool
 from migrate.schema import SchemaInfo
 from migrate.source import StagedChunk, read_staged, write_staged
@@ -52,6 +53,9 @@ class TransformTask:
     source: StagedChunk | Extracted | ToRead  # rows staged already, or rows to stage first
     # The target's per-document step (`Target.preparer`), done here rather than in the loader.
     prepare: Callable[[Sequence[Document]], Sequence[Document]] | None = None
+    # Keys of this chunk that rows of other chunks render too (from the ledger's register), with
+    # those rows described: their documents are withdrawn and rejected.
+    collided: dict[str, list[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,25 +65,39 @@ class TransformOutput:
     rejects: list[Reject]
     checksum: str
     staged: StagedChunk
+    # Every key the chunk rendered for a row, for the ledger's register (withdrawn ones too),
+    # and the keys withdrawn because other rows render them.
+    claims: list[Claim] = field(default_factory=list)
+    collided: frozenset[str] = frozenset()
 
     def __reduce__(self) -> tuple[Any, ...]:
         """Documents leave the worker as plain tuples: pickle saves those a third faster than
         it saves the Structs through their own reduce, and they are made again as cheaply.
-        Prepared documents go as their preparer laid them out."""
+        Prepared documents go as their preparer laid them out. Claims go as tuples too."""
         payload: Sequence[Any] = self.documents
         if isinstance(payload, list):
             payload = [
                 (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in payload
             ]
-        return (_transform_output, (payload, self.rejects, self.checksum, self.staged))
+        claims = [(c.key, c.source_key, c.checksum) for c in self.claims]
+        return (
+            _transform_output,
+            (payload, self.rejects, self.checksum, self.staged, claims, self.collided),
+        )
 
 
-def _transform_output(
-    documents: Sequence[Any], rejects: list[Reject], checksum: str, staged: StagedChunk
+def _transform_output(  # noqa: PLR0917 (pickle passes the fields by position)
+    documents: Sequence[Any],
+    rejects: list[Reject],
+    checksum: str,
+    staged: StagedChunk,
+    claims: list[tuple[str, str, str]],
+    collided: frozenset[str],
 ) -> TransformOutput:
     if isinstance(documents, list):
         documents = [Document(*row) for row in documents]
-    return TransformOutput(documents, rejects, checksum, staged)
+    made = [Claim(*claim) for claim in claims]
+    return TransformOutput(documents, rejects, checksum, staged, made, collided)
 
 
 def transform_chunk(task: TransformTask) -> TransformOutput:
@@ -106,14 +124,15 @@ def transform_chunk(task: TransformTask) -> TransformOutput:
         else:
             tables = source.tables
         staged = write_staged(Path(source.directory), tables)
-    result = doc_plan.build(tables, max_bytes=task.max_bytes)
+    result = doc_plan.build(tables, max_bytes=task.max_bytes, collided=task.collided)
     checksum = aggregate(doc.checksum for doc in result.documents)
     documents: Sequence[Document] = [
         with_chunk_index(doc, task.chunk_index) for doc in result.documents
     ]
     if task.prepare is not None:
         documents = task.prepare(documents)
-    return TransformOutput(documents, result.rejects, checksum, staged)
+    collided = frozenset(claim.key for claim in result.collided)
+    return TransformOutput(documents, result.rejects, checksum, staged, claims(result), collided)
 
 
 @contextlib.contextmanager

@@ -12,8 +12,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 
-SCHEMA_VERSION = 2
-# Version 2 added `verifications` and `chunk_verifications`; a version 1 file gets them on open.
+SCHEMA_VERSION = 3
+# Version 2 added `verifications` and `chunk_verifications`; version 3 added `documents` (the
+# register of each run's document keys) and `leases` (one writer per service). An older file gets
+# the new tables when opened for writing.
 
 _STATES = "'planned', 'extracted', 'transformed', 'loaded'"
 _STATUSES = "'running', 'complete', 'failed'"
@@ -168,6 +170,43 @@ chunk_verifications = sa.Table(
     sa.CheckConstraint(
         "missing >= 0 AND extra >= 0 AND changed >= 0", name="ck_chunk_verifications_counts"
     ),
+)
+
+
+documents = sa.Table(
+    "documents",
+    metadata,
+    # The register of a run's documents: which root row renders which key, from which chunk, with
+    # which checksum. It finds key collisions across chunks, and delta finds a root's document.
+    sa.Column("id", sa.Integer, sa.Identity(), primary_key=True),
+    sa.Column("run_id", sa.String(64), sa.ForeignKey("runs.run_id"), nullable=False),
+    sa.Column("chunk_id", sa.String(300), nullable=False),
+    sa.Column("doc_type", sa.String(200), nullable=False),
+    sa.Column("source_key", sa.Text, nullable=False),
+    sa.Column("bucket_type", sa.String(200), nullable=False),
+    sa.Column("bucket", sa.String(200), nullable=False),
+    sa.Column("key", sa.Text, nullable=False),
+    sa.Column("ident", sa.String(32), nullable=False),  # xxh3-128 of bucket type, bucket, key
+    sa.Column("checksum", sa.String(32), nullable=False),
+    sa.Column("collided", sa.Boolean, nullable=False),  # withdrawn: other rows render its key
+    sa.Index("ix_documents_run_ident", "run_id", "ident"),
+    sa.Index("ix_documents_run_chunk", "run_id", "chunk_id"),
+    sa.Index("ix_documents_run_row", "run_id", "doc_type", "source_key"),
+)
+
+leases = sa.Table(
+    "leases",
+    metadata,
+    # One writer per service: `run`, `delta`, `repair` and the cutover steps hold its lease.
+    sa.Column("service", sa.String(200), primary_key=True),
+    sa.Column("holder", sa.String(64), nullable=False),  # a random token per command
+    sa.Column("command", sa.Text, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.Column("host", sa.String(200), nullable=False),
+    sa.Column("pid", sa.Integer, nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("renewed_at", UTCDateTime, nullable=False),
+    sa.Column("expires_at", UTCDateTime, nullable=False),
 )
 
 

@@ -19,6 +19,7 @@ import sqlalchemy as sa
 
 from migrate.errors import LedgerError, mask_secrets
 from migrate.ledger import schema as t
+from migrate.ledger.claims import ClaimStore
 from migrate.ledger.engine import (
     READ_OPTION,
     create_engine,
@@ -54,7 +55,7 @@ def _mask(value: Any) -> Any:
     return value
 
 
-class Ledger(VerificationStore):
+class Ledger(VerificationStore, ClaimStore):
     """Run, chunk, checkpoint, verification and audit records in a SQLite or PostgreSQL state
     database."""
 
@@ -306,6 +307,19 @@ class Ledger(VerificationStore):
             chunk_from_row(row) for row in self._read(query, f"reading the chunks of run {run_id}")
         ]
 
+    def chunk(self, run_id: str, chunk_id: str) -> ChunkRecord:
+        """One chunk of a run (its record as last committed)."""
+        query = sa.select(t.chunks).where(
+            t.chunks.c.run_id == run_id, t.chunks.c.chunk_id == chunk_id
+        )
+        rows = self._read(query, f"reading chunk {chunk_id}")
+        if not rows:
+            raise LedgerError(
+                f"run {run_id} has no chunk {chunk_id}",
+                hint="`migrate status` shows what is planned",
+            )
+        return chunk_from_row(rows[0])
+
     def mark_extracted(
         self,
         run_id: str,
@@ -437,6 +451,46 @@ class Ledger(VerificationStore):
                 f"run {run_id}, chunk {chunk_id}: the loaded documents differ from the transformed "
                 f"ones ({', '.join(differing)})",
                 hint="transform the chunk again, then load it again",
+            )
+
+    def amend_documents(
+        self,
+        run_id: str,
+        chunk_id: str,
+        *,
+        documents: int,
+        rejects: int,
+        doc_checksum: str,
+        note: str,
+    ) -> None:
+        """Correct a transformed (or loaded) chunk's documents, rejects and checksum in place,
+        keeping its phase: documents withdrawn after it was recorded (a key collision found by a
+        later chunk) or changed by a delta. `note` says why, in the chunk's checkpoints."""
+        with self._write(f"amending {chunk_id}") as conn:
+            current = self._lock_chunk(conn, run_id, chunk_id)
+            if current.rank < ChunkState.TRANSFORMED.rank:
+                raise LedgerError(
+                    f"run {run_id}, chunk {chunk_id}: cannot amend the documents of a chunk that "
+                    f"is only {current.value}",
+                    hint="this is a bug worth reporting",
+                )
+            now = _now()
+            values = {"documents": documents, "rejects": rejects, "doc_checksum": doc_checksum}
+            conn.execute(
+                t.chunks.update()
+                .where(t.chunks.c.run_id == run_id, t.chunks.c.chunk_id == chunk_id)
+                .values(**values, updated_at=now)
+            )
+            conn.execute(
+                t.checkpoints.insert().values(
+                    t.checkpoint_row(run_id, chunk_id, "amended", now)
+                    | {
+                        "documents": documents,
+                        "rejects": rejects,
+                        "checksum": doc_checksum,
+                        "note": note,
+                    }
+                )
             )
 
     def reset_chunks(self, run_id: str, chunk_ids: Sequence[str], state: ChunkState) -> None:

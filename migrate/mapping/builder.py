@@ -9,11 +9,14 @@ parent.
 
 from __future__ import annotations
 
+import contextlib
+import json
 import math
 from collections.abc import Callable, Mapping
 from decimal import Decimal
 from typing import Any
 
+import msgspec
 import pyarrow as pa
 
 from migrate.document import BuildResult, Document, IndexValue, Reject
@@ -40,7 +43,7 @@ from migrate.mapping.model import (
 )
 from migrate.mapping.values import ValueRuleError, json_converter, text_converter
 from migrate.schema import ColumnInfo, SchemaInfo, TableInfo, ValueKind
-from migrate.spec import ExtractSpec, NodeSpec
+from migrate.spec import FLAWS_COLUMN, ExtractSpec, NodeSpec
 
 Row = tuple[Any, ...]
 Groups = list[dict[Row, list[Row]]]
@@ -212,11 +215,17 @@ class DocumentBuilder:
         n = child.position
         table_name = child.table.name
 
+        width = len(child.spec.columns)
+
         def children(row: Row, groups: Groups) -> list[Row]:
             key = tuple(row[i] for i in parent_link)
             if None in key:
                 return []
-            return groups[n].get(key, [])
+            found = groups[n].get(key, [])
+            for member in found:
+                if len(member) > width and member[width] is not None:
+                    raise RowError(path, f"a row of {table_name} it takes: {member[width]}")
+            return found
 
         if isinstance(field, EmbedField):
             child.make_sort_key(tuple(name.text for name in field.order_by))
@@ -329,12 +338,15 @@ class DocumentBuilder:
         """`build`, row by row."""
         documents: list[Document] = []
         rejects: list[Reject] = []
-        for _, result in self.build_rows(tables, max_bytes=max_bytes):
+        names = self.source_key_texts(tables)
+        source_keys: list[str] = []
+        for position, result in self.build_rows(tables, max_bytes=max_bytes):
             if isinstance(result, Document):
                 documents.append(result)
+                source_keys.append(names[position])
             else:
                 rejects.append(result)
-        return BuildResult(documents, rejects)
+        return BuildResult(documents, rejects, source_keys)
 
     def build_rows(
         self,
@@ -360,6 +372,11 @@ class DocumentBuilder:
 
     def _build_one(self, row: Row, groups: Groups, max_bytes: int | None) -> Document | Reject:
         key: str | None = None
+        flaw = self._flaw(row)
+        if flaw is not None:
+            with contextlib.suppress(RowError):
+                key = self._key(row)
+            return Reject(self.doc_type, self._source_key_of(row), key, self._root.table.name, flaw)
         try:
             key = self._key(row)
             document = self._fields(row, groups)
@@ -377,8 +394,20 @@ class DocumentBuilder:
             return Reject(self.doc_type, self._source_key_of(row), key, exc.field, exc.reason)
         return Document(self.bucket_type, self.bucket, key, value, indexes, checksum(value))
 
+    def _flaw(self, row: Row) -> str | None:
+        """The value-rule failures a root row was read with, if any."""
+        width = len(self._root.spec.columns)
+        return row[width] if len(row) > width else None
+
     def _table(self, node: _Node, tables: Mapping[str, pa.Table]) -> pa.Table:
-        """The node's staged rows, checked against the plan."""
+        """The node's staged rows, checked against the plan (without their flaws column)."""
+        return self._staged(node, tables)[0]
+
+    def _staged(
+        self, node: _Node, tables: Mapping[str, pa.Table]
+    ) -> tuple[pa.Table, list[str | None] | None]:
+        """The node's staged rows, checked against the plan, and per row the value-rule failures
+        found when they were read (`FLAWS_COLUMN`), or None when there were none."""
         spec = node.spec
         table = tables.get(spec.node_id)
         if table is None:
@@ -386,6 +415,10 @@ class DocumentBuilder:
                 f"no rows given for node {spec.node_id} ({spec.table})",
                 hint="stage the chunk again with the current plan",
             )
+        flaws: list[str | None] | None = None
+        if table.num_columns and table.column_names[-1] == FLAWS_COLUMN:
+            flaws = table.column(table.num_columns - 1).to_pylist()
+            table = table.drop_columns([FLAWS_COLUMN])
         names = tuple(table.column_names)
         if tuple(n.casefold() for n in names) != tuple(c.casefold() for c in spec.columns):
             raise StagingError(
@@ -393,15 +426,19 @@ class DocumentBuilder:
                 f"{', '.join(spec.columns)}",
                 hint="the mapping changed since the chunk was staged; stage it again",
             )
-        return table
+        return table, flaws
 
     def _rows(self, node: _Node, tables: Mapping[str, pa.Table]) -> list[Row]:
-        table = self._table(node, tables)
+        """The node's rows as tuples of its columns; a row read with flaws carries their text
+        as one more, last, element (see `_flaw`)."""
+        table, flaws = self._staged(node, tables)
         names = table.column_names
         columns = [
             _number_values(values) if node.kinds[i].kind is ValueKind.NUMBER else values
             for i, values in enumerate(table.column(i).to_pylist() for i in range(len(names)))
         ]
+        if flaws is not None:
+            columns.append(flaws)
         return list(zip(*columns, strict=True))
 
     def _group(self, node: _Node, rows: list[Row]) -> dict[Row, list[Row]]:
@@ -452,6 +489,25 @@ class DocumentBuilder:
                 out.append((name, tuple(sorted(set(found)))))
         return tuple(out)
 
+    def source_key_texts(self, tables: Mapping[str, pa.Table]) -> list[str]:
+        """Per root row (in staged order), its primary key as the ledger and reject files name
+        the row: a JSON array of the key columns' text forms (`null` for a value read with a
+        flaw). Column-wise, so both builders name rows alike and cheaply."""
+        from migrate.mapping.columns import ColumnRule, key_texts
+
+        root = self._root
+        table = self._table(root, tables)
+        columns: list[list[str | None]] = []
+        for name, at, _ in self._source_key:
+            column = node_column(root.table, name)
+            texts, bad = key_texts(table.column(at), ColumnRule(name, column.type, None, "key"))
+            values = [
+                None if text is None or row in bad else text.decode("utf-8", "surrogatepass")
+                for row, text in enumerate(texts.to_pylist())
+            ]
+            columns.append(values)
+        return [_key_text(list(values)) for values in zip(*columns, strict=True)]
+
     def _source_key_of(self, row: Row) -> dict[str, str]:
         out: dict[str, str] = {}
         for name, at, convert in self._source_key:
@@ -461,6 +517,16 @@ class DocumentBuilder:
             except ValueRuleError:
                 out[name] = ""
         return out
+
+
+_KEY_ENCODER = msgspec.json.Encoder()
+
+
+def _key_text(values: list[str | None]) -> str:
+    try:
+        return _KEY_ENCODER.encode(values).decode("utf-8")
+    except UnicodeEncodeError:  # a lone surrogate: escaped, as JSON allows
+        return json.dumps(values)
 
 
 def _number_values(values: list[Any]) -> list[Any]:

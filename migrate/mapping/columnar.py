@@ -351,7 +351,10 @@ class ColumnarBuilder:
         rows = self._rows
         runs: dict[str, _Run] = {}
         for node in rows._order:
-            runs[node.spec.node_id] = _Run(node, rows._table(node, tables))
+            table, flaws = rows._staged(node, tables)
+            run = runs[node.spec.node_id] = _Run(node, table)
+            if flaws is not None:  # rows read with a flaw: the row builder rejects their roots
+                run.bad.update(row for row, flaw in enumerate(flaws) if flaw is not None)
         for node in reversed(rows._order[1:]):
             run = runs[node.spec.node_id]
             run.grouping = self._grouping(run)
@@ -389,18 +392,23 @@ class ColumnarBuilder:
                 map(xxh3_128_hexdigest, values),
             )
         )
+        names = rows.source_key_texts(tables)
         if not bad:
-            return BuildResult([built[position] for position in order], [])
+            return BuildResult(
+                [built[position] for position in order], [], [names[p] for p in order]
+            )
         redone = dict(rows.build_rows(tables, max_bytes=max_bytes, only=bad))
         documents: list[Document] = []
         rejects: list[Reject] = []
+        source_keys: list[str] = []
         for position in order:
             outcome = redone[position] if position in bad else built[position]
             if isinstance(outcome, Document):
                 documents.append(outcome)
+                source_keys.append(names[position])
             else:
                 rejects.append(outcome)
-        return BuildResult(documents, rejects)
+        return BuildResult(documents, rejects, source_keys)
 
     # -- values -----------------------------------------------------------------------------------
 

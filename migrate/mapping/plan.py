@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 from collections.abc import Mapping as AbcMapping
+from collections.abc import Sequence
 from dataclasses import asdict, dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -21,6 +22,7 @@ import pyarrow as pa
 from migrate.document import BuildResult
 from migrate.errors import MappingError, MigrateError
 from migrate.mapping.builder import DocumentBuilder, node_column
+from migrate.mapping.collisions import settle
 from migrate.mapping.indexes import ColumnSource, resolve_source
 from migrate.mapping.keys import parse_template
 from migrate.mapping.loader import load_mapping
@@ -55,11 +57,18 @@ class DocPlan:
     builder: DocumentBuilder = field(repr=False)
 
     def build(
-        self, tables: AbcMapping[str, pa.Table], *, max_bytes: int | None = None
+        self,
+        tables: AbcMapping[str, pa.Table],
+        *,
+        max_bytes: int | None = None,
+        collided: AbcMapping[str, Sequence[str]] | None = None,
     ) -> BuildResult:
         """Documents and rejects for one chunk: `tables` maps node id to that node's rows, with
-        exactly the node's columns in order. See `DocumentBuilder.build`."""
-        return self.builder.build(tables, max_bytes=max_bytes)
+        exactly the node's columns in order. See `DocumentBuilder.build`. Rows that render one
+        key are all rejected, inside the chunk and, through `collided` (key -> the other rows,
+        described), with rows elsewhere (`migrate.mapping.collisions`)."""
+        result = self.builder.build(tables, max_bytes=max_bytes)
+        return settle(self.name, self.extract.primary_key, result, collided)
 
 
 @dataclass(frozen=True, eq=False)

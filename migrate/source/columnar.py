@@ -46,11 +46,14 @@ def _plain(values: Sequence[Any], target: pa.DataType) -> pa.Array[Any]:
 
 def _timestamp_text(values: Sequence[Any], target: pa.DataType) -> pa.Array[Any] | None:
     """ISO text as `_naive` and `_utc` read it: without a zone taken as is (as UTC for a zoned
-    target), with one converted to UTC (the zone then dropped for a naive target)."""
+    target), with one converted to UTC for a zoned target (a naive target holds no zone: such
+    text takes the per-value path, which flags its row)."""
     text = pa.array(values, type=pa.string())
     naive = pc.match_substring_regex(text, _NAIVE_TEXT)
     if pc.all(naive, skip_nulls=True).as_py() is not False:
         return text.cast(_US).cast(target)
+    if _naive_target(target):  # a zone in a DATE or TIMESTAMP column: the per-value path flags it
+        return None
     zoned = pc.match_substring_regex(text, _ZONED_TEXT)
     if pc.all(pc.or_(naive, zoned), skip_nulls=True).as_py() is False:
         return None
@@ -98,6 +101,14 @@ _CONVERTERS: dict[tuple[ValueKind, type], tuple[Converter, tuple[pa.DataType, ..
 }
 
 
+def _naive_target(target: pa.DataType) -> bool:
+    return isinstance(target, pa.TimestampType) and target.tz is None
+
+
+def _any_zoned(values: Sequence[Any]) -> bool:
+    return any(value is not None and value.tzinfo is not None for value in values)
+
+
 def column_array(
     values: Sequence[Any], kind: ValueKind, target: pa.DataType
 ) -> pa.Array[Any] | None:
@@ -113,6 +124,8 @@ def column_array(
     try:
         if kind in _TIMESTAMPS and driver_type is str:
             return _timestamp_text(values, target)
+        if driver_type is dt.datetime and _naive_target(target) and _any_zoned(values):
+            return None  # a zone in a DATE or TIMESTAMP column: the per-value path flags it
         found = _CONVERTERS.get((kind, driver_type))
         if found is None or (found[1] and target not in found[1]):
             return None

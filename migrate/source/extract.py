@@ -7,74 +7,66 @@ more than the read itself.
 
 from __future__ import annotations
 
-import base64
-import datetime as dt
+import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
-from migrate.errors import SourceError
-from migrate.schema import ColumnType, TableInfo
-from migrate.source.chunks import ChunkRange
-from migrate.source.normalize import BadValue, to_arrow
+from migrate.schema import ColumnType
+from migrate.source.normalize import BadValue, to_arrow, tolerant_text
 from migrate.source.sql import Params
-from migrate.spec import ExtractSpec, NodeSpec
+from migrate.spec import FLAWS_COLUMN, NodeSpec
 
 BATCH_ROWS = 5000  # the cursor's `arraysize`: rows per round trip where the driver batches
 
 
 def fetch_all(cursor: Any, sql: str, params: Params) -> list[tuple[Any, ...]]:
-    """Every row of a statement: a chunk's rows are all staged together, so in one call."""
-    cursor.execute(sql, params)
-    rows: list[tuple[Any, ...]] = cursor.fetchall()
+    """Every row of a statement: a chunk's rows are all staged together, so in one call.
+
+    SQLite does not check that text is UTF-8, and its driver fails the whole read on such text
+    (quoting it in the message): the statement is then read again with a text factory that keeps
+    undecodable text as `Undecodable` bytes, which the normaliser flags as its row's flaw."""
+    try:
+        cursor.execute(sql, params)
+        rows: list[tuple[Any, ...]] = cursor.fetchall()
+    except sqlite3.OperationalError as exc:
+        if not str(exc).startswith("Could not decode to UTF-8"):
+            raise
+        connection = cursor.connection
+        connection.text_factory = tolerant_text
+        try:
+            cursor.execute(sql, params)
+            rows = cursor.fetchall()
+        finally:
+            connection.text_factory = str
     return rows
-
-
-def _key_text(value: Any) -> str:
-    if isinstance(value, bytes):
-        return base64.b64encode(value).decode("ascii")
-    if isinstance(value, dt.date | dt.datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _row_name(table: TableInfo, key: Sequence[Any]) -> str:
-    if not table.primary_key:
-        return "a row (the table has no primary key)"
-    pairs = ", ".join(f"{k}={_key_text(v)}" for k, v in zip(table.primary_key, key, strict=True))
-    return f"the row with {pairs}"
 
 
 def build_table(
     rows: Sequence[tuple[Any, ...]],
     node: NodeSpec,
     columns: Sequence[ColumnType],
-    table: TableInfo,
-    keys: Sequence[int],
-    *,
-    spec: ExtractSpec,
-    chunk: ChunkRange,
 ) -> pa.Table:
-    """The node's rows as an Arrow table of exactly `node.columns`, each typed by its kind.
-
-    `keys` are the positions of the table's primary key in a row (after the mapped columns when
-    the node does not read them), to name a row in an error.
-    """
+    """The node's rows as an Arrow table of exactly `node.columns`, each typed by its kind, and
+    after them, when any value broke its column's rule, the `FLAWS_COLUMN` naming each row's
+    failures (column, declared type, expected and found kind; never the value). Those values are
+    staged as NULL; the builder rejects every document their rows would go into."""
     width = len(node.columns)
     by_column: list[Sequence[Any]] = list(zip(*rows, strict=True)) if rows else [()] * width
     arrays = []
+    flaws: dict[int, list[str]] = {}
     for values, name, column in zip(by_column, node.columns, columns, strict=False):
-        try:
-            arrays.append(to_arrow(values, column))
-        except BadValue as exc:
-            row = rows[exc.row] if exc.row >= 0 else None
-            where_row = "a row" if row is None else _row_name(table, [row[i] for i in keys])
-            raise SourceError(
-                f"{table.name}.{name} ({column.declared}) holds a value that is not "
-                f"{column.kind.value}: expected {exc.expected}, got {exc.got}, in {where_row}",
-                where=f"service {spec.service}, document type {spec.doc_type}, chunk {chunk.index}",
-                hint="correct the value in the source database, or read the column through a "
-                "view that converts it, then run again",
-            ) from None
-    return pa.Table.from_arrays(arrays, names=list(node.columns))
+        bad: dict[int, BadValue] = {}
+        arrays.append(to_arrow(values, column, bad))
+        for row, exc in bad.items():
+            flaws.setdefault(row, []).append(
+                f"column {name} ({column.declared}) holds a value that is not "
+                f"{column.kind.value}: expected {exc.expected}, got {exc.got}"
+            )
+    names = list(node.columns)
+    if flaws:
+        texts = ["; ".join(flaws[row]) if row in flaws else None for row in range(len(rows))]
+        arrays.append(pa.array(texts, pa.string()))
+        names.append(FLAWS_COLUMN)
+    return pa.Table.from_arrays(arrays, names=names)

@@ -16,12 +16,15 @@ from decimal import Decimal
 from typing import Any
 
 import pyarrow as pa
+import pyarrow.compute as _compute
 
 from migrate.schema import ColumnType, ValueKind
 from migrate.source.columnar import column_array
 from migrate.source.types import arrow_type
 
 Normaliser = Callable[[Any], Any]
+# pyarrow-stubs cannot follow a chain of compute calls over arrays and scalars.
+pc: Any = _compute
 
 _CONTEXT = decimal.Context(prec=200, rounding=decimal.ROUND_HALF_UP)
 _UTC = dt.UTC
@@ -37,8 +40,23 @@ class BadValue(Exception):
         self.row = row
 
 
+class Undecodable(bytes):
+    """Text a SQLite source holds that is not valid UTF-8 (SQLite never checks): read as its bytes
+    so the row can be rejected by name instead of the read failing with the text in its message."""
+
+
+def tolerant_text(data: bytes) -> str | Undecodable:
+    """A SQLite text factory that never fails (used only to re-read a chunk whose text did)."""
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError:
+        return Undecodable(data)
+
+
 def describe(value: Any) -> str:
     """What kind of value the driver gave, never the value itself (it may be personal data)."""
+    if isinstance(value, Undecodable):
+        return "text that is not valid UTF-8"
     if isinstance(value, bool):
         return "a boolean"
     if isinstance(value, int):
@@ -68,6 +86,8 @@ def _string(value: Any) -> str:
         return value
     if isinstance(value, uuid.UUID) or (isinstance(value, int) and not isinstance(value, bool)):
         return str(value)
+    if isinstance(value, Undecodable):
+        raise BadValue("text", describe(value))
     if isinstance(value, bytes):
         try:
             return value.decode("utf-8")
@@ -169,9 +189,11 @@ def _parse_datetime(value: Any) -> dt.datetime:
 
 
 def _naive(value: Any) -> dt.datetime:
+    """DATE and TIMESTAMP hold no zone: a value that carries one (text with an offset in SQLite)
+    cannot be written without shifting it or dropping the zone, so it is a flaw of the row."""
     parsed = _parse_datetime(value)
     if parsed.tzinfo is not None:
-        return parsed.astimezone(_UTC).replace(tzinfo=None)
+        raise BadValue("a date/time without a time zone", "a date/time with a time zone")
     return parsed
 
 
@@ -246,17 +268,33 @@ def _remembered(convert: Normaliser) -> Normaliser:
 _UNKNOWN: Any = object()
 
 
-def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
+def to_arrow(
+    values: Sequence[Any], column: ColumnType, bad: dict[int, BadValue] | None = None
+) -> pa.Array[Any]:
     """One column of raw driver values as an Arrow array of its kind's staged type.
 
-    Raises BadValue (with the row) for a value the kind cannot hold. An integer column declared
-    without a precision (Oracle's INTEGER is NUMBER(38)) that holds a value beyond 64 bits is
-    staged as decimal128(38, 0) for that chunk, so it stays exact.
+    A value the kind cannot hold (text in a number column, an impossible date, a number past the
+    column's declared precision, a date-time with a zone in a DATE column...) is staged as NULL
+    and recorded in `bad` by row; without `bad`, the first such value raises BadValue (with its
+    row). An integer column declared without a precision (Oracle's INTEGER is NUMBER(38)) that
+    holds a value beyond 64 bits is staged as decimal128(38, 0) for that chunk, so it stays exact.
     """
+    found: dict[int, BadValue] = {} if bad is None else bad
+    before = len(found)
     target = arrow_type(column)
-    fast = column_array(values, column.kind, target)
-    if fast is not None:
-        return fast
+    array = column_array(values, column.kind, target)
+    if array is None:
+        array = _per_value(values, column, target, found)
+    array = _within_precision(array, column, found)
+    if bad is None and len(found) > before:
+        row = min(found)
+        raise found[row]
+    return array
+
+
+def _per_value(
+    values: Sequence[Any], column: ColumnType, target: pa.DataType, bad: dict[int, BadValue]
+) -> pa.Array[Any]:
     convert = normaliser(column)
     if column.kind is ValueKind.DECIMAL:
         convert = _remembered(convert)
@@ -269,21 +307,61 @@ def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
             staged.append(convert(value))
         except BadValue as exc:
             exc.row = row
-            raise
+            bad[row] = exc
+            staged.append(None)
     if target == pa.int64() and any(
         v is not None and not _INT64[0] <= v <= _INT64[1] for v in staged
     ):
-        wide = [None if v is None else Decimal(v) for v in staged]
-        for row, v in enumerate(wide):
-            if v is not None and len(v.as_tuple().digits) > 38:
-                raise BadValue("an integer of at most 38 digits", "a larger integer", row)
-        return pa.array(wide, type=pa.decimal128(38, 0))
-    if column.kind is ValueKind.DECIMAL:
-        limit = 38 if pa.types.is_decimal128(target) else 76
+        target = pa.decimal128(38, 0)
+        staged = [None if v is None else Decimal(v) for v in staged]
+    if pa.types.is_decimal(target):
+        limit = target.precision
         for row, v in enumerate(staged):
             if v is not None and len(v.as_tuple().digits) > limit:
-                raise BadValue(f"a number of at most {limit} digits", "a larger number", row)
+                bad[row] = BadValue(f"a number of at most {limit} digits", "a larger number", row)
+                staged[row] = None
     return pa.array(staged, type=target)
 
 
-__all__ = ["BadValue", "decimal_text", "describe", "normaliser", "to_arrow"]
+def _within_precision(
+    array: pa.Array[Any], column: ColumnType, bad: dict[int, BadValue]
+) -> pa.Array[Any]:
+    """The array with every value past the column's declared precision (NUMBER(10,2) holds less
+    than 10**8) made NULL and recorded: SQLite enforces no declared type, and a value the legacy
+    type could not hold is a flaw of the row, not a number to carry over."""
+    precision = column.precision
+    if precision is None or column.kind not in (ValueKind.INTEGER, ValueKind.DECIMAL):
+        return array
+    digits = precision - (column.scale or 0) if column.kind is ValueKind.DECIMAL else precision
+    if digits < 0 or len(array) == array.null_count:
+        return array
+    if pa.types.is_integer(array.type):
+        if digits >= 19:
+            return array
+        bound: Any = pa.scalar(10**digits, pa.int64())
+    elif pa.types.is_decimal(array.type):
+        if digits >= array.type.precision - array.type.scale:
+            return array
+        bound = pa.scalar(Decimal(10) ** digits, array.type)
+    else:
+        return array
+    over = pc.fill_null(pc.greater_equal(pc.abs(array), bound), False)
+    if not pc.any(over).as_py():
+        return array
+    declared = f"at most {digits} digits before the point ({column.declared})"
+    for row in pc.indices_nonzero(over).to_pylist():
+        bad[row] = BadValue(f"a number of {declared}", "a larger number", row)
+    nulls = pa.nulls(len(array), array.type)
+    kept: pa.Array[Any] = pc.if_else(over, nulls, array)
+    return kept
+
+
+__all__ = [
+    "BadValue",
+    "Undecodable",
+    "decimal_text",
+    "describe",
+    "normaliser",
+    "to_arrow",
+    "tolerant_text",
+]

@@ -184,7 +184,6 @@ class Snapshot:
         root_keys: set[Any] = set()
         for node in spec.nodes:
             rows = self._fetch(*queries.rows(node, chunk), f"{node.table} (chunk {chunk.index})")
-            keys = queries.key_positions(node)
             link = queries.filtered_by_root(node)
             if node.parent_id is None:
                 root_keys = set(map(itemgetter(*queries.root_keys()), rows))  # value or tuple
@@ -194,9 +193,7 @@ class Snapshot:
             table = queries.table_info(node.table)
             columns = [table.column(name) for name in node.columns]
             types = [c.type for c in columns if c is not None]
-            result[node.node_id] = build_table(
-                rows, node, types, table, keys, spec=spec, chunk=chunk
-            )
+            result[node.node_id] = build_table(rows, node, types)
         return result
 
     def pause(self) -> None:

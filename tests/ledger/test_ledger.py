@@ -17,7 +17,7 @@ from hypothesis import strategies as st
 
 import migrate.ledger
 from migrate.errors import EXIT_RUNTIME, LedgerError
-from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunStatus, new_run_id
+from migrate.ledger import SCHEMA_VERSION, ChunkRecord, ChunkState, Ledger, RunStatus, new_run_id
 
 BACKENDS = ["sqlite", "postgresql"]
 
@@ -83,7 +83,7 @@ def chunk(ledger: Ledger, run_id: str, chunk_id: str) -> ChunkRecord:
 
 def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(migrate.ledger) if not name.startswith("_")}
-    modules = {"engine", "records", "schema", "states", "store", "verifications"}
+    modules = {"claims", "engine", "records", "schema", "states", "store", "verifications"}
     assert public - modules == set(migrate.ledger.__all__)
 
 
@@ -513,7 +513,7 @@ def test_relative_sqlite_url_lives_in_the_project_folder(tmp_path: Path) -> None
     assert str(path) in ledger.display_url
     with sqlite3.connect(path) as raw:
         assert raw.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(2,)]
+        assert raw.execute("SELECT version FROM schema_version").fetchall() == [(SCHEMA_VERSION,)]
         tables = {row[0] for row in raw.execute("SELECT name FROM sqlite_master")}
     assert {"runs", "chunks", "checkpoints", "audit", "schema_version"} <= tables
 

@@ -1,4 +1,4 @@
-"""Verification records and the ledger's schema migration from version 1 to 2."""
+"""Verification records and the ledger's schema migration from older versions."""
 
 from __future__ import annotations
 
@@ -9,20 +9,20 @@ from pathlib import Path
 from migrate.ledger import SCHEMA_VERSION, ChunkVerification, Ledger
 
 
-def test_a_version_1_ledger_gains_the_verification_tables(tmp_path: Path) -> None:
+def test_a_version_1_ledger_gains_the_newer_tables(tmp_path: Path) -> None:
     path = tmp_path / "state.db"
     Ledger(f"sqlite:///{path}").close()
     with sqlite3.connect(path) as raw:
-        raw.execute("DROP TABLE chunk_verifications")
-        raw.execute("DROP TABLE verifications")
+        for table in ("chunk_verifications", "verifications", "documents", "leases"):
+            raw.execute(f"DROP TABLE {table}")
         raw.execute("UPDATE schema_version SET version = 1")
     with Ledger(f"sqlite:///{path}") as ledger:
         assert ledger.latest_verification("pds") is None
     with sqlite3.connect(path) as raw:
         assert raw.execute("SELECT version FROM schema_version").fetchone() == (SCHEMA_VERSION,)
         tables = {r[0] for r in raw.execute("SELECT name FROM sqlite_master")}
-    assert {"verifications", "chunk_verifications"} <= tables
-    assert SCHEMA_VERSION == 2
+    assert {"verifications", "chunk_verifications", "documents", "leases"} <= tables
+    assert SCHEMA_VERSION == 3
 
 
 def test_record_and_read_a_verification(tmp_path: Path) -> None:

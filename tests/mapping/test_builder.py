@@ -20,6 +20,7 @@ from migrate.document import BuildResult
 from migrate.errors import StagingError
 from migrate.mapping import DocPlan, compile_mapping, parse_mapping
 from migrate.schema import ColumnInfo, ColumnType, SchemaInfo, TableInfo, ValueKind
+from migrate.spec import FLAWS_COLUMN
 
 K = ValueKind
 
@@ -120,12 +121,22 @@ def plan_of(doc_yaml: str, schema: SchemaInfo = SCHEMA) -> DocPlan:
     return compile_mapping(parse_mapping(text, Path("test.yaml")), schema).doc_types[0]
 
 
-def build(plan: DocPlan, rows: dict[str, list[dict[str, Any]]], **kw: Any) -> BuildResult:
-    """Each node's rows as an Arrow table with exactly the node's columns, in order."""
+def build(
+    plan: DocPlan,
+    rows: dict[str, list[dict[str, Any]]],
+    *,
+    flaws: dict[str, list[str | None]] | None = None,
+    **kw: Any,
+) -> BuildResult:
+    """Each node's rows as an Arrow table with exactly the node's columns, in order, and the
+    flaws column where `flaws` gives one."""
     tables = {}
     for node in plan.extract.nodes:
         given = rows.get(node.node_id, [])
-        tables[node.node_id] = pa.table({c: [r.get(c) for r in given] for c in node.columns})
+        columns = {c: [r.get(c) for r in given] for c in node.columns}
+        if flaws and node.node_id in flaws:
+            columns[FLAWS_COLUMN] = flaws[node.node_id]
+        tables[node.node_id] = pa.table(columns)
     return plan.build(tables, **kw)
 
 
@@ -541,6 +552,50 @@ fields: {code: CODE}
     assert [d.key for d in result.documents] == ["9:30", "10:2"]
 
 
+def test_rows_that_render_one_key_are_all_rejected_naming_each_other() -> None:
+    """Two spellings of one key ("a/b" + "c" and "a" + "b/c") never overwrite each other: every
+    row of the collision is a reject naming the others, and none is written."""
+    plan = plan_of(
+        """
+table: ITEMS
+bucket: items
+key: "{ORDER_ID}/{LINE_NO}"
+fields: {code: CODE}
+"""
+    )
+    # ORDER_ID is NUMBER(10) with text in it (a loosely typed source): "1" and 1 are one key
+    rows = {
+        "root": [
+            {"ORDER_ID": 1, "LINE_NO": 1, "CODE": "a"},
+            {"ORDER_ID": 2, "LINE_NO": 1, "CODE": "b"},
+            {"ORDER_ID": 3, "LINE_NO": 1, "CODE": "c"},
+            {"ORDER_ID": 3, "LINE_NO": 1, "CODE": "d"},
+            {"ORDER_ID": 4, "LINE_NO": 2, "CODE": "e"},
+        ]
+    }
+    result = build(plan, rows)
+    assert [d.key for d in result.documents] == ["1/1", "2/1", "4/2"]
+    assert result.source_keys == ['["1","1"]', '["2","1"]', '["4","2"]']
+    assert [(r.key, r.source_key) for r in result.rejects] == [
+        ("3/1", {"ORDER_ID": "3", "LINE_NO": "1"}),
+        ("3/1", {"ORDER_ID": "3", "LINE_NO": "1"}),
+    ]
+    assert all(r.field == "key" and "2 rows render" in r.reason for r in result.rejects)
+    assert [(c.key, c.source_key) for c in result.collided] == [("3/1", '["3","1"]')] * 2
+    known = {"4/2": ["ORDER_ID=9, LINE_NO=9 (chunk doc:00007)"]}
+    again = plan.build(
+        {
+            "root": pa.table(
+                {c: [r.get(c) for r in rows["root"]] for c in plan.extract.root.columns}
+            )
+        },
+        collided=known,
+    )
+    assert [d.key for d in again.documents] == ["1/1", "2/1"] and len(again.rejects) == 3
+    [elsewhere] = [r for r in again.rejects if r.key == "4/2"]
+    assert "ORDER_ID=9, LINE_NO=9 (chunk doc:00007)" in elsewhere.reason
+
+
 def test_null_or_empty_key_rejects_with_no_key() -> None:
     # GP_CODE is unique here, so the template covers a unique constraint
     schema = SchemaInfo(
@@ -648,6 +703,54 @@ indexes: {flag_int: flag}
 """
     )
     assert build(flag, {"root": [{"NHS_NUMBER": "1"}]}).rejects[0].field == "indexes.flag_int"
+
+
+def test_rows_read_with_flaws_reject_every_document_they_go_into() -> None:
+    """A value that broke its column's rule when read is staged as NULL with its row's flaw
+    text (`FLAWS_COLUMN`): the root it belongs to, or that embeds or looks it up, is rejected
+    naming the column and the rule; documents that do not take it are built as usual."""
+    plan = plan_of(
+        PATIENT_BASE
+        + """
+fields:
+  name: FAMILY_NAME
+  gp: {lookup: ORGS, on: {ODS_CODE: GP_CODE}, field: NAME}
+  addresses:
+    embed: ADDRESSES
+    on: {NHS_NUMBER: NHS_NUMBER}
+    fields: {line: LINE1}
+"""
+    )
+    bad_date = "column DATE_OF_BIRTH (DATE) holds a value that is not date: expected ..."
+    bad_line = "column LINE1 (VARCHAR2(50)) holds a value that is not string: expected text"
+    bad_name = "column NAME (VARCHAR2(80)) holds a value that is not string: expected text"
+    rows = {
+        "root": [
+            {"NHS_NUMBER": n, "FAMILY_NAME": f"F{n}", "GP_CODE": gp}
+            for n, gp in (("1", "G1"), ("2", "G2"), ("3", "G1"), ("4", "G3"))
+        ],
+        "root.gp": [
+            {"ODS_CODE": "G1", "NAME": "One"},
+            {"ODS_CODE": "G2", "NAME": None},
+            {"ODS_CODE": "G3", "NAME": "Three"},
+        ],
+        "root.addresses": [
+            {"ADDRESS_ID": 1, "NHS_NUMBER": "1", "LINE1": "a"},
+            {"ADDRESS_ID": 2, "NHS_NUMBER": "3", "LINE1": None},
+            {"ADDRESS_ID": 3, "NHS_NUMBER": "4", "LINE1": "c"},
+        ],
+    }
+    flaws = {"root": [None, None, None, bad_date], "root.gp": [None, bad_name, None]}
+    flaws["root.addresses"] = [None, bad_line, None]
+    result = build(plan, rows, flaws=flaws)
+    assert docs(result) == [{"addresses": [{"line": "a"}], "gp": "One", "name": "F1"}]
+    by_key = {r.key: r for r in result.rejects}
+    assert sorted(by_key) == ["2", "3", "4"]
+    assert by_key["2"].field == "fields.gp" and bad_name in by_key["2"].reason
+    assert by_key["3"].field == "fields.addresses" and bad_line in by_key["3"].reason
+    assert "ADDRESSES" in by_key["3"].reason
+    assert by_key["4"].field == "PATIENTS" and by_key["4"].reason == bad_date
+    assert by_key["4"].source_key == {"NHS_NUMBER": "4"}
 
 
 def test_max_bytes_rejects_large_documents() -> None:

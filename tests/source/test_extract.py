@@ -6,6 +6,7 @@ import datetime as dt
 import random
 import sqlite3
 from collections import Counter
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -13,7 +14,7 @@ import pytest
 
 from migrate.errors import SourceError
 from migrate.source import ChunkRange, Source
-from migrate.spec import ExtractSpec, NodeKind, NodeSpec
+from migrate.spec import FLAWS_COLUMN, ExtractSpec, NodeKind, NodeSpec
 
 from .conftest import MakeDb
 
@@ -253,25 +254,51 @@ def test_values_are_normalised_from_sqlite_text_and_floats(make_db: MakeDb) -> N
     assert str(second["AMOUNT"]) == "7.00" and second["N"] == "100" and second["B"] is False
 
 
-def test_bad_data_names_table_column_chunk_and_key_not_the_value(make_db: MakeDb) -> None:
+def test_a_bad_value_is_staged_as_null_with_its_rows_flaw_never_the_value(
+    make_db: MakeDb,
+) -> None:
     path = make_db(
         "CREATE TABLE T (ID VARCHAR2(5) PRIMARY KEY, AMOUNT NUMBER(10,2));"
         "CREATE TABLE C (CID INTEGER PRIMARY KEY, TID VARCHAR2(5), AT DATE);",
-        {"T": [("k1", 1.5), ("k2", "Smith")], "C": [(7, "k1", "1999-12-31"), (8, "k1", "Jones")]},
+        {
+            "T": [("k1", 1.5), ("k2", "Smith"), ("k3", 123456789.5)],
+            "C": [(7, "k1", "1999-12-31"), (8, "k1", "Jones")],
+        },
     )
     root = NodeSpec("t", NodeKind.ROOT, "T", ("ID", "AMOUNT"))
     spec = ExtractSpec("svc", "doc", "T", ("ID",), None, (root,))
-    with Source(f"sqlite:///{path}").snapshot() as snapshot, pytest.raises(SourceError) as caught:
-        snapshot.extract(spec, ChunkRange(4, None, None))
-    text = str(caught.value)
-    assert "T.AMOUNT" in text and "chunk 4" in text and "ID=k2" in text
-    assert "Smith" not in text and caught.value.hint
-    child = NodeSpec("t.c", NodeKind.EMBED, "C", ("AT",), "t", (("TID", "ID"),))
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        table = snapshot.extract(spec, ChunkRange(4, None, None))["t"]
+    assert table.column_names == ["ID", "AMOUNT", FLAWS_COLUMN]
+    assert table.column("AMOUNT").to_pylist() == [Decimal("1.50"), None, None]
+    ok, text, wide = table.column(FLAWS_COLUMN).to_pylist()
+    assert ok is None
+    assert "column AMOUNT (NUMBER(10,2))" in text and "text that is not a number" in text
+    assert "at most 8 digits before the point" in wide
+    assert "Smith" not in text and "123456789" not in wide
+    child = NodeSpec("t.c", NodeKind.EMBED, "C", ("CID", "AT"), "t", (("TID", "ID"),))
     spec = ExtractSpec("svc", "doc", "T", ("ID",), "ID = 'k1'", (root, child))
-    with Source(f"sqlite:///{path}").snapshot() as snapshot, pytest.raises(SourceError) as caught:
-        snapshot.extract(spec, ChunkRange(0, None, None))
-    assert "C.AT" in str(caught.value) and "CID=8" in str(caught.value)
-    assert "Jones" not in str(caught.value)
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        tables = snapshot.extract(spec, ChunkRange(0, None, None))
+    assert FLAWS_COLUMN not in tables["t"].column_names  # a clean node has no flaws column
+    rows = tables["t.c"].to_pylist()
+    assert [r["CID"] for r in rows] == [7, 8] and rows[1]["AT"] is None
+    assert rows[0][FLAWS_COLUMN] is None and "column AT (DATE)" in rows[1][FLAWS_COLUMN]
+    assert "Jones" not in rows[1][FLAWS_COLUMN]
+
+
+def test_text_that_is_not_utf8_is_a_flaw_not_a_failed_read(make_db: MakeDb) -> None:
+    path = make_db("CREATE TABLE T (ID INTEGER PRIMARY KEY, NAME VARCHAR2(20));", {"T": []})
+    with sqlite3.connect(path) as conn:
+        conn.execute("INSERT INTO T VALUES (1, 'Siân'), (2, CAST(X'C328' AS TEXT))")
+    root = NodeSpec("t", NodeKind.ROOT, "T", ("ID", "NAME"))
+    spec = ExtractSpec("svc", "doc", "T", ("ID",), None, (root,))
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        table = snapshot.extract(spec, ChunkRange(0, None, None))["t"]
+        again = snapshot.extract(spec, ChunkRange(0, None, None))["t"]
+    assert table.column("NAME").to_pylist() == ["Siân", None]
+    assert "text that is not valid UTF-8" in table.column(FLAWS_COLUMN).to_pylist()[1]
+    assert again.equals(table)  # the connection reads text as before afterwards
 
 
 def test_composite_link_onto_the_whole_key_and_self_reference(make_db: MakeDb) -> None:

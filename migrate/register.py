@@ -1,0 +1,139 @@
+"""The loader's side of key collisions across chunks: the ledger's register of a run's documents.
+
+A chunk's build rejects the rows of a collision it can see (inside the chunk, or known to the
+register when the build was asked). When its documents are recorded, the loader registers them;
+a key another chunk also renders (a collision nobody saw yet) makes the loader build the chunk
+again knowing it, withdraw the other chunk's row (its counts and checksum amended, its reject
+added to its reject file, its document deleted from the target), all in the transaction that
+records this chunk's transform. So no row of a collision is ever written, or silently kept.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+from migrate.document import Reject
+from migrate.ledger import ChunkState, Ledger
+from migrate.ledger.claims import Registered
+from migrate.mapping import DocPlan
+from migrate.mapping.canonical import without
+from migrate.mapping.collisions import COLLISION_FIELD, describe_row, source_key_dict
+from migrate.transform import TransformOutput
+
+Known = dict[str, list[str]]  # key -> the other rows that render it, described
+
+
+@dataclass(frozen=True, slots=True)
+class Settled:
+    """A chunk's output once registered: rebuilt when the register found collisions its build
+    did not know, the documents to delete from the target (keys now collided), and how many rows
+    of other chunks were withdrawn now."""
+
+    output: TransformOutput
+    deletions: list[tuple[str, str, str]]
+    withdrawn: int
+
+
+class Register:
+    """One service run's document register, as the loader and the transform see it."""
+
+    def __init__(
+        self,
+        ledger: Ledger,
+        run_id: str,
+        plans: dict[str, DocPlan],
+        add_rejects: Callable[[str, list[Reject]], None],
+    ) -> None:
+        self.ledger = ledger
+        self.run_id = run_id
+        self.plans = plans
+        self.add_rejects = add_rejects  # chunk id, rejects to append to its reject file
+        self._collided = ledger.collided_chunks(run_id)
+
+    def known(self, chunk_id: str) -> Known | None:
+        """What the chunk's build must know: its keys that rows of other chunks render."""
+        if chunk_id not in self._collided:
+            return None
+        return self._describe(self.ledger.collisions_of(self.run_id, chunk_id))
+
+    def settle(
+        self,
+        chunk_id: str,
+        doc: DocPlan,
+        output: TransformOutput,
+        rebuild: Callable[[Known], TransformOutput],
+    ) -> Settled:
+        """Register the chunk's documents (inside the caller's ledger transaction)."""
+        found = self.ledger.register_documents(
+            self.run_id,
+            chunk_id,
+            doc.name,
+            bucket_type=doc.bucket_type,
+            bucket=doc.bucket,
+            claims=output.claims,
+            collided=output.collided,
+        )
+        if not found.others:
+            return Settled(output, [], 0)
+        self._collided.add(chunk_id)
+        if not set(found.others) <= output.collided:
+            output = rebuild(self._describe(found.others))
+        mine = {c.key: c.source_key for c in output.claims if c.key in found.others}
+        by_chunk: dict[str, list[Registered]] = {}
+        for row in found.newly_collided:
+            by_chunk.setdefault(row.chunk_id, []).append(row)
+        for other_chunk, rows in by_chunk.items():
+            self._withdraw(other_chunk, rows, chunk_id, doc, mine)
+        deletions = sorted(
+            {(o.bucket_type, o.bucket, o.key) for r in found.others.values() for o in r}
+        )
+        return Settled(output, deletions, len(found.newly_collided))
+
+    def _withdraw(
+        self,
+        chunk_id: str,
+        rows: Sequence[Registered],
+        by_chunk: str,
+        by_doc: DocPlan,
+        mine: dict[str, str],
+    ) -> None:
+        """Take rows of another chunk out of its recorded documents: a later chunk renders their
+        keys too. A chunk not transformed yet learns it from the register when it is."""
+        self._collided.add(chunk_id)
+        record = self.ledger.chunk(self.run_id, chunk_id)
+        if record.state.rank < ChunkState.TRANSFORMED.rank or record.doc_checksum is None:
+            return
+        self.ledger.amend_documents(
+            self.run_id,
+            chunk_id,
+            documents=(record.documents or 0) - len(rows),
+            rejects=(record.rejects or 0) + len(rows),
+            doc_checksum=without(record.doc_checksum, (r.checksum for r in rows)),
+            note=f"{len(rows)} document(s) withdrawn: chunk {by_chunk} renders their keys too",
+        )
+        names = self._key_names(record.doc_type)
+        rejects = []
+        for row in rows:
+            other = describe_row(by_doc.extract.primary_key, mine[row.key], by_chunk)
+            rejects.append(
+                Reject(
+                    record.doc_type,
+                    source_key_dict(names, row.source_key),
+                    row.key,
+                    COLLISION_FIELD,
+                    f"key collision: 2 or more rows render this document key; the others are "
+                    f"{other}",
+                )
+            )
+        self.add_rejects(chunk_id, rejects)
+
+    def _describe(self, others: dict[str, list[Registered]]) -> Known:
+        return {
+            key: [describe_row(self._key_names(o.doc_type), o.source_key, o.chunk_id) for o in rows]
+            for key, rows in others.items()
+        }
+
+    def _key_names(self, doc_type: str) -> tuple[str, ...]:
+        plan = self.plans.get(doc_type)
+        return plan.extract.primary_key if plan is not None else ()
