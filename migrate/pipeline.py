@@ -158,7 +158,9 @@ def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -
 
     from migrate.reconcile import Against, Options, reconcile_service
 
-    check = reconcile_service(project, service, Options(against=Against.STAGING))
+    # The rejected rows the run let through under [run] max_rejects are accepted by that setting.
+    options = Options(against=Against.STAGING, accept_rejects=True)
+    check = reconcile_service(project, service, options)
     return replace(report, verification=check)
 
 
@@ -279,6 +281,8 @@ class _ServiceRun:
                 )
                 rejects_before = sum(c.rejects or 0 for c in chunks if self._done(c))
                 self._process(run, todo, snapshot, rejects_before)
+                if self.rejects > self.max_rejects:  # found by the last loads
+                    raise self._too_many_rejects(None)
         except BaseException as exc:
             self.ledger.finish_run(run.run_id, RunStatus.FAILED)
             self.ledger.record_audit(
@@ -340,7 +344,6 @@ class _ServiceRun:
                     )
                 elif run.status is not RunStatus.COMPLETE:
                     self.emit(Note(name, f"resuming run {run.run_id}"))
-                self._forget_stale_claims(run)
                 return run, True
             self.emit(
                 Note(name, f"document type {changed} now reads different data: starting a new run")
@@ -387,27 +390,6 @@ class _ServiceRun:
         """What a chunk's transform depends on besides its rows: the document type's compiled
         mapping and the document size limit."""
         return f"{self.doc_plans[doc_type].fingerprint}/max={self.max_bytes}"
-
-    def _forget_stale_claims(self, run: RunRecord) -> None:
-        """Before chunks are built again for another mapping (or size limit), their registered
-        documents go, and every chunk that withdrew a document for a collision with them is
-        built again too: the collision may be gone."""
-        chunks = self.ledger.chunks(run.run_id)
-        stale = [
-            c
-            for c in chunks
-            if c.state.rank >= ChunkState.TRANSFORMED.rank
-            and c.doc_type in self.doc_plans
-            and c.transform_fingerprint != self._transform_fingerprint(c.doc_type)
-        ]
-        if not stale:
-            return
-        collided = self.ledger.collided_chunks(run.run_id)
-        redo = [c for c in chunks if c in stale or c.chunk_id in collided]
-        again = [c.chunk_id for c in redo if c.state.rank > ChunkState.EXTRACTED.rank]
-        with self.ledger.together():
-            self.ledger.reset_chunks(run.run_id, again, ChunkState.EXTRACTED)
-            self.ledger.clear_documents(run.run_id, [c.chunk_id for c in redo])
 
     @contextlib.contextmanager
     def _snapshot_if_needed(self, run: RunRecord) -> Iterator[Snapshot | None]:
@@ -533,7 +515,7 @@ class _ServiceRun:
         self.rejects = rejects_before
         self.target = self.project.target  # opened here, not first in the loader thread
         self.register = Register(self.ledger, run.run_id, self.doc_plans, self._add_chunk_rejects)
-        if todo and self.rejects > self.max_rejects:  # stopped for them before: still stopped
+        if self.rejects > self.max_rejects:  # stopped for them before: still stopped
             raise self._too_many_rejects(None)
         pending = deque(todo)
         transforming: deque[_Transforming] = deque()
@@ -712,7 +694,9 @@ class _ServiceRun:
                     snapshot=snapshot,
                 )
             rebuild = partial(self._rebuild, chunk, output)
-            settled = self.register.settle(chunk.chunk_id, doc, output, rebuild)
+            settled = self.register.settle(
+                chunk.chunk_id, doc, output, fingerprint=fingerprint, rebuild=rebuild
+            )
             output = settled.output
             self._write_chunk_rejects(run, chunk, output.rejects)
             self.ledger.mark_transformed(
@@ -723,7 +707,8 @@ class _ServiceRun:
                 rejects=len(output.rejects),
                 doc_checksum=output.checksum,
             )
-        for bucket_type, bucket, key in settled.deletions:  # no row of a collision stays stored
+        # No row of a collision stays stored, nor a document under a key no row renders now.
+        for bucket_type, bucket, key in settled.deletions:
             self.target.delete(bucket_type, bucket, key)
         meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
         stats = self.target.write(output.documents, meta=meta)

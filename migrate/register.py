@@ -27,8 +27,9 @@ Known = dict[str, list[str]]  # key -> the other rows that render it, described
 @dataclass(frozen=True, slots=True)
 class Settled:
     """A chunk's output once registered: rebuilt when the register found collisions its build
-    did not know, the documents to delete from the target (keys now collided), and how many rows
-    of other chunks were withdrawn now."""
+    did not know, the documents to delete from the target (keys now collided, and keys its rows
+    rendered under an older mapping that nothing renders now), and how many rows of other chunks
+    were withdrawn now."""
 
     output: TransformOutput
     deletions: list[tuple[str, str, str]]
@@ -55,13 +56,15 @@ class Register:
         """What the chunk's build must know: its keys that rows of other chunks render."""
         if chunk_id not in self._collided:
             return None
-        return self._describe(self.ledger.collisions_of(self.run_id, chunk_id))
+        return describe(self.ledger.collisions_of(self.run_id, chunk_id), self.plans)
 
     def settle(
         self,
         chunk_id: str,
         doc: DocPlan,
         output: TransformOutput,
+        *,
+        fingerprint: str,
         rebuild: Callable[[Known], TransformOutput],
     ) -> Settled:
         """Register the chunk's documents (inside the caller's ledger transaction)."""
@@ -72,13 +75,14 @@ class Register:
             bucket_type=doc.bucket_type,
             bucket=doc.bucket,
             claims=output.claims,
+            fingerprint=fingerprint,
             collided=output.collided,
         )
         if not found.others:
-            return Settled(output, [], 0)
+            return Settled(output, found.vanished, 0)
         self._collided.add(chunk_id)
         if not set(found.others) <= output.collided:
-            output = rebuild(self._describe(found.others))
+            output = rebuild(describe(found.others, self.plans))
         mine = {c.key: c.source_key for c in output.claims if c.key in found.others}
         by_chunk: dict[str, list[Registered]] = {}
         for row in found.newly_collided:
@@ -87,6 +91,7 @@ class Register:
             self._withdraw(other_chunk, rows, chunk_id, doc, mine)
         deletions = sorted(
             {(o.bucket_type, o.bucket, o.key) for r in found.others.values() for o in r}
+            | set(found.vanished)
         )
         return Settled(output, deletions, len(found.newly_collided))
 
@@ -112,7 +117,7 @@ class Register:
             doc_checksum=without(record.doc_checksum, (r.checksum for r in rows)),
             note=f"{len(rows)} document(s) withdrawn: chunk {by_chunk} renders their keys too",
         )
-        names = self._key_names(record.doc_type)
+        names = _key_names(self.plans, record.doc_type)
         rejects = []
         for row in rows:
             other = describe_row(by_doc.extract.primary_key, mine[row.key], by_chunk)
@@ -128,12 +133,15 @@ class Register:
             )
         self.add_rejects(chunk_id, rejects)
 
-    def _describe(self, others: dict[str, list[Registered]]) -> Known:
-        return {
-            key: [describe_row(self._key_names(o.doc_type), o.source_key, o.chunk_id) for o in rows]
-            for key, rows in others.items()
-        }
 
-    def _key_names(self, doc_type: str) -> tuple[str, ...]:
-        plan = self.plans.get(doc_type)
-        return plan.extract.primary_key if plan is not None else ()
+def describe(others: dict[str, list[Registered]], plans: dict[str, DocPlan]) -> Known:
+    """Registered rows of other chunks as a build is told about them: `A=1, B=x (chunk c)`."""
+    return {
+        key: [describe_row(_key_names(plans, o.doc_type), o.source_key, o.chunk_id) for o in rows]
+        for key, rows in others.items()
+    }
+
+
+def _key_names(plans: dict[str, DocPlan], doc_type: str) -> tuple[str, ...]:
+    plan = plans.get(doc_type)
+    return plan.extract.primary_key if plan is not None else ()

@@ -270,6 +270,12 @@ def status(ctx: click.Context, fmt: str) -> None:
     is_flag=True,
     help="Include expected and actual values of changed documents (personal data!).",
 )
+@click.option(
+    "--accept-rejects",
+    is_flag=True,
+    help="Rejected source rows do not fail the reconciliation; they are still listed, and the "
+    "acceptance is recorded (who, when, how many).",
+)
 @click.pass_context
 def reconcile(  # noqa: PLR0917 (click passes every option by position)
     ctx: click.Context,
@@ -282,11 +288,14 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
     fmt: str,
     output: Path | None,
     show_values: bool,
+    accept_rejects: bool,
 ) -> None:
     """Prove that the target holds exactly what the source says, per document.
 
     Names every missing key (in the source, not the target), extra key (in the target, not the
-    source) and changed document. Exit 0 when everything matches, 1 when anything differs. Without
+    source), changed document, and rejected source row (a row that makes no document: a bad
+    value, a code with no translation, a key other rows render too...). Exit 0 when everything
+    matches, 1 when anything differs or a row is rejected (unless --accept-rejects). Without
     --dry-run the result is recorded in the ledger for `migrate repair` and the cutover gates.
     """
     from migrate.reconcile import Against, Options, parse_sample, reconcile_services
@@ -298,6 +307,7 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
         deep=deep,
         workers=workers or 0,
         show_values=show_values,
+        accept_rejects=accept_rejects,
     )
     with _project(ctx, read_only=dry_run) as project:
         results = reconcile_services(project, services, options)

@@ -250,18 +250,24 @@ def _reconcile_tables(
 ) -> None:
     table = Table(title="migrate reconcile", title_justify="left")
     names = ["service", "document type", "outcome", "expected", "actual", "equal"]
-    names += ["missing", "extra", "changed", "chunks", "skipped equal", "seconds"]
+    names += ["missing", "extra", "changed", "rejected", "chunks", "skipped equal", "seconds"]
     for name in names:
         table.add_column(name, justify="left" if name in names[:3] else "right")
     for result in results:
         for doc in result.doc_types:
             c = doc.counts()
+            if not doc.equal:
+                verdict = "DIFFERENT"
+            elif c["rejected"]:
+                verdict = "rejects accepted" if result.rejects_accepted else "REJECTED ROWS"
+            else:
+                verdict = "equal"
             table.add_row(
                 result.service,
                 doc.doc_type,
-                "equal" if doc.equal else "DIFFERENT",
+                verdict,
                 *(f"{c[k]:,}" for k in ("expected", "actual", "equal", "missing")),
-                *(f"{c[k]:,}" for k in ("extra", "changed", "chunks_compared")),
+                *(f"{c[k]:,}" for k in ("extra", "changed", "rejected", "chunks_compared")),
                 f"{c['chunks_skipped_equal']:,}",
                 f"{result.seconds:.1f}",
             )
@@ -282,3 +288,9 @@ def _reconcile_tables(
                 if show_values and d.expected_value is not None:
                     console.print(f"    expected: {d.expected_value}", markup=False)
                     console.print(f"    actual:   {d.actual_value}", markup=False)
+            for r in doc.rejected:
+                row = ", ".join(f"{k}={v}" for k, v in r.source_key.items())
+                console.print(
+                    f"  rejected {doc.doc_type} {row}  chunk {r.chunk_id}: {r.field}: {r.reason}",
+                    markup=False,
+                )

@@ -46,11 +46,14 @@ class Registered:
 @dataclass(frozen=True, slots=True)
 class Registration:
     """What registering a chunk's documents found: per key of the chunk that other chunks also
-    render, those chunks' rows; and those rows that were not withdrawn yet (now marked so: the
-    caller amends their chunks and deletes their documents from the target)."""
+    render, those chunks' rows; those rows that were not withdrawn yet (now marked so: the caller
+    amends their chunks and deletes their documents from the target); and the documents the
+    chunk's rows rendered before (an older mapping) that nothing renders now (the caller deletes
+    them from the target)."""
 
     others: dict[str, list[Registered]]
     newly_collided: list[Registered]
+    vanished: list[tuple[str, str, str]]
 
 
 class ClaimStore:
@@ -73,12 +76,19 @@ class ClaimStore:
         bucket_type: str,
         bucket: str,
         claims: Sequence[Claim],
+        fingerprint: str,
         collided: set[str] | frozenset[str] = frozenset(),
     ) -> Registration:
-        """Replace the chunk's registered documents with `claims` (`collided` keys registered as
-        withdrawn) and report every other chunk's row that renders one of its keys."""
+        """Replace the chunk's registered documents with `claims`, built under `fingerprint`
+        (`collided` keys registered as withdrawn), and report every other chunk's row built
+        under the same fingerprint that renders one of its keys."""
         d = t.documents
         with self._write(f"registering the documents of {chunk_id}") as conn:
+            before = conn.execute(
+                sa.select(d.c.bucket_type, d.c.bucket, d.c.key, d.c.ident).where(
+                    d.c.run_id == run_id, d.c.chunk_id == chunk_id
+                )
+            ).all()
             conn.execute(d.delete().where(d.c.run_id == run_id, d.c.chunk_id == chunk_id))
             if claims:
                 conn.execute(
@@ -95,6 +105,7 @@ class ClaimStore:
                             "ident": identity(bucket_type, bucket, claim.key),
                             "checksum": claim.checksum,
                             "collided": claim.key in collided,
+                            "fingerprint": fingerprint,
                         }
                         for claim in claims
                     ],
@@ -123,7 +134,34 @@ class ClaimStore:
                     )
                     .values(collided=True)
                 )
-        return Registration(others, fresh)
+            vanished = self._vanished(conn, run_id, before, {c.key for c in claims}, fingerprint)
+        return Registration(others, fresh, vanished)
+
+    @staticmethod
+    def _vanished(
+        conn: sa.Connection,
+        run_id: str,
+        before: Sequence[Any],
+        now: set[str],
+        fingerprint: str,
+    ) -> list[tuple[str, str, str]]:
+        """Keys the chunk's rows rendered before and render no more, which no row built under
+        `fingerprint` keeps as a document."""
+        gone = {row.ident: row for row in before if row.key not in now}
+        if not gone:
+            return []
+        d = t.documents
+        kept = conn.execute(
+            sa.select(d.c.ident).where(
+                d.c.run_id == run_id,
+                d.c.ident.in_(sorted(gone)),
+                d.c.fingerprint == fingerprint,
+                d.c.collided.is_(False),
+            )
+        ).scalars()
+        for ident in kept:
+            gone.pop(ident, None)
+        return sorted((row.bucket_type, row.bucket, row.key) for row in gone.values())
 
     def collisions_of(self, run_id: str, chunk_id: str) -> dict[str, list[Registered]]:
         """Per key the chunk registered that another chunk also renders, those chunks' rows."""
@@ -139,16 +177,6 @@ class ClaimStore:
             .group_by(d.c.chunk_id)
         )
         return {row[0] for row in self._read(query, "reading the run's key collisions")}
-
-    def clear_documents(self, run_id: str, chunk_ids: Sequence[str] | None = None) -> None:
-        """Forget the registered documents of the run (of those chunks only, when given): they
-        are built again, under another mapping."""
-        d = t.documents
-        query = d.delete().where(d.c.run_id == run_id)
-        if chunk_ids is not None:
-            query = query.where(d.c.chunk_id.in_(list(chunk_ids)))
-        with self._write(f"clearing the document register of {run_id}") as conn:
-            conn.execute(query)
 
     def registered(self, run_id: str, chunk_id: str) -> list[Registered]:
         """A chunk's registered documents, in the order they were registered."""
@@ -169,6 +197,7 @@ class ClaimStore:
                     other.c.run_id == mine.c.run_id,
                     other.c.ident == mine.c.ident,
                     other.c.chunk_id != mine.c.chunk_id,
+                    other.c.fingerprint == mine.c.fingerprint,
                 ),
             )
             .where(mine.c.run_id == run_id, mine.c.chunk_id == chunk_id)

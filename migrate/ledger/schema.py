@@ -189,6 +189,8 @@ documents = sa.Table(
     sa.Column("ident", sa.String(32), nullable=False),  # xxh3-128 of bucket type, bucket, key
     sa.Column("checksum", sa.String(32), nullable=False),
     sa.Column("collided", sa.Boolean, nullable=False),  # withdrawn: other rows render its key
+    # The chunk's transform fingerprint: rows of an older mapping never collide with newer ones.
+    sa.Column("fingerprint", sa.String(200), nullable=False),
     sa.Index("ix_documents_run_ident", "run_id", "ident"),
     sa.Index("ix_documents_run_chunk", "run_id", "chunk_id"),
     sa.Index("ix_documents_run_row", "run_id", "doc_type", "source_key"),

@@ -8,35 +8,47 @@ threads too.
 
 from __future__ import annotations
 
-from collections.abc import Collection, Iterable
+from collections.abc import Callable, Collection, Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 
 import pyarrow as pa
 
 from migrate.config import ServiceConfig
+from migrate.document import BuildResult
 from migrate.mapping import DocPlan, ServicePlan
 from migrate.project import Project
 from migrate.reconcile.actual import (
     ActualChunk,
     Prefetcher,
     leftovers,
+    read_chunk,
     stored_checksum,
     stored_value,
 )
+from migrate.reconcile.collisions import KeyTracker
 from migrate.reconcile.compare import diff_keys, same_aggregate
 from migrate.reconcile.expected import (
     Builders,
     BuildTask,
     ChunkRef,
     ExpectedChunk,
+    build_chunk,
     build_in_order,
     expect_chunk,
     source_tables,
     staged_tables,
 )
-from migrate.reconcile.model import ChunkOutcome, Difference, DocTypeResult, Kind, Options
+from migrate.reconcile.model import (
+    ChunkOutcome,
+    Difference,
+    DocTypeResult,
+    Kind,
+    Options,
+    Rejected,
+)
 from migrate.reconcile.sample import in_sample
+from migrate.register import Known
 from migrate.source import Snapshot
 from migrate.source.shared import ChunkRead, SharedView
 
@@ -57,6 +69,8 @@ class DocCheck:
         snapshot: Snapshot | None,
         options: Options,
         view: SharedView | None = None,
+        tracker: KeyTracker | None = None,
+        known: Callable[[str], Known | None] | None = None,
     ) -> None:
         self.project = project
         self.service = service
@@ -71,8 +85,13 @@ class DocCheck:
         self._reader: Prefetcher | None = None
         self.view = view  # the snapshot shared with the build workers, which then read chunks
         self._workers_read = False
+        self.tracker = tracker  # notes every chunk's keys, to find collisions across chunks
+        self.known = known  # a chunk's keys that others render, as the ledger's register says
+        self.refs: list[ChunkRef] = []
+        self.outcomes: list[ChunkOutcome] = []
 
     def run(self, refs: list[ChunkRef], builders: Builders) -> DocTypeResult:
+        self.refs = refs
         indexes = [r.index for r in refs]
         last = max(indexes, default=-1)
         chunk_ids = self.options.chunk_ids
@@ -97,13 +116,23 @@ class DocCheck:
         with reader, ThreadPoolExecutor(_PROBE_THREADS) as probes:
             self._reader = reader
             fallback = self._expect_here if self._workers_read else None
-            for ref, expected in build_in_order(
-                refs, self._task, builders, self.plan, in_flight=in_flight, fallback=fallback
+            for position, (ref, expected) in enumerate(
+                build_in_order(
+                    refs, self._task, builders, self.plan, in_flight=in_flight, fallback=fallback
+                )
             ):
                 outcome, keys = self._compare(ref, expected, probes)
                 if unplanned:
                     unplanned.difference_update(keys)
                 outcomes.append(outcome)
+                if self.tracker is not None and expected is not None:
+                    self.tracker.note(
+                        self.doc.name,
+                        (self.doc.bucket_type, self.doc.bucket),
+                        position,
+                        live=expected.checksums.keys(),
+                        withdrawn=expected.collided,
+                    )
         for index, keys in sorted(beyond.items()):
             chunk_id = f"{self.doc.name}:{index:05d}"
             extra = tuple(
@@ -111,7 +140,33 @@ class DocCheck:
             )
             if extra:
                 outcomes.append(ChunkOutcome(chunk_id, index, 0, len(extra), False, extra))
-        return DocTypeResult(self.doc.name, self.doc.bucket_type, self.doc.bucket, tuple(outcomes))
+        self.outcomes = outcomes
+        return self.result()
+
+    def result(self) -> DocTypeResult:
+        return DocTypeResult(
+            self.doc.name, self.doc.bucket_type, self.doc.bucket, tuple(self.outcomes)
+        )
+
+    def build_here(self, position: int, known: Known | None = None) -> BuildResult:
+        """The chunk at `position` built here from the source (a collision's second look)."""
+        task = self._task(self.refs[position], here=True, collided=known)
+        assert task is not None  # against the source, every chunk is built
+        return build_chunk(task, self.plan)
+
+    def recheck(self, position: int, known: Known) -> None:
+        """Check the chunk at `position` again, its build knowing `known` (its keys that rows of
+        other chunks render), and take that outcome instead."""
+        ref = self.refs[position]
+        task = self._task(ref, here=True, collided=known)
+        assert task is not None
+        expected = expect_chunk(task, self.plan)
+        actual = read_chunk(
+            self.target, self.doc.bucket_type, self.doc.bucket, ref.index, self.options.sample
+        )
+        with ThreadPoolExecutor(_PROBE_THREADS) as probes:
+            outcome, _ = self._compare(ref, expected, probes, actual=actual)
+        self.outcomes = [outcome if o.chunk_id == ref.chunk_id else o for o in self.outcomes]
 
     def _expect_here(self, ref: ChunkRef) -> ExpectedChunk:
         """The chunk's expected side read on the snapshot's connection and built here."""
@@ -119,7 +174,9 @@ class DocCheck:
         assert task is not None  # against the source, every chunk is built
         return expect_chunk(task, self.plan)
 
-    def _task(self, ref: ChunkRef, *, here: bool = False) -> BuildTask | None:
+    def _task(
+        self, ref: ChunkRef, *, here: bool = False, collided: Known | None = None
+    ) -> BuildTask | None:
         """The build task of the chunk's expected side, or None when the ledger's aggregate
         already proves it (verification against staging, which reads the actual side first).
         Against the source, a worker reads the chunk unless `here` (or it cannot)."""
@@ -136,6 +193,7 @@ class DocCheck:
             if (
                 self.use_aggregates
                 and record is not None
+                and not record.rejects  # rejected rows are named, so built
                 and same_aggregate(
                     record.documents or 0,
                     record.doc_checksum,
@@ -145,6 +203,8 @@ class DocCheck:
             ):
                 return None
             tables = staged_tables(self.service.name, ref)
+            if collided is None and self.known is not None:
+                collided = self.known(ref.chunk_id)
         return BuildTask(
             str(self.service.mapping),
             self.project.config.target.bucket_type,
@@ -156,13 +216,20 @@ class DocCheck:
             sample=self.options.sample,
             with_values=self.options.show_values,
             read=read,
+            collided=collided,
         )
 
     def _compare(
-        self, ref: ChunkRef, expected: ExpectedChunk | None, probes: ThreadPoolExecutor
+        self,
+        ref: ChunkRef,
+        expected: ExpectedChunk | None,
+        probes: ThreadPoolExecutor,
+        *,
+        actual: ActualChunk | None = None,
     ) -> tuple[ChunkOutcome, Iterable[str]]:
         """The chunk's outcome, and the keys it expects (so leftovers do not count them)."""
-        actual = self.actual.pop(ref.chunk_id, None)
+        if actual is None:
+            actual = self.actual.pop(ref.chunk_id, None)
         if actual is None:
             actual = self._take(ref)
         found = actual.checksums
@@ -172,12 +239,15 @@ class DocCheck:
             )
             return outcome, found.keys()
         want = expected.checksums
+        rejected = tuple(
+            Rejected(ref.chunk_id, r.key, r.source_key, r.field, r.reason) for r in expected.rejects
+        )
         bodies = self._probe(probes, sorted(found)) if self.options.deep else None
         if self.use_aggregates and same_aggregate(
             len(want), expected.digest, len(found), actual.digest
         ):
             outcome = ChunkOutcome(
-                ref.chunk_id, ref.index, len(want), len(found), True, (), ref.lo, ref.hi
+                ref.chunk_id, ref.index, len(want), len(found), True, (), ref.lo, ref.hi, rejected
             )
             return outcome, want.keys()
         differences = diff_keys(
@@ -194,6 +264,7 @@ class DocCheck:
             tuple(differences),
             ref.lo,
             ref.hi,
+            rejected,
         )
         return outcome, want.keys()
 

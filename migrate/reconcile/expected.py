@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pyarrow as pa
 
-from migrate.document import Document
+from migrate.document import BuildResult, Reject
 from migrate.errors import StagingError
 from migrate.ledger import ChunkRecord
 from migrate.mapping import ServicePlan, cached_plan
@@ -55,19 +55,25 @@ class BuildTask:
     sample: float | None = None  # only keys in this sample (see `sample`)
     with_values: bool = False  # keep the documents' values (--show-values)
     read: ChunkRead | None = None  # the chunk to read under the reconcile's shared snapshot
+    # Keys of this chunk that rows elsewhere render too, those rows described (as in the load).
+    collided: dict[str, list[str]] | None = None
 
 
 @dataclass(frozen=True, slots=True)
 class ExpectedChunk:
-    """What a chunk should hold: {key: checksum}, their aggregate, and the values when asked."""
+    """What a chunk should hold: {key: checksum}, their aggregate, and the values when asked;
+    the rows it rejects (in the sample), and the keys it withdrew for a collision (so a
+    collision with another chunk can be found)."""
 
     checksums: dict[str, str]
     digest: str
     values: dict[str, bytes] | None = None
+    rejects: tuple[Reject, ...] = ()
+    collided: tuple[str, ...] = ()
 
 
-def build_chunk(task: BuildTask, plan: ServicePlan | None = None) -> list[Document]:
-    """One chunk's documents (rejected rows make none, as in the load). Pure. A worker process
+def build_chunk(task: BuildTask, plan: ServicePlan | None = None) -> BuildResult:
+    """One chunk's documents and rejects, as the load builds them. Pure. A worker process
     compiles the task's mapping once; the calling process passes the plan it compiled."""
     if plan is None:
         plan = cached_plan(
@@ -82,17 +88,25 @@ def build_chunk(task: BuildTask, plan: ServicePlan | None = None) -> list[Docume
         if task.read is None:
             raise ValueError("a build task needs its tables or a chunk to read")
         tables = read_chunk(task.read, doc.extract)
-    return doc.build(tables, max_bytes=task.max_bytes).documents
+    return doc.build(tables, max_bytes=task.max_bytes, collided=task.collided)
 
 
 def expect_chunk(task: BuildTask, plan: ServicePlan | None = None) -> ExpectedChunk:
     """One chunk's expected side, in the task's sample. Pure."""
-    documents = build_chunk(task, plan)
+    result = build_chunk(task, plan)
+    documents = result.documents
+    rejects = result.rejects
+    collided = [claim.key for claim in result.collided]
     if task.sample is not None:
-        documents = [d for d in documents if in_sample(d.key, task.sample)]
+        sample = task.sample
+        documents = [d for d in documents if in_sample(d.key, sample)]
+        rejects = [r for r in rejects if r.key is None or in_sample(r.key, sample)]
+        collided = [key for key in collided if in_sample(key, sample)]
     checksums = {d.key: d.checksum for d in documents}
     values = {d.key: d.value for d in documents} if task.with_values else None
-    return ExpectedChunk(checksums, aggregate(checksums.values()), values)
+    return ExpectedChunk(
+        checksums, aggregate(checksums.values()), values, tuple(rejects), tuple(collided)
+    )
 
 
 class Builders:

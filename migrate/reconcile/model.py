@@ -33,6 +33,18 @@ class Difference:
 
 
 @dataclass(frozen=True, slots=True)
+class Rejected:
+    """A source row that makes no document: it breaks a rule (a bad value, a missing code, a key
+    other rows render too...). Rejected rows are differences until they are fixed or accepted."""
+
+    chunk_id: str
+    key: str | None  # None when the key itself could not be rendered
+    source_key: dict[str, str]
+    field: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
 class ChunkOutcome:
     chunk_id: str
     index: int
@@ -42,9 +54,11 @@ class ChunkOutcome:
     differences: tuple[Difference, ...] = ()
     lo: str | None = None  # the chunk's key bounds (JSON), so repair can rebuild it
     hi: str | None = None
+    rejected: tuple[Rejected, ...] = ()
 
     @property
     def equal(self) -> bool:
+        """The target holds exactly the documents expected (rejected rows are counted apart)."""
         return not self.differences
 
     def count(self, kind: Kind) -> int:
@@ -63,12 +77,18 @@ class DocTypeResult:
         return [d for c in self.chunks for d in c.differences]
 
     @property
+    def rejected(self) -> list[Rejected]:
+        return [r for c in self.chunks for r in c.rejected]
+
+    @property
     def equal(self) -> bool:
+        """The target holds exactly the documents expected (see `ServiceResult.equal` for the
+        verdict that counts rejected rows)."""
         return all(c.equal for c in self.chunks)
 
     def counts(self) -> dict[str, int]:
-        """expected/actual/equal/missing/extra/changed documents and compared/skipped/different
-        chunks."""
+        """expected/actual/equal/missing/extra/changed documents, rejected source rows, and
+        compared/skipped/different chunks."""
         kinds = {k.value: sum(c.count(k) for c in self.chunks) for k in Kind}
         expected = sum(c.expected for c in self.chunks)
         return {
@@ -76,6 +96,7 @@ class DocTypeResult:
             "actual": sum(c.actual for c in self.chunks),
             "equal": expected - kinds["missing"] - kinds["changed"],
             **kinds,
+            "rejected": sum(len(c.rejected) for c in self.chunks),
             "chunks_compared": len(self.chunks),
             "chunks_skipped_equal": sum(1 for c in self.chunks if c.skipped_equal),
             "chunks_different": sum(1 for c in self.chunks if not c.equal),
@@ -93,6 +114,8 @@ class Options:
     workers: int = 0  # build processes; 0: the project's [run] workers, else one per core
     show_values: bool = False
     chunk_ids: frozenset[str] | None = None  # only these chunks (repair's re-check)
+    # Rejected source rows do not fail the verification (recorded as accepted, with who).
+    accept_rejects: bool = False
 
 
 @dataclass(slots=True)
@@ -108,10 +131,18 @@ class ServiceResult:
     doc_types: list[DocTypeResult] = field(default_factory=list)
     verification_id: str | None = None
     differences_path: Path | None = None
+    rejects_accepted: bool = False
+
+    @property
+    def rejected(self) -> int:
+        return sum(len(d.rejected) for d in self.doc_types)
 
     @property
     def equal(self) -> bool:
-        return all(d.equal for d in self.doc_types)
+        """The verdict: the target holds exactly what is expected, and no source row is
+        rejected (or the rejected ones were accepted)."""
+        matches = all(d.equal for d in self.doc_types)
+        return matches and (self.rejects_accepted or self.rejected == 0)
 
     @property
     def outcome(self) -> str:

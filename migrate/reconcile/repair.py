@@ -67,7 +67,7 @@ def repair_service(project: Project, name: str) -> RepairReport:
                 )
                 documents = [
                     with_chunk_index(d, ref.index)
-                    for d in build_chunk(task, plan)
+                    for d in build_chunk(task, plan).documents
                     if d.key in wanted
                 ]
                 meta = {"migrate-run": latest.run_id or "repair", "migrate-chunk": ref.chunk_id}

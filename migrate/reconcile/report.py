@@ -41,6 +41,7 @@ def _service_json(result: ServiceResult, show_values: bool) -> dict[str, Any]:
         "started_at": result.started_at.isoformat(),
         "duration_seconds": round(result.seconds, 3),
         "outcome": result.outcome,
+        "rejects_accepted": result.rejects_accepted,
         "counts": result.counts(),
         "document_types": [_doc_json(d, show_values) for d in result.doc_types],
     }
@@ -56,6 +57,16 @@ def _doc_json(doc: DocTypeResult, show_values: bool) -> dict[str, Any]:
                 item["expected_value"] = d.expected_value
                 item["actual_value"] = d.actual_value
         differences[d.kind.value].append(item)
+    differences["rejected"] = [
+        {
+            "chunk_id": r.chunk_id,
+            "key": r.key,
+            "source_key": r.source_key,
+            "field": r.field,
+            "reason": r.reason,
+        }
+        for r in doc.rejected
+    ]
     return {
         "document_type": doc.doc_type,
         "bucket_type": doc.bucket_type,
@@ -71,7 +82,7 @@ def render_junit(results: Sequence[ServiceResult], *, show_values: bool = False)
     root = ET.Element("testsuites", name="migrate reconcile")
     total = failures = 0
     for result in results:
-        failed = sum(1 for d in result.doc_types if not d.equal)
+        failed = sum(1 for d in result.doc_types if not _passes(result, d))
         total += len(result.doc_types)
         failures += failed
         suite = ET.SubElement(
@@ -104,17 +115,34 @@ def render_junit(results: Sequence[ServiceResult], *, show_values: bool = False)
                 classname=f"reconcile.{result.service}",
                 time=f"{result.seconds / max(1, len(result.doc_types)):.3f}",
             )
-            if not doc.equal:
+            if not _passes(result, doc):
                 _failure(case, doc, show_values)
+            elif doc.rejected:  # accepted: said, not failed
+                out = ET.SubElement(case, "system-out")
+                out.text = "\n".join(_rejected_lines(doc, accepted=True))
     root.set("tests", str(total))
     root.set("failures", str(failures))
     ET.indent(root)
     return ET.tostring(root, encoding="unicode", xml_declaration=True) + "\n"
 
 
+def _passes(result: ServiceResult, doc: DocTypeResult) -> bool:
+    return doc.equal and (result.rejects_accepted or not doc.rejected)
+
+
+def _rejected_lines(doc: DocTypeResult, *, accepted: bool = False) -> list[str]:
+    word = "rejected (accepted)" if accepted else "rejected"
+    lines = []
+    for r in doc.rejected:
+        row = ", ".join(f"{k}={v}" for k, v in r.source_key.items())
+        lines.append(f"{word} {row} key {r.key} chunk {r.chunk_id}: {r.field}: {r.reason}")
+    return lines
+
+
 def _failure(case: ET.Element, doc: DocTypeResult, show_values: bool) -> None:
     counts = doc.counts()
-    message = ", ".join(f"{counts[k.value]} {k.value}" for k in Kind)
+    kinds = [k.value for k in Kind] + ["rejected"]
+    message = ", ".join(f"{counts[k]} {k}" for k in kinds)
     failure = ET.SubElement(case, "failure", message=message, type="ReconcileMismatch")
     lines = []
     for kind in Kind:
@@ -125,4 +153,5 @@ def _failure(case: ET.Element, doc: DocTypeResult, show_values: bool) -> None:
                 if show_values and kind is Kind.CHANGED:
                     lines.append(f"  expected: {d.expected_value}")
                     lines.append(f"  actual:   {d.actual_value}")
+    lines += _rejected_lines(doc)
     failure.text = "\n".join(lines)

@@ -21,12 +21,15 @@ from migrate.files import private_dir, private_writer
 from migrate.ledger import ChunkVerification, RunRecord
 from migrate.ledger.verifications import new_verification_id
 from migrate.mapping import DocPlan
+from migrate.mapping.collisions import describe_row
 from migrate.processes import warm_up
 from migrate.project import Project, actor
 from migrate.reconcile.check import DocCheck
+from migrate.reconcile.collisions import KeyTracker
 from migrate.reconcile.expected import Builders, ChunkRef
 from migrate.reconcile.model import Against, Kind, Options, ServiceResult
 from migrate.reconcile.sample import sample_label
+from migrate.register import Register
 from migrate.source import Snapshot
 from migrate.source.shared import SharedView, share_view
 
@@ -73,13 +76,31 @@ def reconcile_service(
                 specs = [d.extract for d in plan.doc_types]
                 view = share_view(project.source, snapshot, specs)
         marker = snapshot.marker if snapshot else (run.snapshot if run else "")
-        doc_types = []
+        tracker = KeyTracker() if snapshot is not None else None
+        known = None
+        if snapshot is None and run is not None:  # staging: the load's register knows them
+            plans = {d.name: d for d in plan.doc_types}
+            register = Register(project.ledger, run.run_id, plans, lambda _chunk, _rejects: None)
+            known = register.known
+        checkers = []
         for doc in plan.doc_types:
             refs = _chunk_refs(project, run, doc, snapshot, options)
             checker = DocCheck(
-                project, service, plan, doc, snapshot=snapshot, options=options, view=view
+                project,
+                service,
+                plan,
+                doc,
+                snapshot=snapshot,
+                options=options,
+                view=view,
+                tracker=tracker,
+                known=known,
             )
-            doc_types.append(checker.run(refs, builders))
+            checker.run(refs, builders)
+            checkers.append(checker)
+        if tracker is not None:
+            recheck_collisions(checkers, tracker)
+        doc_types = [checker.result() for checker in checkers]
     result = ServiceResult(
         service=service.name,
         run_id=run.run_id if run else None,
@@ -90,10 +111,44 @@ def reconcile_service(
         started_at=started_at,
         seconds=time.monotonic() - clock,
         doc_types=doc_types,
+        rejects_accepted=options.accept_rejects,
     )
     if not options.dry_run:
         _record(project, result)
     return result
+
+
+def recheck_collisions(checkers: list[DocCheck], tracker: KeyTracker) -> None:
+    """Check again, knowing them, the chunks holding a key another chunk holds too: each such
+    chunk is built here once to learn its rows' keys, then once more knowing the collisions."""
+    clashes = tracker.clashes()
+    if not clashes:
+        return
+    affected = [(c, p) for c in checkers for p in sorted(clashes.get(c.doc.name, ()))]
+    owners: dict[tuple[str, str, str], list[tuple[DocCheck, int, str]]] = {}
+    for checker, position in affected:
+        result = checker.build_here(position)
+        pairs = zip(result.documents, result.source_keys, strict=True)
+        found = [(d.key, source_key) for d, source_key in pairs]
+        found += [(claim.key, claim.source_key) for claim in result.collided]
+        for key, source_key in found:
+            identity = (checker.doc.bucket_type, checker.doc.bucket, key)
+            owners.setdefault(identity, []).append((checker, position, source_key))
+    known: dict[tuple[int, int], dict[str, list[str]]] = {}
+    for (_bt, _bucket, key), rows in owners.items():
+        if len({(id(c), p) for c, p, _ in rows}) < 2:
+            continue
+        for checker, position, _ in rows:
+            others = [
+                describe_row(c.doc.extract.primary_key, s, c.refs[p].chunk_id)
+                for c, p, s in rows
+                if (c, p) != (checker, position)
+            ]
+            known.setdefault((id(checker), position), {})[key] = others
+    for checker, position in affected:
+        found_known = known.get((id(checker), position))
+        if found_known:
+            checker.recheck(position, found_known)
 
 
 def _workers(project: Project, options: Options) -> int:
@@ -148,6 +203,8 @@ def _record(project: Project, result: ServiceResult) -> None:
         for c in doc.chunks
     ]
     counts = result.counts()
+    if result.rejects_accepted and counts.get("rejected"):
+        counts["rejects_accepted"] = counts["rejected"]
     project.ledger.record_verification(
         verification_id=verification_id,
         service=result.service,

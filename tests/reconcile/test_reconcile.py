@@ -97,7 +97,8 @@ def edit_source(project: Path) -> dict[str, set[str]]:
 def named(report: dict[str, object]) -> dict[str, set[str]]:
     (service,) = report["services"]  # type: ignore[misc]
     (doc,) = service["document_types"]
-    return {kind: {d["key"] for d in items} for kind, items in doc["differences"].items()}
+    kinds = ("missing", "extra", "changed")
+    return {kind: {d["key"] for d in doc["differences"][kind]} for kind in kinds}
 
 
 def scenario(project: Path, invoke: Invoke, target_state: object) -> None:
@@ -267,3 +268,47 @@ def test_chunks_workers_cannot_read_are_read_by_the_reconcile_snapshot(
     assert named(json.loads(result.stdout)) == expected
     (writer,) = writers
     writer.finish()
+
+
+def test_rejected_rows_are_counted_named_and_taken_again_after_a_limit_change(
+    demo_project: Path, migrate_cli: Invoke
+) -> None:
+    """A bad value is one reject (never a stop); reconcile counts it as its own category and
+    fails on it unless accepted; a raised size limit takes the rows it rejected again."""
+    with sqlite3.connect(demo_project / "legacy.db") as db:
+        (bad,) = db.execute(
+            "SELECT NHS_NUMBER FROM PATIENTS WHERE COALESCE(SENSITIVE_FLAG, 'N') <> 'S'"
+            " ORDER BY NHS_NUMBER LIMIT 1 OFFSET 40"
+        ).fetchone()
+        db.execute("UPDATE PATIENTS SET DATE_OF_BIRTH = '1990-02-31' WHERE NHS_NUMBER = ?", (bad,))
+    config = demo_project / "migrate.toml"
+    config.write_text(config.read_text().replace("max_rejects = 0", "max_rejects = 100000"))
+    run = migrate_cli("run", "pds")
+    assert run.exit_code == 0, run.output
+    result = migrate_cli("reconcile", "pds", "--dry-run", "--format", "json")
+    assert result.exit_code == 1
+    (service,) = json.loads(result.stdout)["services"]
+    assert service["counts"]["rejected"] == 1 and service["outcome"] == "different"
+    (rejected,) = service["document_types"][0]["differences"]["rejected"]
+    assert rejected["key"] == bad and rejected["source_key"] == {"NHS_NUMBER": bad}
+    assert "DATE_OF_BIRTH (DATE)" in rejected["reason"] and "1990-02-31" not in result.stdout
+    accepted = migrate_cli("reconcile", "pds", "--accept-rejects")
+    assert accepted.exit_code == 0, accepted.output
+    with sqlite3.connect(demo_project / ".migrate" / "state.db") as db:
+        counts, outcome = db.execute(
+            "SELECT counts, outcome FROM verifications ORDER BY started_at DESC LIMIT 1"
+        ).fetchone()
+    assert outcome == "equal" and json.loads(counts)["rejects_accepted"] == 1
+
+    small = config.read_text().replace("[run]\n", "[run]\nmax_document_bytes = 700\n")
+    config.write_text(small)
+    shrunk = migrate_cli("run", "pds")
+    assert shrunk.exit_code == 0, shrunk.output
+    grown = json.loads(migrate_cli("reconcile", "pds", "--dry-run", "--format", "json").stdout)
+    assert grown["services"][0]["counts"]["rejected"] > 1
+    config.write_text(small.replace("max_document_bytes = 700\n", ""))
+    again = migrate_cli("run", "pds")
+    assert again.exit_code == 0, again.output
+    back = json.loads(migrate_cli("reconcile", "pds", "--dry-run", "--format", "json").stdout)
+    assert back["services"][0]["counts"]["rejected"] == 1
+    assert back["services"][0]["counts"]["missing"] == 0

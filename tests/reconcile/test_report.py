@@ -21,6 +21,7 @@ from migrate.reconcile.model import (
     Difference,
     DocTypeResult,
     Kind,
+    Rejected,
     ServiceResult,
 )
 from migrate.reconcile.report import json_report, render_junit
@@ -88,9 +89,14 @@ def validate(element: ET.Element, decls: dict[str, Decl], path: str = "") -> Non
         validate(child, decls, where)
 
 
-def result(*, differences: tuple[Difference, ...] = ()) -> ServiceResult:
+def result(
+    *,
+    differences: tuple[Difference, ...] = (),
+    rejected: tuple[Rejected, ...] = (),
+    accepted: bool = False,
+) -> ServiceResult:
     chunk = ChunkOutcome("patient:00000", 0, 3, 3, not differences, differences)
-    equal = ChunkOutcome("patient:00001", 1, 5, 5, True)
+    equal = ChunkOutcome("patient:00001", 1, 5, 5, True, rejected=rejected)
     return ServiceResult(
         service="pds",
         run_id="r1",
@@ -101,7 +107,53 @@ def result(*, differences: tuple[Difference, ...] = ()) -> ServiceResult:
         started_at=datetime(2026, 1, 2, 3, 4, 5, tzinfo=UTC),
         seconds=1.5,
         doc_types=[DocTypeResult("patient", "default", "patients", (chunk, equal))],
+        rejects_accepted=accepted,
     )
+
+
+REJECTED = (
+    Rejected(
+        "patient:00001",
+        "9/1",
+        {"SITE": "9", "NO": "1"},
+        "key",
+        "key collision: 2 rows render this document key; the others are SITE=9/1, NO=",
+    ),
+    Rejected("patient:00001", None, {"SITE": "7", "NO": "2"}, "key", "NULL in key column NO"),
+)
+
+
+@pytest.mark.parametrize("accepted", [False, True])
+def test_rejected_rows_are_their_own_category_in_every_format(accepted: bool) -> None:
+    service = result(rejected=REJECTED, accepted=accepted)
+    assert service.equal is accepted
+    report = json_report([service])
+    assert report["outcome"] == ("equal" if accepted else "different")
+    (entry,) = report["services"]
+    assert entry["rejects_accepted"] is accepted and entry["counts"]["rejected"] == 2
+    (doc,) = entry["document_types"]
+    assert doc["outcome"] == "equal"  # the target holds what is expected; the rows are apart
+    assert doc["differences"]["rejected"][1] == {
+        "chunk_id": "patient:00001",
+        "key": None,
+        "source_key": {"SITE": "7", "NO": "2"},
+        "field": "key",
+        "reason": "NULL in key column NO",
+    }
+    root = ET.fromstring(render_junit([service]))
+    validate(root, load_xsd())
+    case = root.find("testsuite/testcase")
+    assert case is not None
+    failure, out = case.find("failure"), case.find("system-out")
+    if accepted:
+        assert failure is None and out is not None
+        assert "rejected (accepted) SITE=7, NO=2 key None" in (out.text or "")
+    else:
+        assert failure is not None and out is None
+        assert "2 rejected" in failure.get("message", "")
+        assert "rejected SITE=9, NO=1 key 9/1 chunk patient:00001: key: key collision" in (
+            failure.text or ""
+        )
 
 
 DIFFS = (
@@ -147,6 +199,7 @@ def test_json_report_follows_the_documented_schema() -> None:
         "missing": 1,
         "extra": 1,
         "changed": 1,
+        "rejected": 0,
         "chunks_compared": 2,
         "chunks_skipped_equal": 1,
         "chunks_different": 1,
@@ -160,7 +213,7 @@ def test_json_report_follows_the_documented_schema() -> None:
 
 def test_the_report_schema_is_documented() -> None:
     doc = (Path(__file__).parents[2] / "docs" / "reconcile-report.md").read_text()
-    report = json_report([result(differences=DIFFS)])
+    report = json_report([result(differences=DIFFS, rejected=REJECTED)])
     service = report["services"][0]
     names = set(report) | set(service) | set(service["document_types"][0]) | set(service["counts"])
     for name in names:
