@@ -158,7 +158,8 @@ class DocumentBuilder:
             if doc.key is not None
             else default_template(root.table.primary_key)
         )
-        self._key = compile_key(self._template, root.table, root.pos)
+        self.key_escape = doc.key_escape
+        self._key = compile_key(self._template, root.table, root.pos, escape=doc.key_escape)
         ordered = sorted(doc.indexes, key=lambda index: index.name)
         self._indexes = [(i.name, compile_index(i, doc, root.table, root.pos)) for i in ordered]
         self._columnar: ColumnarBuilder | None

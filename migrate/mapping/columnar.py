@@ -45,7 +45,7 @@ from migrate.mapping.indexes import (
     is_int_index,
     resolve_source,
 )
-from migrate.mapping.keys import Placeholder, RowError
+from migrate.mapping.keys import Placeholder, RowError, escaped_characters, percent
 from migrate.mapping.model import (
     ColumnField,
     DocTypeModel,
@@ -197,6 +197,12 @@ class ColumnarBuilder:
         self._nodes = rows._nodes
         self._fields = self._object(doc.fields, rows._root, "root")
         self._key_parts = self._key_parts_of(rows)
+        self._key_escapes: list[tuple[bytes, bytes]] = []
+        if doc.key_escape == "percent":
+            self._key_escapes = [
+                (char.encode("utf-8", "surrogatepass"), percent(char).encode("ascii"))
+                for char in escaped_characters(rows._template)
+            ]
         self._indexes = self._compile_indexes(doc)
 
     # -- compilation ------------------------------------------------------------------------------
@@ -604,6 +610,8 @@ class ColumnarBuilder:
                 continue
             texts, failed = key_texts(root.table.column(part.at), part.rule)
             bad.update(failed)
+            for char, code in self._key_escapes:  # `key_escape: percent`, as `keys.escaper`
+                texts = pc.replace_substring(texts, char, code)
             parts.append(texts)
         joined = pc.binary_join_element_wise(*parts, lit(b""), null_handling="emit_null")
         if not isinstance(joined, pa.Array | pa.ChunkedArray):

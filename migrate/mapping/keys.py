@@ -10,7 +10,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from migrate.mapping.values import ValueRuleError, text_converter
-from migrate.schema import TableInfo
+from migrate.schema import TableInfo, ValueKind
 
 KeyFn = Callable[[tuple[Any, ...]], str]
 
@@ -100,6 +100,10 @@ def default_template(primary_key: tuple[str, ...]) -> ParsedTemplate:
     return ParsedTemplate(tuple(parts), ())
 
 
+def _then(first: Callable[[Any], str], second: Callable[[str], str]) -> Callable[[Any], str]:
+    return lambda value: second(first(value))
+
+
 class RowError(Exception):
     """One root row breaks a rule; `field` is the mapping path at fault."""
 
@@ -121,20 +125,52 @@ def guard(convert: Callable[[Any], Any], column: str, path: str) -> Callable[[An
     return guarded
 
 
+def escaped_characters(template: ParsedTemplate) -> tuple[str, ...]:
+    """What `key_escape: percent` escapes inside a value: `%` first, then every character of the
+    template's literal text (its separators), so a key reads back to exactly one row."""
+    literal = {char for part in template.parts if isinstance(part, str) for char in part}
+    return ("%", *sorted(literal - {"%"}))
+
+
+def percent(char: str) -> str:
+    """A character as %XX per UTF-8 byte."""
+    return "".join(f"%{byte:02X}" for byte in char.encode("utf-8", "surrogatepass"))
+
+
+def escaper(template: ParsedTemplate) -> Callable[[str], str]:
+    """The function that escapes one rendered value for `key_escape: percent`."""
+    pairs = [(char, percent(char)) for char in escaped_characters(template)]
+
+    def escape(text: str) -> str:
+        for char, code in pairs:
+            if char in text:
+                text = text.replace(char, code)
+        return text
+
+    return escape
+
+
 def compile_key(
-    template: ParsedTemplate, table: TableInfo, position: Callable[[str], int]
+    template: ParsedTemplate,
+    table: TableInfo,
+    position: Callable[[str], int],
+    *,
+    escape: str | None = None,
 ) -> KeyFn:
     """A function rendering a root row's key; a NULL placeholder or an empty key is a `RowError`.
 
-    `position` gives a column's index in the row tuple.
+    `position` gives a column's index in the row tuple; `escape` is the mapping's `key_escape`.
     """
     parts: list[str | tuple[int, Callable[[Any], str], str]] = []
+    escape_value = escaper(template) if escape == "percent" else None
     for part in template.parts:
         if isinstance(part, Placeholder):
             column = table.column(part.column)
             if column is None:
                 raise KeyError(part.column)
             convert = guard(text_converter(column.type), column.name, "key")
+            if escape_value is not None:
+                convert = _then(convert, escape_value)
             parts.append((position(column.name), convert, column.name))
         else:
             parts.append(part)
@@ -156,3 +192,38 @@ def compile_key(
         return text
 
     return key
+
+
+# Characters the text form of each kind can hold (None: any character).
+_DIGITS = frozenset("0123456789")
+_KIND_CHARACTERS: dict[ValueKind, frozenset[str] | None] = {
+    ValueKind.STRING: None,
+    ValueKind.JSON: None,
+    ValueKind.BINARY: _DIGITS
+    | frozenset("ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz+/="),
+    ValueKind.INTEGER: _DIGITS | {"-"},
+    ValueKind.DECIMAL: _DIGITS | {"-", "."},
+    ValueKind.NUMBER: _DIGITS | {"-", "."},
+    ValueKind.FLOAT: _DIGITS | frozenset("-.e+infa"),
+    ValueKind.DATE: _DIGITS | frozenset("-:T."),
+    ValueKind.TIMESTAMP: _DIGITS | frozenset("-:T."),
+    ValueKind.TIMESTAMP_TZ: _DIGITS | frozenset("-:T.Z"),
+    ValueKind.BOOLEAN: frozenset("truefals"),
+}
+
+
+def separator_hazards(template: ParsedTemplate, table: TableInfo) -> list[tuple[str, str]]:
+    """(column, separator) for each placeholder whose values can hold one of the template's
+    literal characters: two rows could then render one key (both are rejected as a collision
+    when they do). `key_escape: percent` removes every hazard."""
+    literal = sorted({char for part in template.parts if isinstance(part, str) for char in part})
+    found: list[tuple[str, str]] = []
+    for name in dict.fromkeys(template.columns):
+        column = table.column(name)
+        if column is None:
+            continue
+        possible = _KIND_CHARACTERS.get(column.type.kind)
+        hits = [c for c in literal if possible is None or c in possible]
+        if hits:
+            found.append((column.name, "".join(hits)))
+    return found

@@ -19,6 +19,7 @@ from yaml.nodes import MappingNode, Node, ScalarNode, SequenceNode
 
 from migrate.errors import MappingError, Problem
 from migrate.mapping.model import (
+    KEY_ESCAPES,
     NULLS_MODES,
     RESERVED_KEYS,
     ColumnField,
@@ -46,6 +47,7 @@ _DOC_KEYS = (
     "bucket",
     "bucket_type",
     "key",
+    "key_escape",
     "where",
     "nulls",
     "fields",
@@ -311,6 +313,15 @@ class _Reader:
         bucket = text_of("bucket")
         bucket_type = text_of("bucket_type") if "bucket_type" in got else self.default_bucket_type
         key = self.name_of(got, "key", path) if "key" in got else None
+        key_escape = text_of("key_escape")
+        if key_escape is not None and key_escape not in KEY_ESCAPES:
+            self.problem(
+                got["key_escape"][0],
+                _join(path, "key_escape"),
+                f"`key_escape` must be {' or '.join(f'`{e}`' for e in sorted(KEY_ESCAPES))}",
+                hint="`percent` writes the template's separators (and `%`) inside a value as "
+                "%XX, so no two rows can render one key",
+            )
         where = text_of("where")
         text_of("description")
         nulls = text_of("nulls") if "nulls" in got else "omit"
@@ -339,6 +350,7 @@ class _Reader:
             fields=fields,
             bucket_type=bucket_type,
             key=key,
+            key_escape=key_escape if key_escape in KEY_ESCAPES else None,
             where=where,
             nulls=nulls,
             indexes=indexes,

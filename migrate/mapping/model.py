@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import Any
 
 NULLS_MODES = ("omit", "keep")
+KEY_ESCAPES = frozenset({"percent"})
 RESERVED_KEYS = frozenset(
     {
         "column",
@@ -151,6 +152,7 @@ class DocTypeModel:
     fields: tuple[Field, ...]
     bucket_type: str = "default"
     key: Name | None = None
+    key_escape: str | None = None  # "percent": the template's separators escaped inside values
     where: str | None = None
     nulls: str = "omit"
     indexes: tuple[IndexModel, ...] = ()

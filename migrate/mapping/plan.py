@@ -266,6 +266,7 @@ def _describe_doc(doc: DocTypeModel, schema: SchemaInfo) -> dict[str, Any]:
         "bucket_type": doc.bucket_type,
         "bucket": doc.bucket,
         "key": doc.key.text if doc.key is not None else None,
+        **({"key_escape": doc.key_escape} if doc.key_escape else {}),
         "nulls": doc.nulls,
         "fields": _describe_fields(doc.fields, table, schema),
         "indexes": {

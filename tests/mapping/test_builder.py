@@ -596,6 +596,41 @@ fields: {code: CODE}
     assert "ORDER_ID=9, LINE_NO=9 (chunk doc:00007)" in elsewhere.reason
 
 
+def test_key_escape_percent_keeps_every_row_apart() -> None:
+    """With `key_escape: percent` the template's separators (and `%`) inside a value are written
+    %XX, so the rows that collide without it render distinct keys."""
+    plan = plan_of(
+        """
+table: ORGS
+bucket: orgs
+key: "{REGION}/{ODS_CODE}"
+key_escape: percent
+fields: {name: NAME}
+"""
+    )
+    rows = {
+        "root": [
+            {"ODS_CODE": "b/c", "REGION": "a", "NAME": "1"},
+            {"ODS_CODE": "c", "REGION": "a/b", "NAME": "2"},
+            {"ODS_CODE": "100%", "REGION": "é/", "NAME": "3"},
+            {"ODS_CODE": "x", "REGION": "y", "NAME": "4"},
+        ]
+    }
+    result = build(plan, rows)
+    assert result.rejects == []
+    assert sorted(d.key for d in result.documents) == ["a%2Fb/c", "a/b%2Fc", "y/x", "é%2F/100%25"]
+    plain = plan_of(
+        """
+table: ORGS
+bucket: orgs
+key: "{REGION}/{ODS_CODE}"
+fields: {name: NAME}
+"""
+    )
+    assert len(build(plain, rows).rejects) == 2
+    assert plan.fingerprint != plain.fingerprint
+
+
 def test_null_or_empty_key_rejects_with_no_key() -> None:
     # GP_CODE is unique here, so the template covers a unique constraint
     schema = SchemaInfo(

@@ -168,6 +168,22 @@ documents:
     ]
 
 
+def test_key_escape_takes_only_percent(tmp_path: Path) -> None:
+    text = """\
+service: s
+documents:
+  d:
+    table: T
+    bucket: b
+    key: "{A}/{B}"
+    key_escape: url
+    fields: {a: A}
+"""
+    problems = problems_of(tmp_path, text)
+    assert where(problems) == [(7, "documents.d.key_escape")]
+    assert "`percent`" in problems[0].message and problems[0].hint
+
+
 def test_not_a_mapping(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "- one\n- two\n")
     assert where(problems) == [(1, "")]
