@@ -31,7 +31,7 @@ _SECTIONS: dict[str, set[str]] = {
         "timeout",
         "failure_threshold",
     },
-    "state": {"url", "password_env"},
+    "state": {"url", "password_env", "lease_seconds"},
     "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir"},
     "cutover": {"order"},
 }
@@ -102,6 +102,8 @@ class Config:
     run: RunConfig = field(default_factory=RunConfig)
     services: dict[str, ServiceConfig] = field(default_factory=dict)
     cutover_order: tuple[str, ...] = ()
+    # How long a service's lease lasts unless renewed (its holder renews it every third of it).
+    lease_seconds: float = 60.0
 
     @property
     def base_dir(self) -> Path:
@@ -260,6 +262,7 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
         run=run,
         services=services,
         cutover_order=tuple(order_raw),
+        lease_seconds=_seconds(state, "lease_seconds", lines, 60.0, section="state"),
     )
 
 
@@ -352,11 +355,13 @@ def _quorum(table: dict[str, Any], key: str, lines: _Lines) -> str | None:
     return text
 
 
-def _seconds(table: dict[str, Any], key: str, lines: _Lines, default: float) -> float:
+def _seconds(
+    table: dict[str, Any], key: str, lines: _Lines, default: float, *, section: str = "target"
+) -> float:
     value = table.get(key, default)
     if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
         raise ConfigError(
-            f"[target] {key} must be a number of seconds > 0", where=lines.at("target", key)
+            f"[{section}] {key} must be a number of seconds > 0", where=lines.at(section, key)
         )
     return float(value)
 

@@ -50,6 +50,7 @@ from migrate.document import Reject
 from migrate.errors import MigrateError, RejectLimitError, StagingError
 from migrate.events import ChunkFinished, EventSink, Note, ServiceFinished, ServiceStarted, ignore
 from migrate.files import private_writer
+from migrate.lease import Lease
 from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus, new_run_id
 from migrate.mapping import DocPlan
 from migrate.mapping.canonical import aggregate
@@ -96,17 +97,26 @@ def run_services(
     workers: int | None = None,
     fresh: bool = False,
     on_event: EventSink = ignore,
+    command: str = "migrate run",
 ) -> list[ServiceReport]:
-    """Migrate the named services (all, in cutover order, when none are named)."""
+    """Migrate the named services (all, in cutover order, when none are named), holding their
+    leases (`command` names this command to anyone refused meanwhile)."""
     services = project.config.select(list(names))
     count = workers or project.config.run.workers or os.cpu_count() or 1
-    if count > 1:
-        warm_up()  # the workers' imports overlap reflection and planning
-    with transformers(count) as pool:
-        make = partial(
-            _ServiceRun, project, pool=pool, workers=count, fresh=fresh, on_event=on_event
-        )
-        return _Lineup(project, services, make, reads_ahead=pool is not None).run()
+    with project.hold([s.name for s in services], command) as lease:
+        if count > 1:
+            warm_up()  # the workers' imports overlap reflection and planning
+        with transformers(count) as pool:
+            make = partial(
+                _ServiceRun,
+                project,
+                pool=pool,
+                workers=count,
+                fresh=fresh,
+                on_event=on_event,
+                lease=lease,
+            )
+            return _Lineup(project, services, make, reads_ahead=pool is not None).run()
 
 
 class _Lineup:
@@ -235,8 +245,10 @@ class _ServiceRun:
         workers: int,
         fresh: bool,
         on_event: EventSink,
+        lease: Lease,
     ) -> None:
         self.project = project
+        self.lease = lease  # checked before each chunk is recorded
         self.service = service
         self.pool = pool
         self.in_flight_limit = max(2, workers * 2)
@@ -659,6 +671,7 @@ class _ServiceRun:
         if self._load_failed.is_set():
             raise _LoadStopped(chunk.chunk_id)
         try:
+            self.lease.check()
             return self._record_and_load_now(run, chunk, snapshot, output)
         except BaseException:
             self._load_failed.set()

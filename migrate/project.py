@@ -5,9 +5,12 @@ from __future__ import annotations
 import getpass
 import os
 import socket
+from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from pathlib import Path
 
 from migrate.config import Config, ServiceConfig, find_config, load_config
+from migrate.lease import Lease, holding
 from migrate.ledger import Ledger
 from migrate.mapping import Mapping, ServicePlan, compile_mapping, load_mapping
 from migrate.schema import SchemaInfo
@@ -98,6 +101,16 @@ class Project:
         plan = compile_mapping(mapping, self.schema())
         self._plans[service.mapping] = (mapping, plan)
         return plan
+
+    def hold(self, services: Sequence[str], command: str) -> AbstractContextManager[Lease]:
+        """The services' leases for the length of a command that changes them."""
+        return holding(
+            self.ledger,
+            services,
+            command=command,
+            actor=actor(),
+            seconds=self.config.lease_seconds,
+        )
 
     def close(self) -> None:
         for resource in (self._target, self._ledger, self._source):

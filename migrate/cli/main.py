@@ -27,6 +27,11 @@ if TYPE_CHECKING:
     from migrate.reconcile import ServiceResult
 
 
+def command_line() -> str:
+    """This command as typed (secrets masked), for the ledger's leases and audit log."""
+    return mask_secrets(" ".join(["migrate", *sys.argv[1:]]))
+
+
 class _State:
     def __init__(self, config: Path | None, debug: bool) -> None:
         self.config = config
@@ -161,7 +166,14 @@ def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fres
 
     renderer = Renderer()
     with _project(ctx) as project, renderer.progress() as on_event:
-        reports = run_services(project, services, workers=workers, fresh=fresh, on_event=on_event)
+        reports = run_services(
+            project,
+            services,
+            workers=workers,
+            fresh=fresh,
+            on_event=on_event,
+            command=command_line(),
+        )
     renderer.run_reports(reports)
     different = [r for r in reports if r.verification is not None and not r.verification.equal]
     for r in different:
@@ -346,7 +358,7 @@ def repair(ctx: click.Context, service: str) -> None:
     from migrate.reconcile import repair_service
 
     with _project(ctx) as project:
-        report = repair_service(project, service)
+        report = repair_service(project, service, command=command_line())
     Renderer().repair_report(report)
     if report.check is not None and not report.check.equal:
         ctx.exit(EXIT_VERIFY)

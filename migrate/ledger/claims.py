@@ -60,6 +60,7 @@ class ClaimStore:
     """The document register of the Ledger (mixed into it; uses its transactions)."""
 
     display_url: str
+    version: int
 
     def _write(self, action: str) -> AbstractContextManager[sa.Connection]:
         raise NotImplementedError  # the Ledger provides it
@@ -170,6 +171,8 @@ class ClaimStore:
 
     def collided_chunks(self, run_id: str) -> set[str]:
         """The run's chunks with a document withdrawn for a collision with another chunk."""
+        if self.version < 3:  # read as it is, from before the register
+            return set()
         d = t.documents
         query = (
             sa.select(d.c.chunk_id)

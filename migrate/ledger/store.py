@@ -28,6 +28,7 @@ from migrate.ledger.engine import (
     resolve_url,
     translate_errors,
 )
+from migrate.ledger.leases import LeaseStore
 from migrate.ledger.records import ChunkRecord, RunRecord, chunk_from_row, run_from_row
 from migrate.ledger.states import REQUIRED_BEFORE, ChunkState, RunStatus, cleared_after
 from migrate.ledger.verifications import VerificationStore
@@ -55,7 +56,7 @@ def _mask(value: Any) -> Any:
     return value
 
 
-class Ledger(VerificationStore, ClaimStore):
+class Ledger(VerificationStore, ClaimStore, LeaseStore):
     """Run, chunk, checkpoint, verification and audit records in a SQLite or PostgreSQL state
     database."""
 
@@ -70,6 +71,7 @@ class Ledger(VerificationStore, ClaimStore):
             resolved = sa.make_url("sqlite://")  # in memory: nothing is created on disk
         self._engine = create_engine(resolved, read_only=read_only and not empty)
         self._together = threading.local()  # a thread's open `together` transaction
+        self.version = t.SCHEMA_VERSION  # the layout of the file (older only when read-only)
         self._reader = self._engine.execution_options(**{READ_OPTION: True})
         try:
             if read_only and not empty:
@@ -83,6 +85,7 @@ class Ledger(VerificationStore, ClaimStore):
     def _check_version(self) -> None:
         with translate_errors(self.display_url, "opening"), self._reader.connect() as conn:
             found = conn.execute(sa.select(t.schema_version.c.version)).scalar_one_or_none()
+        self.version = found or t.SCHEMA_VERSION  # read as it is: an older file lacks tables
         if found is not None and found > t.SCHEMA_VERSION:
             raise LedgerError(
                 f"state database {self.display_url} has ledger schema version {found}, "

@@ -25,7 +25,13 @@ class RepairReport:
     check: ServiceResult | None  # the reconciliation of the repaired chunks
 
 
-def repair_service(project: Project, name: str) -> RepairReport:
+def repair_service(project: Project, name: str, *, command: str = "migrate repair") -> RepairReport:
+    """Repair what the last recorded reconciliation of `name` found, holding its lease."""
+    with project.hold([name], command):
+        return _repair(project, name)
+
+
+def _repair(project: Project, name: str) -> RepairReport:
     service = project.config.service(name)
     ledger = project.ledger
     latest = ledger.latest_verification(name, with_differences=True)

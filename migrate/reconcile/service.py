@@ -19,6 +19,7 @@ from migrate.config import ServiceConfig
 from migrate.errors import VerificationError
 from migrate.files import private_dir, private_writer
 from migrate.ledger import ChunkVerification, RunRecord
+from migrate.ledger.leases import LeaseHeld
 from migrate.ledger.verifications import new_verification_id
 from migrate.mapping import DocPlan
 from migrate.mapping.collisions import describe_row
@@ -40,6 +41,12 @@ def reconcile_services(
     """Reconcile the named services (all, in cutover order, when none are named)."""
     options = options or Options()
     services = project.config.select(list(names))
+    for service in services:  # keys in flight would read as differences
+        held = project.ledger.lease(service.name)
+        if held is not None:
+            raise LeaseHeld(
+                held, why=": a reconciliation now would report the documents in flight as changed"
+            )
     workers = _workers(project, options)
     if workers > 1:
         warm_up()  # the workers' imports overlap reflection and planning

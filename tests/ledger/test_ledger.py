@@ -83,7 +83,16 @@ def chunk(ledger: Ledger, run_id: str, chunk_id: str) -> ChunkRecord:
 
 def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(migrate.ledger) if not name.startswith("_")}
-    modules = {"claims", "engine", "records", "schema", "states", "store", "verifications"}
+    modules = {
+        "claims",
+        "engine",
+        "leases",
+        "records",
+        "schema",
+        "states",
+        "store",
+        "verifications",
+    }
     assert public - modules == set(migrate.ledger.__all__)
 
 
