@@ -9,10 +9,15 @@ it forks, so its children inherit no threads or sockets.
 from __future__ import annotations
 
 import atexit
+import contextlib
 import gc
 import multiprocessing
 import os
+import select
+import signal
 import sys
+import threading
+import time
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 
@@ -69,11 +74,63 @@ def worker_context() -> BaseContext:
     return context
 
 
+def start_worker(command: int) -> None:
+    """Each worker's start: `quiet_gc`, and an end with the command it works for (process id
+    `command`). A worker is the forkserver's child, not the command's, and multiprocessing keeps
+    the forkserver alive while workers are: so a command killed, or ended by a signal that only it
+    received, would leave its workers finishing their chunks with the source held open for
+    minutes. A thread here waits for the command to end and ends the worker at once. Ctrl-C and
+    SIGTERM sent to the whole process group are left to the command, which stops its workers
+    itself."""
+    quiet_gc()
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+    signal.signal(signal.SIGTERM, signal.SIG_IGN)
+    threading.Thread(target=_end_with, args=(command,), name="migrate-watch", daemon=True).start()
+
+
+def _end_with(command: int) -> None:
+    """End this process once process `command` has ended (a pidfd where the kernel has them: no
+    mistaking a new process that took its number; else a poll once a second)."""
+    try:
+        handle = os.pidfd_open(command)
+    except (AttributeError, OSError):
+        handle = None
+    if handle is not None:
+        select.select([handle], [], [])
+        os._exit(1)
+    while True:
+        try:
+            os.kill(command, 0)
+        except ProcessLookupError:
+            os._exit(1)
+        except PermissionError:
+            pass
+        time.sleep(1)
+
+
 def worker_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of `workers` processes from the preloaded forkserver, each with `quiet_gc`."""
+    """A pool of `workers` processes from the preloaded forkserver, each started by
+    `start_worker`."""
     return ProcessPoolExecutor(
-        max_workers=workers, mp_context=worker_context(), initializer=quiet_gc
+        max_workers=workers,
+        mp_context=worker_context(),
+        initializer=start_worker,
+        initargs=(os.getpid(),),
     )
+
+
+def stop_workers(pool: ProcessPoolExecutor) -> None:
+    """End a pool's workers now (the command is interrupted: their chunks are redone on the next
+    run), rather than waiting for the chunks they are building. ProcessPoolExecutor has no public
+    way to do so before Python 3.14 (`kill_workers`)."""
+    kill = getattr(pool, "kill_workers", None)
+    if kill is not None:
+        kill()
+        return
+    processes = getattr(pool, "_processes", None) or {}
+    for process in list(processes.values()):
+        with contextlib.suppress(OSError, ValueError):
+            process.kill()  # workers ignore SIGTERM (see `start_worker`)
 
 
 def warm_up() -> None:

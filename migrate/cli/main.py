@@ -8,6 +8,7 @@ failure. A traceback is shown only with --debug.
 from __future__ import annotations
 
 import json
+import signal
 import sys
 import traceback
 from collections.abc import Iterator
@@ -65,6 +66,9 @@ class _Group(click.Group):
         except KeyboardInterrupt:
             click.echo("interrupted: re-run the same command to resume", err=True)
             ctx.exit(130)
+        except Terminated:
+            click.echo("terminated (SIGTERM): re-run the same command to resume", err=True)
+            ctx.exit(143)
         except Exception as exc:
             if debug:
                 traceback.print_exc()
@@ -364,6 +368,15 @@ def repair(ctx: click.Context, service: str) -> None:
         ctx.exit(EXIT_VERIFY)
 
 
+class Terminated(BaseException):
+    """SIGTERM (what service managers send) arrived: stop as on Ctrl-C, saying so."""
+
+
+def _terminate(_signum: int, _frame: object) -> None:
+    raise Terminated
+
+
 def main() -> None:
     """Entry point of the `migrate` console script."""
+    signal.signal(signal.SIGTERM, _terminate)
     cli.main(prog_name="migrate")

@@ -24,7 +24,7 @@ from migrate.errors import StagingError
 from migrate.ledger import ChunkRecord
 from migrate.mapping import ServicePlan, cached_plan
 from migrate.mapping.canonical import aggregate
-from migrate.processes import worker_pool
+from migrate.processes import stop_workers, worker_pool
 from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
@@ -136,7 +136,9 @@ class Builders:
     def __enter__(self) -> Builders:
         return self
 
-    def __exit__(self, *exc: object) -> None:
+    def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
+        if kind is not None and self._pool is not None:  # interrupted: end the builds now
+            stop_workers(self._pool)
         self.close()
 
 
