@@ -7,6 +7,7 @@ a transient error may succeed when tried again, a terminal one never will.
 
 from __future__ import annotations
 
+import errno
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -98,6 +99,24 @@ class LedgerError(MigrateError):
     """The state database failed, or holds something inconsistent with the request."""
 
     exit_code = EXIT_RUNTIME
+
+
+class DiskError(MigrateError):
+    """A file of the project could not be written (full disk, read-only or missing folder)."""
+
+    exit_code = EXIT_RUNTIME
+
+
+def disk_error(path: object, exc: OSError, what: str) -> DiskError:
+    """`exc` from writing `what` at `path`, as a message that names the path and what to do."""
+    reason = exc.strerror or type(exc).__name__
+    if exc.errno in (errno.ENOSPC, errno.EDQUOT):
+        hint = f"free space on the disk holding {path} (or move [run] work_dir), then run again"
+    elif exc.errno in (errno.EROFS, errno.EACCES, errno.EPERM):
+        hint = f"make {path} writable for this user, or point migrate.toml elsewhere"
+    else:
+        hint = "check the path and the disk, then run again: the command resumes"
+    return DiskError(f"cannot write {what} {path}: {reason}", hint=hint)
 
 
 class StagingError(MigrateError):

@@ -9,11 +9,16 @@ from pathlib import Path
 from typing import IO
 from urllib.parse import quote
 
+from migrate.errors import disk_error
+
 
 def private_dir(path: Path) -> Path:
     """Create `path` (and missing parents) readable by the owner only."""
-    path.mkdir(parents=True, exist_ok=True, mode=0o700)
-    path.chmod(0o700)
+    try:
+        path.mkdir(parents=True, exist_ok=True, mode=0o700)
+        path.chmod(0o700)
+    except OSError as exc:
+        raise disk_error(path, exc, "the folder") from exc
     return path
 
 
@@ -21,20 +26,26 @@ def private_dir(path: Path) -> Path:
 def private_writer(path: Path) -> Iterator[IO[bytes]]:
     """Write `path` atomically and owner-only: a temporary sibling, fsync, then rename into place.
 
-    A crash leaves either the old file or the new one, never half of one.
+    A crash leaves either the old file or the new one, never half of one. A failing disk is a
+    `DiskError` naming the path.
     """
     private_dir(path.parent)
     tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    except OSError as exc:
+        raise disk_error(path, exc, "the file") from exc
     try:
         with os.fdopen(fd, "wb") as handle:
             yield handle
             handle.flush()
             os.fsync(handle.fileno())
         os.replace(tmp, path)
-    except BaseException:
+    except BaseException as exc:
         with contextlib.suppress(FileNotFoundError):
             tmp.unlink()
+        if isinstance(exc, OSError):
+            raise disk_error(path, exc, "the file") from exc
         raise
 
 

@@ -22,7 +22,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 import xxhash
 
-from migrate.errors import StagingError
+from migrate.errors import StagingError, disk_error
 
 MANIFEST = "manifest.json"
 _UNSAFE = re.compile(r"[^A-Za-z0-9_.-]+")
@@ -81,8 +81,15 @@ def _remove_leftovers(directory: Path) -> None:
 
 
 def write_staged(directory: Path, tables: Mapping[str, pa.Table]) -> StagedChunk:
-    """Stage a chunk's tables (node id -> rows) as `directory`, replacing any earlier copy."""
-    directory = Path(directory)
+    """Stage a chunk's tables (node id -> rows) as `directory`, replacing any earlier copy. A
+    failing disk is a `DiskError` naming the folder (nothing half-written is left in place)."""
+    try:
+        return _write_staged(Path(directory), tables)
+    except OSError as exc:
+        raise disk_error(directory, exc, "the staged chunk") from exc
+
+
+def _write_staged(directory: Path, tables: Mapping[str, pa.Table]) -> StagedChunk:
     _mkdir_private(directory.parent)
     _remove_leftovers(directory)
     temporary = directory.parent / f".{directory.name}.tmp-{uuid.uuid4().hex}"

@@ -117,7 +117,7 @@ class LocalTarget:
             conn.close()
             raise TargetError(
                 f"the embedded target {self.display_url} is not usable: {exc}",
-                hint="the file is not an embedded target store; move it aside or set [target] url",
+                hint=_unusable_hint(exc),
             ) from exc
         except BaseException:
             conn.close()
@@ -447,3 +447,18 @@ def _stored(row: tuple[Any, ...]) -> StoredObject:
         indexes={name: list(values) for name, values in json.loads(indexes).items()},
         meta=dict(json.loads(meta)),
     )
+
+
+def _unusable_hint(exc: sqlite3.Error) -> str:
+    """What to do, by what SQLite said: only a file that is no store is to be moved aside."""
+    text = str(exc).lower()
+    if "readonly" in text or "read-only" in text or "unable to open" in text:
+        return (
+            "the file or its folder is read-only (or on a read-only disk): make them writable "
+            "for this user, or set [target] url to a writable place"
+        )
+    if "locked" in text or "busy" in text:
+        return "another process holds the store locked: wait for it to finish, then run again"
+    if "disk" in text or "full" in text or "i/o" in text:
+        return "the disk holding it failed or is full: free space, then run again"
+    return "the file is not an embedded target store; move it aside or set [target] url"
