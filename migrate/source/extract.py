@@ -1,4 +1,4 @@
-"""Rows read through the driver's own cursor, in batches, and turned into typed Arrow tables.
+"""Rows read through the driver's own cursor turned into typed Arrow tables.
 
 No SQLAlchemy result processing happens on the rows: its type processors follow SQLite's affinity
 (a RAW(16) column would go through a NUMERIC processor and fail on bytes), and per-row objects cost
@@ -18,17 +18,7 @@ from migrate.errors import SourceError
 from migrate.schema import ColumnType, TableInfo
 from migrate.source.chunks import ChunkRange
 from migrate.source.normalize import BadValue, to_arrow
-from migrate.source.sql import Params
 from migrate.spec import ExtractSpec, NodeSpec
-
-BATCH_ROWS = 5000  # the cursor's `arraysize`: rows per round trip where the driver batches
-
-
-def fetch_all(cursor: Any, sql: str, params: Params) -> list[tuple[Any, ...]]:
-    """Every row of a statement: a chunk's rows are all staged together, so in one call."""
-    cursor.execute(sql, params)
-    rows: list[tuple[Any, ...]] = cursor.fetchall()
-    return rows
 
 
 def _key_text(value: Any) -> str:
