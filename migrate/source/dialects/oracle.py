@@ -25,6 +25,8 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import ReflectedColumn
+from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.elements import ColumnElement
 
 from migrate.schema import ColumnType, ValueKind
@@ -92,6 +94,18 @@ class OracleDialect(SourceDialect):
         if type_.kind is ValueKind.TIMESTAMP_TZ:
             return sa.func.sys_extract_utc(column)  # oracledb drops the zone; read UTC instead
         return column
+
+    def type_text(self, column: ReflectedColumn) -> str:
+        """The reflected type as Oracle declares it. SQLAlchemy compiles NUMBER(*,2), which it
+        reflects as NUMBER(precision=None, scale=2), as plain `NUMBER`: the scale would be lost
+        and 12.50 written as 12.5."""
+        type_: Any = column["type"]
+        if isinstance(type_, sqltypes.Numeric) and not isinstance(type_, sqltypes.Float):
+            scale = getattr(type_, "scale", None)
+            precision = getattr(type_, "precision", None)
+            if scale is not None and precision is None:
+                return f"NUMBER(*,{scale})"
+        return super().type_text(column)
 
     def too_old(self, exc: BaseException) -> bool:
         orig = getattr(exc, "orig", exc)
