@@ -19,7 +19,7 @@ CONFIG_NAME = "migrate.toml"
 CONFIG_ENV = "MIGRATE_CONFIG"
 
 _SECTIONS: dict[str, set[str]] = {
-    "source": {"url", "password_env"},
+    "source": {"url", "password_env", "schema"},
     "target": {
         "url",
         "bucket_type",
@@ -41,10 +41,12 @@ _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    """A database URL and the environment variable holding its password (source or state DB)."""
+    """A database URL and the environment variable holding its password (source or state DB);
+    for the source, the schema whose tables are read (None: the user's own)."""
 
     url: str
     password_env: str | None = None
+    schema: str | None = None
 
     def password(self) -> str | None:
         """The source password from the environment variable the file names (None if none named)."""
@@ -252,7 +254,11 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
             )
     return Config(
         path=path,
-        source=SourceConfig(url=source_url, password_env=password_env),
+        source=SourceConfig(
+            url=source_url,
+            password_env=password_env,
+            schema=_string(source, "schema", "source", lines),
+        ),
         target=target,
         state=SourceConfig(
             url=state_url, password_env=_string(state, "password_env", "state", lines)

@@ -45,6 +45,7 @@ class Project:
                 password=cfg.password(),
                 password_env=cfg.password_env,
                 base_dir=self.config.base_dir,
+                schema=cfg.schema,
             )
         return self._source
 

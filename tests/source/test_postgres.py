@@ -180,3 +180,28 @@ def test_reflects_views_and_tables_in_one_pass(
     visits = schema.table("visits")
     assert visits is not None and visits.primary_key == ("site", "visit_no")
     assert ("patient_id", "site", "visit_no") in visits.unique
+
+
+def test_another_schemas_tables_are_reflected_and_read(
+    postgres_server: PostgresServer, pg_url: str
+) -> None:
+    """A read-only migration user reading the application owner's tables: `[source] schema`."""
+    connection: Any = postgres_server.connect(pg_url)
+    connection.execute("CREATE SCHEMA legacy_owner")
+    connection.execute("CREATE TABLE legacy_owner.people (id integer PRIMARY KEY, name text)")
+    connection.execute("INSERT INTO legacy_owner.people VALUES (1, 'owner''s row')")
+    connection.execute("CREATE TABLE people (id integer PRIMARY KEY, name text)")  # not this one
+    connection.close()
+    source = Source(pg_url, schema="legacy_owner")
+    people = source.reflect(["people"]).table("people")
+    assert people is not None and people.primary_key == ("id",)
+    spec = ExtractSpec(
+        "s", "p", "people", ("id",), None, (NodeSpec("p", NodeKind.ROOT, "people", ("id", "name")),)
+    )
+    with source.snapshot() as snapshot:
+        assert [c.index for c in snapshot.plan_chunks(spec, 10)] == [0]
+        for use_copy in (True, False):
+            snapshot.use_copy = use_copy
+            rows = snapshot.extract(spec, ChunkRange(0, None, None))["p"].to_pylist()
+            assert rows == [{"id": 1, "name": "owner's row"}]
+    source.close()
