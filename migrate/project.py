@@ -46,6 +46,7 @@ class Project:
                 password_env=cfg.password_env,
                 base_dir=self.config.base_dir,
                 schema=cfg.schema,
+                types=cfg.types,
             )
         return self._source
 

@@ -138,3 +138,16 @@ def test_the_source_schema_names_another_users_tables(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"\[source\] schema must be a non-empty string") as info:
         load_config(_write(tmp_path, bad))
     assert info.value.where is not None and info.value.where.endswith(":4")  # its own line
+
+
+def test_source_types_are_table_column_pairs(tmp_path: Path) -> None:
+    text = BASE.replace(
+        'url = "sqlite:///legacy.db"',
+        'url = "sqlite:///legacy.db"\n[source.types]\n"SCR_ADVERSE_REACTIONS.ONSET_AT" = "DATE"',
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.source.types == {"SCR_ADVERSE_REACTIONS.ONSET_AT": "DATE"}
+    bad = text.replace('"SCR_ADVERSE_REACTIONS.ONSET_AT"', '"ONSET_AT"')
+    with pytest.raises(ConfigError, match="must be TABLE.COLUMN") as info:
+        load_config(_write(tmp_path, bad))
+    assert info.value.where is not None and info.value.where.endswith(":5")

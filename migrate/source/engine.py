@@ -34,6 +34,7 @@ class Source:
         password_env: str | None = None,
         base_dir: Path | None = None,
         schema: str | None = None,
+        types: Mapping[str, str] | None = None,
     ) -> None:
         try:
             parsed = make_url(url)
@@ -52,6 +53,7 @@ class Source:
         # Where the password came from: another process joining a snapshot reads it there.
         self.password_env = password_env
         self.schema = schema
+        self.types = dict(types or {})  # "TABLE.COLUMN" -> the declared type to read it by
         try:
             self.engine = sa.create_engine(parsed)
         except (sa.exc.NoSuchModuleError, ImportError) as exc:
@@ -83,7 +85,7 @@ class Source:
         out and listed in `skipped_columns` (table -> column -> declared type).
         """
         with self._connect() as connection:
-            reflector = Reflector(connection, self.rules, schema=self.schema)
+            reflector = Reflector(connection, self.rules, schema=self.schema, types=self.types)
             try:
                 schema = reflector.schema(tables)
             except sa.exc.DBAPIError as exc:

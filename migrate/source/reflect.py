@@ -10,15 +10,17 @@ TIME ZONE`), which `resolve_type` reads the same way, with the engine's own mean
 from __future__ import annotations
 
 import warnings
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
 
-from migrate.schema import ColumnInfo, SchemaInfo, TableInfo
+from migrate.errors import ConfigError, SourceError
+from migrate.schema import ColumnInfo, ColumnType, SchemaInfo, TableInfo
 from migrate.source.dialects import SourceDialect
+from migrate.source.types import resolve_type
 
 
 class Reflector:
@@ -26,7 +28,12 @@ class Reflector:
     they are left out of the schema (a mapping that uses one is told the column does not exist)."""
 
     def __init__(
-        self, connection: Connection, rules: SourceDialect, *, schema: str | None = None
+        self,
+        connection: Connection,
+        rules: SourceDialect,
+        *,
+        schema: str | None = None,
+        types: Mapping[str, str] | None = None,
     ) -> None:
         self.connection = connection
         self.rules = rules
@@ -35,6 +42,11 @@ class Reflector:
         self.inspector = sa.inspect(connection)
         self.skipped: dict[str, dict[str, str]] = {}
         self._batch: dict[str, dict[str, Any]] = {}  # what `prefetch` read, by kind and table
+        # [source.types]: (table, column) folded -> the declared type the column is read by
+        self._types: dict[tuple[str, str], tuple[str, str]] = {}
+        for name, declared in (types or {}).items():
+            table, _, column = name.partition(".")
+            self._types[(table.casefold(), column.casefold())] = (name, declared)
 
     def _name(self, name: str) -> str:
         """The name as the database reports it (SQLAlchemy lower-cases Oracle's names)."""
@@ -70,18 +82,38 @@ class Reflector:
             columns: list[ReflectedColumn] = self._read("columns", name, self.inspector.get_columns)
         return columns
 
+    def _override(self, table: str, column: str) -> ColumnType:
+        setting, declared = self._types[(table.casefold(), column.casefold())]
+        try:
+            return resolve_type(declared)
+        except SourceError as exc:
+            raise ConfigError(
+                f"[source.types] {setting} = {declared!r}: {exc.message}", hint=exc.hint
+            ) from None
+
     def table(self, name: str) -> TableInfo:
         shown = self._name(name)
         kept = []
         declared = self.rules.declared(
             self.connection, name, self.schema_name, lambda: self._columns(name)
         )
-        for column_name, resolved, nullable in declared:
+        overridden = {c for t, c in self._types if t == shown.casefold()}
+        for column_name, found, nullable in declared:
             exact = self._name(column_name)
+            resolved = found
+            if (shown.casefold(), exact.casefold()) in self._types:
+                overridden.discard(exact.casefold())
+                resolved = self._override(shown, exact)
             if isinstance(resolved, str):
                 self.skipped.setdefault(shown, {})[exact] = resolved
             else:
                 kept.append(ColumnInfo(exact, resolved, nullable))
+        if overridden:
+            setting, _ = self._types[(shown.casefold(), sorted(overridden)[0])]
+            raise ConfigError(
+                f"[source.types] names {setting}, which is not a column of {shown}",
+                hint="name an existing TABLE.COLUMN, or remove the line from migrate.toml",
+            )
         pk = self._read("pk", name, self.inspector.get_pk_constraint)
         primary = pk.get("constrained_columns") or []
         unique: list[tuple[str, ...]] = []
