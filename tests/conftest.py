@@ -3,16 +3,21 @@ Riak node, and throwaway PostgreSQL and MariaDB servers."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
-from mariadb_server import MariaDBServer, find_server
+from mariadb_server import PASSWORD, PASSWORD_ENV, MariaDBServer, find_server
 from postgres_server import PostgresServer, find_bin_dir
 from riak_fake import SIBLINGS_TYPE_PROPS, RiakFake
 from support import DEMO_CHUNK_SIZE, DEMO_PATIENTS, DEMO_SEED, Invoke, set_run_option
+
+# Set before any worker process starts (the forkserver passes its environment on to every
+# worker), as a shell that runs migrate would export it.
+os.environ[PASSWORD_ENV] = PASSWORD
 
 
 @pytest.fixture

@@ -23,6 +23,7 @@ from typing import Any
 
 USER = "migrate"
 PASSWORD = "maria-secret-4417"  # what a test's password variable holds; searched for in outputs
+PASSWORD_ENV = "MIGRATE_TEST_MARIADB_PASSWORD"  # set for the whole test session (conftest.py)
 _START_SECONDS = 60.0
 
 

@@ -10,7 +10,7 @@ from typing import Any
 
 import pyarrow as pa
 import pytest
-from mariadb_server import PASSWORD, MariaDBServer
+from mariadb_server import PASSWORD, PASSWORD_ENV, MariaDBServer
 
 from migrate.errors import SourceError
 from migrate.processes import worker_pool
@@ -223,12 +223,9 @@ def _count(read: ChunkRead) -> list[int]:
     return sorted(tables["visit.notes"]["note_id"].to_pylist())
 
 
-def test_workers_share_the_snapshot_by_its_binlog_position(
-    server_db: Any, maria_url: str, monkeypatch: pytest.MonkeyPatch
-) -> None:
+def test_workers_share_the_snapshot_by_its_binlog_position(server_db: Any, maria_url: str) -> None:
     _visits(server_db)
-    monkeypatch.setenv("MARIA_TEST_PASSWORD", PASSWORD)
-    source = Source(maria_url, password=PASSWORD, password_env="MARIA_TEST_PASSWORD")
+    source = Source(maria_url, password=PASSWORD, password_env=PASSWORD_ENV)
     with source.snapshot() as snapshot:
         view = share_view(source, snapshot, [VISIT_SPEC])
         assert view is not None and view.token.startswith("mysql:binlog=")
