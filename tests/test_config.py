@@ -148,6 +148,6 @@ def test_source_types_are_table_column_pairs(tmp_path: Path) -> None:
     config = load_config(_write(tmp_path, text))
     assert config.source.types == {"SCR_ADVERSE_REACTIONS.ONSET_AT": "DATE"}
     bad = text.replace('"SCR_ADVERSE_REACTIONS.ONSET_AT"', '"ONSET_AT"')
-    with pytest.raises(ConfigError, match="must be TABLE.COLUMN") as info:
+    with pytest.raises(ConfigError, match=r"must be TABLE\.COLUMN") as info:
         load_config(_write(tmp_path, bad))
     assert info.value.where is not None and info.value.where.endswith(":5")

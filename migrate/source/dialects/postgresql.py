@@ -16,6 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
+from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
 from sqlalchemy.sql.elements import ColumnElement
 
@@ -58,6 +59,8 @@ class PostgreSQLDialect(SourceDialect):
     def select_expr(
         self, column: ColumnElement[Any], type_: ColumnType, *, copy: bool = False
     ) -> ColumnElement[Any]:
+        if type_.declared.endswith("]"):
+            return sa.cast(sa.func.array_to_json(column), sa.Text)
         if type_.kind in _AS_TEXT or _is_time(type_):
             return sa.cast(column, sa.Text)  # TIME: the server's own text, as MySQL's
         if copy and type_.kind is ValueKind.TIMESTAMP_TZ:
@@ -73,6 +76,25 @@ class PostgreSQLDialect(SourceDialect):
 
         driver: Any = connection.connection.dbapi_connection
         return CopyReader(driver)
+
+    def lost(self, exc: BaseException, connection: Connection) -> bool:
+        """Also when COPY (which reads through libpq directly, past psycopg's own bookkeeping)
+        saw the session end: libpq then reports the connection BAD."""
+        if super().lost(exc, connection):
+            return True
+        try:
+            import psycopg
+
+            pgconn: Any = connection.connection.dbapi_connection.pgconn  # type: ignore[union-attr]
+            return bool(pgconn.status == psycopg.pq.ConnStatus.BAD)
+        except Exception:  # no libpq connection to ask: not known to be lost
+            return False
+
+    def resolve(self, column: ReflectedColumn) -> ColumnType | str:
+        """An array is JSON: a JSON array of its elements as PostgreSQL's to_json writes them."""
+        if isinstance(column["type"], sa.ARRAY):
+            return ColumnType(ValueKind.JSON, self.type_text(column))
+        return super().resolve(column)
 
     def prefetch(
         self, inspector: Inspector, names: Sequence[str], schema: str | None
