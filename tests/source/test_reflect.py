@@ -203,3 +203,18 @@ def test_a_source_types_line_that_cannot_apply_is_a_config_error(
         source.reflect(["PATIENTS"])
     assert caught.value.exit_code == 2
     source.close()
+
+
+def test_a_sqlite_schema_is_an_attached_database(oracle_db: Path, tmp_path: Path) -> None:
+    """`[source] schema` on SQLite names an attached database (`main` is the file itself)."""
+    source = Source(f"sqlite:///{oracle_db}", schema="main")
+    patients = source.reflect(["PATIENTS"]).table("PATIENTS")
+    assert patients is not None and patients.column("BALANCE") is not None
+    spec = ExtractSpec(
+        "svc", "patient", "PATIENTS", ("ID",), None,
+        (NodeSpec("patient", NodeKind.ROOT, "PATIENTS", ("ID", "NHS_NUMBER")),),
+    )  # fmt: skip
+    with source.snapshot() as snapshot:
+        rows = snapshot.extract(spec, ChunkRange(0, None, None))["patient"]
+    assert rows.num_rows == 2
+    source.close()

@@ -136,10 +136,9 @@ class SQLiteDialect(SourceDialect):
         schema: str | None,
         reflected: Callable[[], list[ReflectedColumn]],
     ) -> list[tuple[str, ColumnType | str, bool]]:
-        quoted = self.sa.identifier_preparer.quote_identifier(name)
-        if schema:
-            quoted = f"{self.sa.identifier_preparer.quote_identifier(schema)}.{quoted}"
-        rows = connection.exec_driver_sql(f"PRAGMA table_info({quoted})").fetchall()
+        quote = self.sa.identifier_preparer.quote_identifier
+        pragma = f"PRAGMA {quote(schema)}.table_info" if schema else "PRAGMA table_info"
+        rows = connection.exec_driver_sql(f"{pragma}({quote(name)})").fetchall()
         columns: list[tuple[str, ColumnType | str, bool]] = []
         for row in rows:
             declared = str(row[2] or "")
