@@ -13,11 +13,13 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from importlib import resources
 from pathlib import Path
-
-from sqlalchemy.engine import URL, make_url
+from typing import TYPE_CHECKING
 
 from migrate.demo.estate import build_database
 from migrate.errors import ConfigError, UsageError, register_secret
+
+if TYPE_CHECKING:
+    from sqlalchemy.engine import URL
 
 SERVICES: tuple[str, ...] = ("ods", "pds", "scr", "eps")
 
@@ -135,6 +137,8 @@ def create_demo(
 def _server_url(source: str, password_env: str | None) -> URL:
     """The server's URL with the password from `password_env` (never from the URL itself: the
     project's migrate.toml will hold the URL)."""
+    from sqlalchemy.engine import make_url  # only a server demo needs it
+
     try:
         url = make_url(source)
     except Exception:  # SQLAlchemy's ArgumentError, or a URL it cannot even split
