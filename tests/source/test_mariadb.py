@@ -36,6 +36,7 @@ DDL = [
         alarm TIME(3),
         active BIT(1),
         flags BIT(12),
+        wide BIT(64),
         photo BLOB,
         uid VARBINARY(16),
         prefs JSON,
@@ -52,14 +53,14 @@ DDL = [
 ROWS = [
     "(1, '9434765919', 'Siân 👩‍⚕️ Ünal', 12.5, 123456789012345678901234567890, 0.1, "
     "'2020-01-31 13:45:00.250000', '2020-01-01 12:00:00', '1980-02-29', '-12:34:56.5', b'1', "
-    "b'101010101010', x'00ff5c', x'000102030405060708090a0b0c0d0e0f', "
+    "b'101010101010', x'ffffffffffffffff', x'00ff5c', x'000102030405060708090a0b0c0d0e0f', "
     "'{\"b\": 1.10, \"a\": [1]}', 'long')",
-    "(2, '9434765870', NULL, NULL, NULL, NULL, NULL, NULL, NULL, '838:59:59', b'0', b'0', "
+    "(2, '9434765870', NULL, NULL, NULL, NULL, NULL, NULL, NULL, '838:59:59', b'0', b'0', b'0', "
     "NULL, NULL, NULL, NULL)",
 ]
 COLUMNS = (
     "id", "name", "balance", "weight", "score", "seen_at", "created", "born", "alarm", "active",
-    "flags", "photo", "uid", "prefs",
+    "flags", "wide", "photo", "uid", "prefs",
 )  # fmt: skip
 
 
@@ -113,6 +114,7 @@ def test_reflects_mariadb_types(server_db: Any, maria_url: str) -> None:
         "alarm": ValueKind.STRING,
         "active": ValueKind.BOOLEAN,
         "flags": ValueKind.INTEGER,
+        "wide": ValueKind.INTEGER,
         "photo": ValueKind.BINARY,
         "uid": ValueKind.BINARY,
         "prefs": ValueKind.JSON,  # MariaDB's JSON: LONGTEXT with a json_valid check
@@ -142,6 +144,8 @@ def test_extracts_exact_values(server_db: Any, maria_url: str) -> None:
     assert first["alarm"] == "-12:34:56.500"  # the server's own text, not a timedelta
     assert first["active"] is True and second["active"] is False
     assert first["flags"] == 0b101010101010 and second["flags"] == 0
+    assert first["wide"] == 2**64 - 1  # every bit, unsigned (beyond int64: staged exactly)
+    assert table.schema.field("wide").type == pa.decimal128(38, 0)
     assert first["photo"] == b"\x00\xff\x5c" and first["uid"] == bytes(range(16))
     assert first["prefs"] == '{"b": 1.10, "a": [1]}'  # the JSON text as stored
     assert second["alarm"] == "838:59:59.000"  # past 24 hours, as TIME allows

@@ -30,6 +30,7 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy.dialects import mysql
 from sqlalchemy.engine import URL, Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
 from sqlalchemy.sql.elements import ColumnElement
@@ -128,7 +129,7 @@ class MySQLDialect(SourceDialect):
     ) -> ColumnElement[Any]:
         declared = type_.declared.strip().upper()
         if _BIT.match(declared):
-            return sa.cast(column, sa.literal_column("UNSIGNED", sa.Integer).type)  # a number
+            return sa.cast(column, mysql.BIGINT(unsigned=True))  # a number, all 64 bits of it
         if declared.startswith("TIME") and not declared.startswith("TIMESTAMP"):
             return sa.cast(column, sa.CHAR)  # the server's own text, not a timedelta
         return column
