@@ -296,4 +296,4 @@ def to_arrow(values: Sequence[Any], column: ColumnType) -> pa.Array[Any]:
     return pa.array(staged, type=target)
 
 
-__all__ = ["BadValue", "decimal_text", "describe", "normaliser", "to_arrow"]
+__all__ = ["ZERO_DATE", "BadValue", "decimal_text", "describe", "normaliser", "to_arrow"]
