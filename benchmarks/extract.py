@@ -7,6 +7,8 @@ its child tables) against the raw rate of the same tables in the same run.
   included). Without the CLI the baseline is Python's sqlite3 cursor, and the figure says so.
 - PostgreSQL (when its binaries are installed): a throwaway server holding the same tables, raw
   `COPY (SELECT * FROM t) TO STDOUT (FORMAT binary)` through psycopg against the same extract.
+- MariaDB (when its binaries are installed): the demo loaded with `migrate demo --source` into a
+  throwaway server, `mariadb --quick --batch` against the same extract (`extract_mariadb`).
 
 Rates are rows/s: the toolkit's rows are every row returned over all node tables (lookups of
 ORGANISATIONS included), the baseline's every row of the five tables.
@@ -45,6 +47,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any
 
+from benchmarks import extract_mariadb
 from benchmarks.harness import Figure, Goal, Settings, as_in_the_toolkit, repeat, skipped
 from benchmarks.sink import TESTS_DIR
 from migrate.demo import create_demo
@@ -418,4 +421,13 @@ def run(settings: Settings) -> list[Figure]:
         return [
             *_sqlite_figures(folder, patients, settings.repeats),
             *_pg_figures(folder, patients, settings.repeats),
+            *extract_mariadb.figures(
+                patients,
+                settings.repeats,
+                toolkit_rate=_toolkit_rate,
+                parallel_rate=_parallel_rate,
+                toolkit_rows=_toolkit_rows,
+                chunk_statements=_chunk_statements,
+                workers=WORKERS,
+            ),
         ]

@@ -19,7 +19,7 @@ CONFIG_NAME = "migrate.toml"
 CONFIG_ENV = "MIGRATE_CONFIG"
 
 _SECTIONS: dict[str, set[str]] = {
-    "source": {"url", "password_env"},
+    "source": {"url", "password_env", "schema", "types"},
     "target": {
         "url",
         "bucket_type",
@@ -41,10 +41,15 @@ _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 @dataclass(frozen=True, slots=True)
 class SourceConfig:
-    """A database URL and the environment variable holding its password (source or state DB)."""
+    """A database URL and the environment variable holding its password (source or state DB);
+    for the source, the schema whose tables are read (None: the user's own)."""
 
     url: str
     password_env: str | None = None
+    schema: str | None = None
+    # "TABLE.COLUMN" -> a declared type whose value rules the column is read by instead of its
+    # own (an Oracle DATE that an earlier move made a TIMESTAMP(0), say)
+    types: dict[str, str] = field(default_factory=dict)
 
     def password(self) -> str | None:
         """The source password from the environment variable the file names (None if none named)."""
@@ -254,7 +259,12 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
             )
     return Config(
         path=path,
-        source=SourceConfig(url=source_url, password_env=password_env),
+        source=SourceConfig(
+            url=source_url,
+            password_env=password_env,
+            schema=_string(source, "schema", "source", lines),
+            types=_types(source, lines),
+        ),
         target=target,
         state=SourceConfig(
             url=state_url, password_env=_string(state, "password_env", "state", lines)
@@ -364,6 +374,27 @@ def _seconds(
             f"[{section}] {key} must be a number of seconds > 0", where=lines.at(section, key)
         )
     return float(value)
+
+
+_COLUMN_NAME = re.compile(r"^[^.\s]+\.[^.\s]+$")
+
+
+def _types(source: dict[str, Any], lines: _Lines) -> dict[str, str]:
+    """[source.types]: "TABLE.COLUMN" = "DECLARED TYPE"."""
+    raw = source.get("types", {})
+    where = lines.at("source.types")
+    if not isinstance(raw, dict):
+        raise ConfigError("[source.types] must be a table of column = type", where=where)
+    types = {}
+    for column, declared in raw.items():
+        if not _COLUMN_NAME.match(column) or not isinstance(declared, str) or not declared:
+            raise ConfigError(
+                f"[source.types] {column!r} must be TABLE.COLUMN = a declared type",
+                where=lines.at("source.types", f'"{column}"'),
+                hint='e.g. "SCR_ADVERSE_REACTIONS.ONSET_AT" = "DATE"',
+            )
+        types[column] = declared
+    return types
 
 
 _URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^:/@\s]*:[^@\s]+@", re.I)

@@ -48,6 +48,8 @@ class Project:
                 password=cfg.password(),
                 password_env=cfg.password_env,
                 base_dir=self.config.base_dir,
+                schema=cfg.schema,
+                types=cfg.types,
             )
         return self._source
 

@@ -1,17 +1,23 @@
 """Fixtures shared across test folders: a small demo project copied fresh for each test, a fake
-Riak node, and a throwaway PostgreSQL server."""
+Riak node, and throwaway PostgreSQL and MariaDB servers."""
 
 from __future__ import annotations
 
+import os
 import shutil
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 from click.testing import CliRunner, Result
+from mariadb_server import PASSWORD, PASSWORD_ENV, MariaDBServer, find_server
 from postgres_server import PostgresServer, find_bin_dir
 from riak_fake import SIBLINGS_TYPE_PROPS, RiakFake
 from support import DEMO_CHUNK_SIZE, DEMO_PATIENTS, DEMO_SEED, Invoke, set_run_option
+
+# Set before any worker process starts (the forkserver passes its environment on to every
+# worker), as a shell that runs migrate would export it.
+os.environ[PASSWORD_ENV] = PASSWORD
 
 
 @pytest.fixture
@@ -45,6 +51,25 @@ def postgres_server() -> Iterator[PostgresServer]:
 def pg_url(postgres_server: PostgresServer) -> str:
     """The URL of a fresh, empty PostgreSQL database."""
     return postgres_server.create_database()
+
+
+@pytest.fixture(scope="session")
+def mariadb_server() -> Iterator[MariaDBServer]:
+    """A MariaDB server for the whole session; skipped only when the binaries are missing."""
+    found = find_server()
+    if found is None:
+        pytest.skip("MariaDB binaries (mariadbd, mariadb-install-db) not found (CI installs them)")
+    server = MariaDBServer.start(*found)
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+def maria_url(mariadb_server: MariaDBServer) -> str:
+    """The URL (no password: see `mariadb_server.PASSWORD`) of a fresh, empty database."""
+    return mariadb_server.create_database()
 
 
 @pytest.fixture(scope="session")

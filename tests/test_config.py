@@ -126,3 +126,28 @@ def test_find_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_config() == path.resolve()
     with pytest.raises(ConfigError, match="does not exist"):
         find_config(tmp_path / "nope.toml")
+
+
+def test_the_source_schema_names_another_users_tables(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, BASE)).source.schema is None
+    text = BASE.replace(
+        'url = "sqlite:///legacy.db"', 'url = "sqlite:///legacy.db"\nschema = "SPINE"'
+    )
+    assert load_config(_write(tmp_path, text)).source.schema == "SPINE"
+    bad = BASE.replace('url = "sqlite:///legacy.db"', 'url = "sqlite:///legacy.db"\nschema = 3')
+    with pytest.raises(ConfigError, match=r"\[source\] schema must be a non-empty string") as info:
+        load_config(_write(tmp_path, bad))
+    assert info.value.where is not None and info.value.where.endswith(":4")  # its own line
+
+
+def test_source_types_are_table_column_pairs(tmp_path: Path) -> None:
+    text = BASE.replace(
+        'url = "sqlite:///legacy.db"',
+        'url = "sqlite:///legacy.db"\n[source.types]\n"SCR_ADVERSE_REACTIONS.ONSET_AT" = "DATE"',
+    )
+    config = load_config(_write(tmp_path, text))
+    assert config.source.types == {"SCR_ADVERSE_REACTIONS.ONSET_AT": "DATE"}
+    bad = text.replace('"SCR_ADVERSE_REACTIONS.ONSET_AT"', '"ONSET_AT"')
+    with pytest.raises(ConfigError, match=r"must be TABLE\.COLUMN") as info:
+        load_config(_write(tmp_path, bad))
+    assert info.value.where is not None and info.value.where.endswith(":5")

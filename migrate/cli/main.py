@@ -116,16 +116,37 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
     show_default=True,
     help="Random seed: the same seed builds the same database.",
 )
-def demo(directory: Path, patients: int, seed: int) -> None:
+@click.option(
+    "--source",
+    metavar="URL",
+    help="Load the estate into this empty PostgreSQL or MariaDB/MySQL database (no password "
+    "in the URL) instead of a SQLite file, in that engine's own types.",
+)
+@click.option(
+    "--password-env",
+    metavar="NAME",
+    help="The environment variable holding the --source password (written to migrate.toml).",
+)
+def demo(
+    directory: Path, patients: int, seed: int, source: str | None, password_env: str | None
+) -> None:
     """Create a sample Oracle-shaped legacy database and a ready project in DIRECTORY.
 
     DIRECTORY gets legacy.db (SQLite with Oracle type names), migrate.toml (embedded target, SQLite
-    ledger) and one mapping file per sample service (ods, pds, scr, eps).
+    ledger) and one mapping file per sample service (ods, pds, scr, eps). With --source the estate
+    goes into that server instead, and migrate.toml reads from it.
     """
     from migrate.demo import create_demo
 
     renderer = Renderer()
-    summary = create_demo(directory, patients=patients, seed=seed, progress=renderer.step)
+    summary = create_demo(
+        directory,
+        patients=patients,
+        seed=seed,
+        source=source,
+        password_env=password_env,
+        progress=renderer.step,
+    )
     renderer.demo_summary(summary)
 
 

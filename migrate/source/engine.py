@@ -1,45 +1,26 @@
-"""The source database of a run: its engine, its masked URL, reflection and snapshots."""
+"""The source database of a run: its engine, its masked URL, reflection and snapshots.
+
+`rules` is the engine's `SourceDialect`: everything that differs between engines is asked there.
+`schema` names the schema (Oracle: the owner; MariaDB: the database) whose tables are read, for a
+migration user reading another user's tables; None reads the connection's own.
+"""
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from contextlib import AbstractContextManager
 from pathlib import Path
-from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.engine import URL, Connection, make_url
+from sqlalchemy.engine import Connection, make_url
 
 from migrate.errors import ConfigError, SourceError, register_secret
 from migrate.schema import SchemaInfo, TableInfo
+from migrate.source.dialects import SourceDialect, dialect_class, dialect_for
+from migrate.source.dialects.base import first_line
 from migrate.source.reflect import Reflector
 from migrate.source.snapshot import Snapshot, open_snapshot
 from migrate.spec import ExtractSpec
-
-_CONFIG_HINT = (
-    "check [source] url in migrate.toml (SQLite paths are relative to the project folder)"
-)
-
-
-def _sqlite_url(url: URL, base_dir: Path | None) -> URL:
-    database = url.database or ""
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return url
-    path = Path(database)
-    if not path.is_absolute() and base_dir is not None:
-        path = base_dir / path
-    return url.set(database=str(path))
-
-
-def _sqlite_reader(dbapi_connection: Any, _record: object) -> None:
-    """Every SQLite source connection is read-only: the source is never written. (Not memory
-    mapped: mapped pages count as the process's resident memory, which would then grow with the
-    source file up to the map's size.)"""
-    cursor = dbapi_connection.cursor()
-    try:
-        cursor.execute("PRAGMA query_only = ON")
-    finally:
-        cursor.close()
 
 
 class Source:
@@ -52,47 +33,45 @@ class Source:
         password: str | None = None,
         password_env: str | None = None,
         base_dir: Path | None = None,
+        schema: str | None = None,
+        types: Mapping[str, str] | None = None,
     ) -> None:
         try:
             parsed = make_url(url)
         except sa.exc.ArgumentError:
-            raise ConfigError("the source URL is not a database URL", hint=_CONFIG_HINT) from None
+            raise ConfigError(
+                "the source URL is not a database URL",
+                hint="check [source] url in migrate.toml (SQLite paths are relative to the "
+                "project folder)",
+            ) from None
         if password:
             register_secret(password)
             parsed = parsed.set(password=password)
-        if parsed.get_backend_name() == "sqlite":
-            parsed = _sqlite_url(parsed, base_dir)
+        kind = dialect_class(parsed.get_backend_name())
+        parsed = kind.prepare_url(parsed, base_dir)
         self.display_url = parsed.render_as_string(hide_password=True)
         # Where the password came from: another process joining a snapshot reads it there.
         self.password_env = password_env
+        self.schema = schema
+        self.types = dict(types or {})  # "TABLE.COLUMN" -> the declared type to read it by
         try:
             self.engine = sa.create_engine(parsed)
         except (sa.exc.NoSuchModuleError, ImportError) as exc:
             raise ConfigError(
                 f"no database driver for the source {self.display_url}",
-                hint="install the driver for this URL (oracle+oracledb: `pip install oracledb`; "
-                "postgresql+psycopg: `pip install 'psycopg[binary]'`)",
+                hint=kind.driver_hint,
             ) from exc
         self.dialect: str = self.engine.dialect.name
-        if self.dialect == "sqlite":
-            sa.event.listen(self.engine, "connect", _sqlite_reader)
+        self.rules: SourceDialect = dialect_for(self.engine)
         self.skipped_columns: dict[str, dict[str, str]] = {}
         self._tables: dict[str, TableInfo] = {}
 
     def _connect(self) -> Connection:
-        database = self.engine.url.database
-        is_file = (
-            bool(database) and database != ":memory:" and not str(database).startswith("file:")
-        )
-        if self.dialect == "sqlite" and is_file and not Path(str(database)).is_file():
-            raise SourceError(
-                f"the source database file does not exist: {self.display_url}",
-                hint=_CONFIG_HINT,
-            )
+        self.rules.check_reachable(self.display_url)
         try:
             return self.engine.connect()
         except sa.exc.DBAPIError as exc:
-            detail = (str(exc.orig).strip().splitlines() or [type(exc.orig).__name__])[0][:300]
+            detail = first_line(exc.orig or exc)
             raise SourceError(
                 f"cannot connect to the source database {self.display_url}: {detail}",
                 hint="check that the database is up and reachable from here, the URL in "
@@ -106,13 +85,14 @@ class Source:
         out and listed in `skipped_columns` (table -> column -> declared type).
         """
         with self._connect() as connection:
-            reflector = Reflector(connection)
+            reflector = Reflector(connection, self.rules, schema=self.schema, types=self.types)
             try:
                 schema = reflector.schema(tables)
             except sa.exc.DBAPIError as exc:
+                detail = first_line(exc.orig if exc.orig is not None else exc)
                 raise SourceError(
-                    f"reading the schema of {self.display_url} failed",
-                    hint="check that the source user may read the catalog of these tables",
+                    f"reading the schema of {self.display_url} failed: {detail}",
+                    hint=_catalog_hint(detail),
                 ) from exc
         for name, columns in reflector.skipped.items():
             self.skipped_columns.setdefault(name, {}).update(columns)
@@ -142,19 +122,21 @@ class Source:
     def snapshot(self) -> AbstractContextManager[Snapshot]:
         """One consistent read view for every read of a run; its `marker` goes to the ledger."""
         return open_snapshot(
-            self.engine,
+            self.rules,
             self._connect,
             tables_for=self._tables_for,
             display_url=self.display_url,
+            schema=self.schema,
         )
 
     def join(self, token: str, marker: str) -> AbstractContextManager[Snapshot]:
         """The read view another process opened (its snapshot's `token` and `marker`)."""
         return open_snapshot(
-            self.engine,
+            self.rules,
             self._connect,
             tables_for=self._tables_for,
             display_url=self.display_url,
+            schema=self.schema,
             join=(token, marker),
         )
 
@@ -169,3 +151,18 @@ class Source:
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def _catalog_hint(detail: str) -> str:
+    """What to do, by what the database said (the driver's first line, no SQL in it)."""
+    text = detail.lower()
+    if "not a database" in text or "malformed" in text:
+        return "the file at [source] url is not a SQLite database: check the path in migrate.toml"
+    if "locked" in text or "busy" in text:
+        return (
+            "another process holds a lock on the source (a write in progress): wait for it to "
+            "finish, then run again"
+        )
+    if "permission" in text or "privilege" in text or "denied" in text:
+        return "the source user may not read the catalog of these tables: grant it, or use another"
+    return "check that the source is reachable and its user may read the catalog of these tables"

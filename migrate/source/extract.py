@@ -1,4 +1,4 @@
-"""Rows read through the driver's own cursor, in batches, and turned into typed Arrow tables.
+"""Rows read through the driver's own cursor turned into typed Arrow tables.
 
 No SQLAlchemy result processing happens on the rows: its type processors follow SQLite's affinity
 (a RAW(16) column would go through a NUMERIC processor and fail on bytes), and per-row objects cost
@@ -7,40 +7,14 @@ more than the read itself.
 
 from __future__ import annotations
 
-import sqlite3
 from collections.abc import Sequence
 from typing import Any
 
 import pyarrow as pa
 
 from migrate.schema import ColumnType
-from migrate.source.normalize import BadValue, to_arrow, tolerant_text
-from migrate.source.sql import Params
+from migrate.source.normalize import BadValue, to_arrow
 from migrate.spec import FLAWS_COLUMN, NodeSpec
-
-BATCH_ROWS = 5000  # the cursor's `arraysize`: rows per round trip where the driver batches
-
-
-def fetch_all(cursor: Any, sql: str, params: Params) -> list[tuple[Any, ...]]:
-    """Every row of a statement: a chunk's rows are all staged together, so in one call.
-
-    SQLite does not check that text is UTF-8, and its driver fails the whole read on such text
-    (quoting it in the message): the statement is then read again with a text factory that keeps
-    undecodable text as `Undecodable` bytes, which the normaliser flags as its row's flaw."""
-    try:
-        cursor.execute(sql, params)
-        rows: list[tuple[Any, ...]] = cursor.fetchall()
-    except sqlite3.OperationalError as exc:
-        if not str(exc).startswith("Could not decode to UTF-8"):
-            raise
-        connection = cursor.connection
-        connection.text_factory = tolerant_text
-        try:
-            cursor.execute(sql, params)
-            rows = cursor.fetchall()
-        finally:
-            connection.text_factory = str
-    return rows
 
 
 def build_table(

@@ -10,6 +10,7 @@ from __future__ import annotations
 import datetime as dt
 import decimal
 import json
+import re
 import uuid
 from collections.abc import Callable, Sequence
 from decimal import Decimal
@@ -175,15 +176,24 @@ def _float(value: Any) -> float:
     raise BadValue("a floating-point number", describe(value))
 
 
+# MySQL and MariaDB may hold a date whose year, month or day is 0 ('0000-00-00', '2001-00-15');
+# PyMySQL hands it over as text.
+_ZERO_DATE = re.compile(r"^(0000-\d\d-\d\d|\d{4}-00-\d\d|\d{4}-\d\d-00)")
+ZERO_DATE = "a zero date (a year, month or day of 0, which MySQL and MariaDB can store)"
+
+
 def _parse_datetime(value: Any) -> dt.datetime:
     if isinstance(value, dt.datetime):
         return value
     if isinstance(value, dt.date):
         return dt.datetime.combine(value, dt.time())
     if isinstance(value, str):
+        text = value.strip()
         try:
-            return dt.datetime.fromisoformat(value.strip())
+            return dt.datetime.fromisoformat(text)
         except ValueError:
+            if _ZERO_DATE.match(text):
+                raise BadValue("a date/time", ZERO_DATE) from None
             raise BadValue("a date/time", "text that is not an ISO date/time") from None
     raise BadValue("a date/time", describe(value))
 
@@ -357,6 +367,7 @@ def _within_precision(
 
 
 __all__ = [
+    "ZERO_DATE",
     "BadValue",
     "Undecodable",
     "decimal_text",

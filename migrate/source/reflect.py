@@ -1,9 +1,10 @@
-"""Schema reflection: names and keys from SQLAlchemy's Inspector, types from the declared text.
+"""Schema reflection: names and keys from SQLAlchemy's Inspector, types by the engine's rules.
 
-SQLAlchemy maps SQLite's declared types by affinity (RAW(16) becomes NUMERIC, BINARY_DOUBLE an
-unknown), so on SQLite the declared text comes from `PRAGMA table_info`; elsewhere it is the
-reflected type compiled for the dialect (`NUMERIC(10, 2)`, `TIMESTAMP WITH TIME ZONE`), which
-`resolve_type` reads the same way.
+Each engine's `SourceDialect` gives a table's columns with their types resolved: from the declared
+text on SQLite (SQLAlchemy maps its declared types by affinity: RAW(16) becomes NUMERIC), and
+elsewhere from the reflected type compiled for the dialect (`NUMERIC(10, 2)`, `TIMESTAMP WITH
+TIME ZONE`), which `resolve_type` reads the same way, with the engine's own meanings on top
+(a MariaDB TIMESTAMP is an instant, its JSON a checked LONGTEXT).
 """
 
 from __future__ import annotations
@@ -15,11 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
-from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
-from sqlalchemy.sql import sqltypes
 
-from migrate.errors import SourceError
-from migrate.schema import ColumnInfo, SchemaInfo, TableInfo
+from migrate.errors import ConfigError, SourceError
+from migrate.schema import ColumnInfo, ColumnType, SchemaInfo, TableInfo
+from migrate.source.dialects import SourceDialect
 from migrate.source.types import resolve_type
 
 
@@ -27,12 +27,26 @@ class Reflector:
     """Reflects tables through one connection. `skipped` names columns whose type no rule covers:
     they are left out of the schema (a mapping that uses one is told the column does not exist)."""
 
-    def __init__(self, connection: Connection) -> None:
+    def __init__(
+        self,
+        connection: Connection,
+        rules: SourceDialect,
+        *,
+        schema: str | None = None,
+        types: Mapping[str, str] | None = None,
+    ) -> None:
         self.connection = connection
+        self.rules = rules
         self.dialect = connection.dialect
+        self.schema_name = schema
         self.inspector = sa.inspect(connection)
         self.skipped: dict[str, dict[str, str]] = {}
-        self._batch: dict[str, dict[str, Any]] = {}  # what `_prefetch` read, by kind and table
+        self._batch: dict[str, dict[str, Any]] = {}  # what `prefetch` read, by kind and table
+        # [source.types]: (table, column) folded -> the declared type the column is read by
+        self._types: dict[tuple[str, str], tuple[str, str]] = {}
+        for name, declared in (types or {}).items():
+            table, _, column = name.partition(".")
+            self._types[(table.casefold(), column.casefold())] = (name, declared)
 
     def _name(self, name: str) -> str:
         """The name as the database reports it (SQLAlchemy lower-cases Oracle's names)."""
@@ -41,52 +55,65 @@ class Reflector:
         return name
 
     def schema(self, tables: Iterable[str] | None = None) -> SchemaInfo:
-        names = [*self.inspector.get_table_names(), *self.inspector.get_view_names()]
+        schema = self.schema_name
+        names = [
+            *self.inspector.get_table_names(schema=schema),
+            *self.inspector.get_view_names(schema=schema),
+        ]
         if tables is not None:
             wanted = {t.casefold() for t in tables}
             names = [n for n in names if self._name(n).casefold() in wanted or n in wanted]
-        self._prefetch(names)
+        self._batch = self.rules.prefetch(self.inspector, names, schema)
         result = {}
         for name in names:
             table = self.table(name)
             result[table.name] = table
         return SchemaInfo(result)
 
-    def _prefetch(self, names: list[str]) -> None:
-        """PostgreSQL: every table's columns, keys and indexes in one catalog query per kind
-        (SQLAlchemy's own per-table calls run the same queries filtered to one table)."""
-        if self.dialect.name != "postgresql" or not names:
-            return
-        options: dict[str, Any] = {
-            "filter_names": names,
-            "kind": ObjectKind.ANY,
-            "scope": ObjectScope.ANY,
-        }
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", sa.exc.SAWarning)  # as in `_declared`
-            reads: dict[str, Mapping[tuple[str | None, str], Any]] = {
-                "columns": self.inspector.get_multi_columns(**options),
-                "pk": self.inspector.get_multi_pk_constraint(**options),
-                "unique": self.inspector.get_multi_unique_constraints(**options),
-                "indexes": self.inspector.get_multi_indexes(**options),
-            }
-        for kind, found in reads.items():
-            self._batch[kind] = {table: value for (_, table), value in found.items()}
-
-    def _read(self, kind: str, name: str, single: Callable[[str], Any]) -> Any:
-        """What `_prefetch` read for the table, else SQLAlchemy's per-table call."""
+    def _read(self, kind: str, name: str, single: Callable[..., Any]) -> Any:
+        """What `prefetch` read for the table, else SQLAlchemy's per-table call."""
         found = self._batch.get(kind, {})
-        return found[name] if name in found else single(name)
+        return found[name] if name in found else single(name, schema=self.schema_name)
+
+    def _columns(self, name: str) -> list[ReflectedColumn]:
+        with warnings.catch_warnings():
+            # An unrecognised type becomes NullType with a warning; it is reported as skipped.
+            warnings.simplefilter("ignore", sa.exc.SAWarning)
+            columns: list[ReflectedColumn] = self._read("columns", name, self.inspector.get_columns)
+        return columns
+
+    def _override(self, table: str, column: str) -> ColumnType:
+        setting, declared = self._types[(table.casefold(), column.casefold())]
+        try:
+            return resolve_type(declared)
+        except SourceError as exc:
+            raise ConfigError(
+                f"[source.types] {setting} = {declared!r}: {exc.message}", hint=exc.hint
+            ) from None
 
     def table(self, name: str) -> TableInfo:
-        columns = self._declared(name)
         shown = self._name(name)
         kept = []
-        for column_name, declared, nullable in columns:
-            try:
-                kept.append(ColumnInfo(column_name, resolve_type(declared), nullable))
-            except SourceError:
-                self.skipped.setdefault(shown, {})[column_name] = declared
+        declared = self.rules.declared(
+            self.connection, name, self.schema_name, lambda: self._columns(name)
+        )
+        overridden = {c for t, c in self._types if t == shown.casefold()}
+        for column_name, found, nullable in declared:
+            exact = self._name(column_name)
+            resolved = found
+            if (shown.casefold(), exact.casefold()) in self._types:
+                overridden.discard(exact.casefold())
+                resolved = self._override(shown, exact)
+            if isinstance(resolved, str):
+                self.skipped.setdefault(shown, {})[exact] = resolved
+            else:
+                kept.append(ColumnInfo(exact, resolved, nullable))
+        if overridden:
+            setting, _ = self._types[(shown.casefold(), sorted(overridden)[0])]
+            raise ConfigError(
+                f"[source.types] names {setting}, which is not a column of {shown}",
+                hint="name an existing TABLE.COLUMN, or remove the line from migrate.toml",
+            )
         pk = self._read("pk", name, self.inspector.get_pk_constraint)
         primary = pk.get("constrained_columns") or []
         unique: list[tuple[str, ...]] = []
@@ -102,24 +129,3 @@ class Reflector:
             primary_key=tuple(self._name(c) for c in primary),
             unique=tuple(dict.fromkeys(u for u in unique if u)),
         )
-
-    def _declared(self, name: str) -> list[tuple[str, str, bool]]:
-        """(column, declared type text, nullable) in table order."""
-        if self.dialect.name == "sqlite":
-            quoted = self.dialect.identifier_preparer.quote_identifier(name)
-            rows = self.connection.exec_driver_sql(f"PRAGMA table_info({quoted})").fetchall()
-            return [(str(r[1]), str(r[2] or ""), not r[3]) for r in rows]
-        with warnings.catch_warnings():
-            # An unrecognised type becomes NullType with a warning; it is reported as skipped.
-            warnings.simplefilter("ignore", sa.exc.SAWarning)
-            reflected = self._read("columns", name, self.inspector.get_columns)
-        return [(self._name(c["name"]), self._type_text(c), bool(c["nullable"])) for c in reflected]
-
-    def _type_text(self, column: ReflectedColumn) -> str:
-        type_: Any = column["type"]
-        if isinstance(type_, sqltypes.NullType):
-            return "unrecognised"
-        try:
-            return str(type_.compile(dialect=self.dialect))
-        except sa.exc.CompileError:
-            return type(type_).__name__.upper()

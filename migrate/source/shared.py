@@ -7,7 +7,14 @@ no secret: the worker reads the password from the environment variable the proje
 
 A SQLite writer waiting to commit (it holds PENDING until the snapshot ends) keeps new readers
 out, so a worker may not get in: after `busy_seconds` its read fails with `ViewBusy`, and the
-caller reads that chunk on the snapshot's own connection, which holds its lock already.
+caller reads that chunk on the snapshot's own connection, which holds its lock already. A MariaDB
+worker whose own snapshot is not at the view's binary-log position fails the same way (and says
+so at once for the view's later chunks).
+
+A worker whose connection breaks mid-chunk (`ConnectionLost`: nothing was staged) joins the view
+again and reads the chunk once more: on PostgreSQL the exported snapshot outlives the worker's
+connection as long as the planning process holds it. When that is gone too, joining fails and
+the run stops with a message (exit 3).
 """
 
 from __future__ import annotations
@@ -26,8 +33,9 @@ from sqlalchemy.engine import make_url
 from migrate.errors import SourceError
 from migrate.schema import TableInfo
 from migrate.source.chunks import ChunkRange
+from migrate.source.dialects import ViewBusy
 from migrate.source.engine import Source
-from migrate.source.snapshot import Snapshot
+from migrate.source.snapshot import ConnectionLost, Snapshot
 from migrate.spec import ExtractSpec
 
 _T = TypeVar("_T")
@@ -43,11 +51,7 @@ class SharedView:
     marker: str
     tables: tuple[TableInfo, ...]
     busy_seconds: float = 5.0  # how long a SQLite reader waits for a lock before `ViewBusy`
-
-
-class ViewBusy(SourceError):
-    """A worker could not start reading under the shared view (SQLite: a writer waits to commit);
-    the chunk is read by the process that holds the snapshot instead."""
+    schema: str | None = None  # the schema the tables are read from (`Source.schema`)
 
 
 @dataclass(frozen=True, slots=True)
@@ -78,6 +82,7 @@ def share_view(
         snapshot.token,
         snapshot.marker,
         tuple(tables.values()),
+        schema=source.schema,
     )
 
 
@@ -86,6 +91,7 @@ class _Joined:
 
     def __init__(self) -> None:
         self.key: tuple[str, str] | None = None
+        self.refused: tuple[str, str] | None = None  # a view this process cannot join
         self.source: Source | None = None
         self.snapshot: Snapshot | None = None
         self._stack = ExitStack()
@@ -99,6 +105,11 @@ class _Joined:
             self.source.remember(view.tables)
             return self.snapshot
         self.leave()
+        if self.refused == key:
+            raise ViewBusy(
+                f"this worker cannot join the snapshot {view.marker}",
+                hint="the chunk is read on the snapshot's own connection instead",
+            )
         password = None
         if view.password_env is not None:
             password = os.environ.get(view.password_env)
@@ -112,11 +123,18 @@ class _Joined:
         if view.token.startswith("sqlite:"):
             url = str(make_url(url).update_query_dict({"timeout": str(view.busy_seconds)}))
         try:
-            source = Source(url, password=password, password_env=view.password_env)
+            source = Source(
+                url, password=password, password_env=view.password_env, schema=view.schema
+            )
             self._stack.callback(source.close)
             source.remember(view.tables)
             self.snapshot = self._stack.enter_context(source.join(view.token, view.marker))
             self.source = source
+        except ViewBusy:
+            if not view.token.startswith("sqlite:"):  # the view's point is past: for good
+                self.refused = key
+            self.leave()
+            raise
         except BaseException:
             self.leave()
             raise
@@ -137,8 +155,18 @@ _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 def read_chunk(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
     """The chunk's rows under the shared view, as the planning process would have read them."""
     try:
+        return _read_once(read, spec)
+    except ConnectionLost:
+        _JOINED.leave()  # this worker's connection broke: join the view again, read it again
+        return _read_once(read, spec)
+
+
+def _read_once(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
+    try:
         snapshot = _JOINED.get(read.view)
         snapshot.resume()
+    except ViewBusy:
+        raise
     except Exception as exc:
         if _busy(exc):
             _JOINED.leave()
@@ -178,3 +206,15 @@ def settle(outcome: Future[_T], here: Callable[[], _T] | None) -> _T:
 def leave_view() -> None:
     """Close this process's joined view (the next read joins again)."""
     _JOINED.leave()
+    _JOINED.refused = None
+
+
+__all__ = [
+    "ChunkRead",
+    "SharedView",
+    "ViewBusy",
+    "leave_view",
+    "read_chunk",
+    "settle",
+    "share_view",
+]

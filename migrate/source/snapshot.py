@@ -1,37 +1,35 @@
 """One consistent read view of the source for a whole run: chunk planning and extraction.
 
-SQLite: one connection holding one read transaction. PostgreSQL: a REPEATABLE READ READ ONLY
-transaction whose snapshot is exported, so parallel readers can share it. Oracle: every table
-reference reads `AS OF SCN n`. The marker names the view, so delta catch-up starts where it ends.
+How a view is begun, shared and proved is the engine's (`migrate.source.dialects`): SQLite holds one
+read transaction, PostgreSQL exports its REPEATABLE READ snapshot, MariaDB proves a shared snapshot
+by its binary-log position, Oracle reads every table `AS OF SCN n`. The marker names the view, so
+delta catch-up starts where it ends; the token (where the engine has one) is what another process
+joins it with (`Source.join`).
 
-Another process can read under the same view (`Snapshot.token`, `Source.join`) where the
-database can prove it is the same: PostgreSQL by importing the exported snapshot (SET TRANSACTION
-SNAPSHOT), SQLite in a rollback-journal mode because the first read transaction's SHARED lock keeps
-every writer out until it ends, checked by the file change counter in the database header (it
-changes with every commit). Other sources, and SQLite in WAL mode (each reader its own view, and no
-way to share one), have no token: their chunks are read by the snapshot's own connection.
-On PostgreSQL a chunk is read through COPY on the same connection, so in the same transaction
-(`pgcopy`), unless a value needs the cursor path.
+A chunk is read on the view's connection through the engine's bulk reader where it has one
+(PostgreSQL's COPY, `pgcopy`) and where that stages the same values, else through the engine's
+cursor. A chunk whose view is too old (Oracle's ORA-01555) is read again alone at a fresh read
+point and listed in `reread`; a connection that breaks fails the read with `ConnectionLost`, and
+nothing of the chunk is staged.
 """
 
 from __future__ import annotations
 
-import datetime as dt
-import re
 from collections.abc import Callable, Iterator, Mapping
 from contextlib import closing, contextmanager
 from operator import itemgetter
-from pathlib import Path
 from typing import Any
 
 import pyarrow as pa
 import sqlalchemy as sa
-from sqlalchemy.engine import Connection, Engine
+from sqlalchemy.engine import Connection
 
 from migrate.errors import ConfigError, SourceError
 from migrate.schema import TableInfo
 from migrate.source.chunks import ChunkRange
-from migrate.source.extract import BATCH_ROWS, build_table, fetch_all
+from migrate.source.dialects import SourceDialect, View
+from migrate.source.dialects.base import first_line
+from migrate.source.extract import build_table
 from migrate.source.pgcopy import CopyFailed, CopyRead, CopyReader
 from migrate.source.pgcsv import Unfit, keep_linked
 from migrate.source.sql import Params, Queries, compile_statement
@@ -40,40 +38,59 @@ from migrate.spec import ExtractSpec
 TablesFor = Callable[[ExtractSpec], Mapping[str, TableInfo]]
 
 
+class ConnectionLost(SourceError):
+    """The view's connection broke mid-read: nothing of the chunk was staged. A worker joins the
+    view again and reads the chunk once more; on the connection that holds the view, the view
+    itself is gone."""
+
+
+class _TooOld(Exception):
+    """The view is too old for a statement (Oracle's ORA-01555)."""
+
+    def __init__(self, error: Exception) -> None:
+        super().__init__(str(error))
+        self.error = error
+
+
 class Snapshot:
     """Reads under one consistent view; created by `Source.snapshot()`, valid inside its block."""
 
     def __init__(
         self,
-        connection: Connection,
-        marker: str,
+        view: View,
+        rules: SourceDialect,
         *,
         tables_for: TablesFor,
         display_url: str,
-        scn: int | None = None,
-        token: str | None = None,
+        schema: str | None = None,
     ) -> None:
-        self._connection = connection
-        self._cursor = connection.connection.cursor()
-        self._cursor.arraysize = BATCH_ROWS
+        self._view = view
+        self._connection = view.connection
+        self._rules = rules
+        self._cursor = rules.cursor(view.connection)
         self._tables_for = tables_for
         self._display_url = display_url
-        self._scn = scn
+        self._schema = schema
         self._prepared: dict[ExtractSpec, Queries] = {}
-        self._copy = _copy_reader(connection)
-        self.marker = marker
+        self._copy = rules.copy_reader(view.connection)
+        self.marker = view.marker
         # What another process passes to `Source.join` to read under this same view; None
-        # where the source cannot share it (see the module's notes).
-        self.token = token
+        # where the source cannot share it (see `migrate.source.dialects`).
+        self.token = view.token
         self._paused = False
         # PostgreSQL (psycopg): read chunks through COPY where it stages the same values as the
         # cursor; False reads every chunk through the cursor (the tests compare the two).
         self.use_copy = self._copy is not None
         self.copy_fallbacks = 0  # chunks COPY could not stage exactly, read through the cursor
+        # Chunks read again at a later read point because the view was too old for them
+        # (service, document type, chunk index) -> that point's marker: delta catch-up
+        # must cover them from the run's marker on.
+        self.reread: dict[tuple[str, str, int], str] = {}
 
-    def _queries(self, spec: ExtractSpec) -> Queries:
-        """The spec's statements, prepared once per snapshot (the schema is read once)."""
-        queries = self._prepared.get(spec)
+    def _queries(self, spec: ExtractSpec, scn: int | None = None) -> Queries:
+        """The spec's statements, prepared once per snapshot (the schema is read once); with
+        `scn`, for one read at that point instead."""
+        queries = self._prepared.get(spec) if scn is None else None
         if queries is not None:
             return queries
         if not spec.primary_key:
@@ -84,22 +101,36 @@ class Snapshot:
                 "over a table that has one",
             )
         queries = Queries(
-            spec, self._tables_for(spec), dialect=self._connection.dialect, scn=self._scn
+            spec,
+            self._tables_for(spec),
+            dialect=self._rules,
+            scn=self._view.scn if scn is None else scn,
+            schema=self._schema,
         )
-        self._prepared[spec] = queries
+        if scn is None:
+            self._prepared[spec] = queries
         return queries
 
     def _run(self, statement: sa.ClauseElement, what: str) -> list[tuple[Any, ...]]:
-        return self._fetch(*compile_statement(statement, self._connection.dialect), what)
+        return self._fetch(*compile_statement(statement, self._rules.sa), what)
 
     def _fetch(self, sql: str, params: Params, what: str) -> list[tuple[Any, ...]]:
         try:
-            return fetch_all(self._cursor, sql, params)
-        except self._connection.dialect.loaded_dbapi.Error as exc:
+            rows = self._rules.fetch_all(self._cursor, sql, params)
+        except self._rules.sa.loaded_dbapi.Error as exc:
+            if self._rules.too_old(exc):
+                raise _TooOld(exc) from exc
             raise self._failed(exc, what) from exc
+        return rows
 
     def _failed(self, exc: Exception, what: str) -> SourceError:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+        detail = first_line(exc)
+        if self._rules.lost(exc, self._connection):
+            return ConnectionLost(
+                f"the connection to {self._display_url} broke while reading {what}: {detail}",
+                hint="nothing of the chunk was staged; run the command again: it resumes, and "
+                "reads the chunks still to read under a new snapshot",
+            )
         return SourceError(
             f"reading {what} from {self._display_url} failed: {detail}",
             hint="check the mapping's `where` and that the source schema still matches the "
@@ -114,7 +145,11 @@ class Snapshot:
                 hint="set [run] chunk_size in migrate.toml",
             )
         queries = self._queries(spec)
-        (nulls,) = self._run(queries.null_keys(), f"the keys of {spec.root_table}")[0]
+        try:
+            (nulls,) = self._run(queries.null_keys(), f"the keys of {spec.root_table}")[0]
+            starts = [tuple(r) for r in self._run(queries.boundaries(chunk_size), spec.root_table)]
+        except _TooOld as exc:
+            raise self._too_old(exc, f"the keys of {spec.root_table}") from exc.error
         if nulls:
             raise SourceError(
                 f"{nulls} row(s) of {spec.root_table} have a NULL in the primary key "
@@ -122,7 +157,6 @@ class Snapshot:
                 where=f"service {spec.service}, document type {spec.doc_type}",
                 hint="fill in the key of those rows, or exclude them with the mapping's `where`",
             )
-        starts = [tuple(r) for r in self._run(queries.boundaries(chunk_size), spec.root_table)]
         ranges = []
         for index in range(len(starts)):
             lo = starts[index] if index else None
@@ -130,9 +164,20 @@ class Snapshot:
             ranges.append(ChunkRange(index, lo, hi))
         return ranges
 
+    def _too_old(self, exc: _TooOld, what: str) -> SourceError:
+        return SourceError(
+            f"reading {what} from {self._display_url} failed: the snapshot is too old "
+            f"({first_line(exc.error)})",
+            hint="the database no longer holds the undo this read needs; raise UNDO_RETENTION "
+            "(or the undo tablespace) and run again",
+        )
+
     def count_rows(self, spec: ExtractSpec, chunk: ChunkRange) -> int:
         """Root rows in the chunk (after `where`), for progress and estimates."""
-        rows = self._fetch(*self._queries(spec).count(chunk), spec.root_table)
+        try:
+            rows = self._fetch(*self._queries(spec).count(chunk), spec.root_table)
+        except _TooOld as exc:
+            raise self._too_old(exc, spec.root_table) from exc.error
         return int(rows[0][0])
 
     def extract(self, spec: ExtractSpec, chunk: ChunkRange) -> dict[str, pa.Table]:
@@ -144,7 +189,26 @@ class Snapshot:
             if tables is not None:
                 return tables
             self.copy_fallbacks += 1
-        return self._extract_rows(queries, chunk)
+        try:
+            return self._extract_rows(queries, chunk)
+        except _TooOld as exc:
+            return self._reread(spec, chunk, exc)
+
+    def _reread(self, spec: ExtractSpec, chunk: ChunkRange, first: _TooOld) -> dict[str, pa.Table]:
+        """The chunk read again alone, at a fresh read point, and listed in `reread`."""
+        what = f"chunk {chunk.index} of {spec.root_table}"
+        try:
+            scn = self._rules.fresh_scn(self._connection)
+        except self._rules.sa.loaded_dbapi.Error as exc:
+            raise self._failed(exc, what) from exc
+        if scn is None:
+            raise self._too_old(first, what) from first.error
+        try:
+            tables = self._extract_rows(self._queries(spec, scn), chunk)
+        except _TooOld as exc:
+            raise self._too_old(exc, what) from exc.error
+        self.reread[(spec.service, spec.doc_type, chunk.index)] = f"scn:{scn}"
+        return tables
 
     def _extract_copy(
         self, reader: CopyReader, queries: Queries, chunk: ChunkRange
@@ -197,21 +261,17 @@ class Snapshot:
         return result
 
     def pause(self) -> None:
-        """SQLite: end the read transaction until the next read, which starts it again and proves
-        by the token that the view is the same (a worker holds no lock between chunks). Only for
-        a view with a token: without one, a new transaction could see newer data."""
-        if self._connection.dialect.name == "sqlite" and self.token is not None:
-            self._connection.connection.rollback()
-            self._paused = True
+        """End the read transaction until the next read where the engine proves the view again
+        then (SQLite: a worker holds no lock between chunks)."""
+        if not self._paused:
+            self._paused = self._rules.pause(self._view)
 
     def resume(self) -> None:
         """Start the read transaction `pause` ended (a no-op when it did not); `extract` does
         this itself."""
         if not self._paused:
             return
-        assert self.token is not None
-        _sqlite_read(self._connection)
-        _same_view(self._connection.engine, self._connection, self.token)
+        self._rules.resume(self._view)
         self._paused = False
 
     def close(self) -> None:
@@ -220,170 +280,45 @@ class Snapshot:
             if self._copy is not None:
                 self._copy.close()
         finally:
-            self._connection.rollback()
-            self._connection.close()
-
-
-def _copy_reader(connection: Connection) -> CopyReader | None:
-    """A COPY reader on the snapshot's own psycopg connection (PostgreSQL through psycopg 3)."""
-    dialect = connection.dialect
-    if dialect.name != "postgresql" or dialect.driver != "psycopg":
-        return None
-    driver: Any = connection.connection.dbapi_connection
-    return CopyReader(driver)
-
-
-def _now() -> str:
-    return dt.datetime.now(dt.UTC).isoformat(timespec="seconds").replace("+00:00", "Z")
-
-
-def _first(connection: Connection, sql: str) -> tuple[Any, ...]:
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute(sql)
-        row = cursor.fetchone()
-        if row is None:
-            raise SourceError(f"the source returned no row for {sql!r}")
-        return tuple(row)
-    finally:
-        cursor.close()
-
-
-Begun = tuple[Connection, str, int | None, str | None]  # connection, marker, SCN, token
-_PG_SNAPSHOT_ID = re.compile(r"[0-9A-Fa-f]+-[0-9A-Fa-f]+(-[0-9]+)?")
-_SQLITE_SHARED_MODES = ("delete", "truncate", "persist")  # rollback journals: readers lock out
-
-
-def _sqlite_read(connection: Connection) -> None:
-    """Start the connection's read transaction (deferred BEGIN, then a first read)."""
-    cursor = connection.connection.cursor()
-    try:
-        cursor.execute("BEGIN")
-        cursor.execute("SELECT count(*) FROM sqlite_master")
-    finally:
-        cursor.close()
-
-
-def _sqlite_counter(engine: Engine) -> int | None:
-    """The database file's change counter (header bytes 24-27), or None when it has no header."""
-    database = engine.url.database
-    if not database or database == ":memory:" or database.startswith("file:"):
-        return None
-    try:
-        with Path(database).open("rb") as file:
-            header = file.read(100)
-    except OSError:
-        return None
-    if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
-        return None
-    return int.from_bytes(header[24:28], "big")
-
-
-def _sqlite_token(engine: Engine, connection: Connection) -> str | None:
-    """The view's token, read while the connection's read transaction holds its SHARED lock."""
-    (mode,) = _first(connection, "PRAGMA journal_mode")
-    (locking,) = _first(connection, "PRAGMA locking_mode")
-    if str(mode).lower() not in _SQLITE_SHARED_MODES or str(locking).lower() != "normal":
-        return None
-    counter = _sqlite_counter(engine)
-    return None if counter is None else f"sqlite:counter={counter}"
-
-
-def _same_view(engine: Engine, connection: Connection, token: str) -> None:
-    """Refuse a SQLite read transaction that does not see the view `token` names."""
-    if _sqlite_token(engine, connection) != token:
-        raise SourceError(
-            f"the source changed since the snapshot was taken ({token} expected)",
-            hint="something wrote to the SQLite file while the snapshot was open; run the "
-            "command again",
-        )
-
-
-def _begin(engine: Engine, connect: Callable[[], Connection]) -> Begun:
-    """A connection inside its consistent read view, the view's marker, Oracle's SCN, and the
-    token another process joins the view with."""
-    name = engine.dialect.name
-    connection = connect()
-    try:
-        if name == "sqlite":
-            _sqlite_read(connection)
-            (version,) = _first(connection, "PRAGMA data_version")
-            token = _sqlite_token(engine, connection)
-            return connection, f"sqlite:data_version={version};at={_now()}", None, token
-        if name == "postgresql":
-            connection = connection.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            server = connection.dialect.server_version_info or (0,)
-            current = "pg_current_snapshot()" if server >= (13,) else "txid_current_snapshot()"
-            exported, xids = _first(connection, f"SELECT pg_export_snapshot(), {current}::text")
-            marker = f"postgresql:snapshot={exported};xids={xids}"
-            return connection, marker, None, f"postgresql:{exported}"
-        if name == "oracle":
-            (scn,) = _first(connection, "SELECT current_scn FROM v$database")
-            return connection, f"scn:{int(scn)}", int(scn), None
-        if name in ("mysql", "mariadb"):
-            connection = connection.execution_options(isolation_level="REPEATABLE READ")
-        return connection, f"{name}:at={_now()}", None, None
-    except BaseException:
-        connection.close()
-        raise
-
-
-def _join(engine: Engine, connect: Callable[[], Connection], token: str) -> Connection:
-    """A connection inside the read view `token` names (from `_begin` in another process)."""
-    name = engine.dialect.name
-    kind, _, value = token.partition(":")
-    if kind != name:
-        raise SourceError(f"a {kind} snapshot token cannot be joined on a {name} source")
-    connection = connect()
-    try:
-        if name == "sqlite":
-            _sqlite_read(connection)
-            _same_view(engine, connection, token)
-            return connection
-        if name == "postgresql" and _PG_SNAPSHOT_ID.fullmatch(value):
-            connection = connection.execution_options(
-                isolation_level="REPEATABLE READ", postgresql_readonly=True
-            )
-            cursor = connection.connection.cursor()
             try:
-                cursor.execute(f"SET TRANSACTION SNAPSHOT '{value}'")
+                self._connection.rollback()
             finally:
-                cursor.close()
-            return connection
-        raise SourceError(f"not a snapshot token this toolkit made: {token!r}")
-    except BaseException:
-        connection.close()
-        raise
+                self._connection.close()
 
 
 @contextmanager
 def open_snapshot(
-    engine: Engine,
+    rules: SourceDialect,
     connect: Callable[[], Connection],
     *,
     tables_for: TablesFor,
     display_url: str,
+    schema: str | None = None,
     join: tuple[str, str] | None = None,
 ) -> Iterator[Snapshot]:
     """A new read view, or with `join` (token, marker) the view another process opened."""
+    connection = connect()
     try:
         if join is None:
-            connection, marker, scn, token = _begin(engine, connect)
+            view = rules.begin(connection)
         else:
             token, marker = join
-            connection, scn = _join(engine, connect, token), None
-    except engine.dialect.loaded_dbapi.Error as exc:
-        detail = (str(exc).strip().splitlines() or [type(exc).__name__])[0][:300]
+            kind, _, value = token.partition(":")
+            if kind != rules.token_kind or not rules.token_kind:
+                raise SourceError(
+                    f"a {kind} snapshot token cannot be joined on a {rules.name} source"
+                )
+            view = View(rules.join(connection, value), marker, token=token)
+    except rules.sa.loaded_dbapi.Error as exc:
+        connection.close()
         raise SourceError(
-            f"cannot open a consistent snapshot of {display_url}: {detail}",
-            hint="on Oracle the user needs SELECT on v$database (GRANT SELECT ON v_$database) and "
-            "FLASHBACK on the tables; elsewhere, check the database is reachable",
+            f"cannot open a consistent snapshot of {display_url}: {first_line(exc)}",
+            hint=rules.snapshot_hint,
         ) from exc
-    snapshot = Snapshot(
-        connection, marker, tables_for=tables_for, display_url=display_url, scn=scn, token=token
-    )
+    except BaseException:
+        connection.close()
+        raise
+    snapshot = Snapshot(view, rules, tables_for=tables_for, display_url=display_url, schema=schema)
     try:
         yield snapshot
     finally:

@@ -8,20 +8,23 @@ primary-key bounds exactly as it returned them.
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Dialect
 from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.sql import sqltypes
 from sqlalchemy.sql.compiler import SQLCompiler
-from sqlalchemy.sql.elements import ColumnElement
+from sqlalchemy.sql.elements import ColumnElement, quoted_name
 from sqlalchemy.sql.selectable import NamedFromClause, Select, TableClause
 
 from migrate.errors import SourceError
 from migrate.schema import ColumnInfo, ColumnType, TableInfo, ValueKind
 from migrate.source.chunks import Bound, ChunkRange
 from migrate.spec import ExtractSpec, NodeSpec
+
+if TYPE_CHECKING:
+    from migrate.source.dialects import SourceDialect
 
 Params = Sequence[Any] | Mapping[str, Any]
 From = NamedFromClause
@@ -34,8 +37,14 @@ class SourceTable(TableClause):
     __visit_name__ = "source_table"
     inherit_cache = False  # the SCN is part of the SQL; these statements are compiled directly
 
-    def __init__(self, name: str, *columns: sa.ColumnClause[Any], scn: int | None = None) -> None:
-        super().__init__(name, *columns)
+    def __init__(
+        self,
+        name: str,
+        *columns: sa.ColumnClause[Any],
+        scn: int | None = None,
+        schema: str | None = None,
+    ) -> None:
+        super().__init__(name, *columns, schema=schema)
         self.scn = scn
 
 
@@ -143,13 +152,18 @@ class Queries:
         spec: ExtractSpec,
         tables: Mapping[str, TableInfo],
         *,
-        dialect: Dialect,
+        dialect: SourceDialect,
         scn: int | None = None,
+        schema: str | None = None,
     ) -> None:
         self.spec = spec
         self.tables = tables
         self.dialect = dialect
         self.scn = scn
+        self.schema = schema
+        # Names exactly as the catalog reports them: Oracle folds an unquoted name to upper
+        # case, so a name is always quoted there (a lower-case table stays lower case).
+        self._exact = bool(dialect.sa.requires_name_normalize)
         self.kinds = {n.node_id: self._kinds(n) for n in spec.nodes}
         self._compiled: dict[Shape, Compiled] = {}
         self._keyed = {n.node_id: self._key_link(n) for n in spec.nodes}
@@ -172,34 +186,37 @@ class Queries:
     def _kinds(self, node: NodeSpec) -> list[ValueKind]:
         return [self._column(node.table, name).type.kind for name in node.columns]
 
+    def _name(self, name: str) -> str:
+        return quoted_name(name, True) if self._exact else name
+
     def _from(self, table: str, alias: str | None = None) -> From:
         info = self.tables[table]
-        clause = SourceTable(info.name, *(sa.column(c.name) for c in info.columns), scn=self.scn)
+        clause = SourceTable(
+            self._name(info.name),
+            *(sa.column(self._name(c.name)) for c in info.columns),
+            scn=self.scn,
+            schema=self._name(self.schema) if self.schema else None,
+        )
         return clause.alias(alias) if alias else clause
 
     def _col(self, source: From, table: str, name: str) -> ColumnElement[Any]:
         return source.c[self._column(table, name).name]
 
     def _where(self) -> list[ColumnElement[bool]]:
+        """The mapping's trusted predicate as written: SQL text, not a boolean expression (which
+        a dialect without booleans, Oracle before 23ai, renders as `(<where>) = 1`)."""
         where = self.spec.where
-        return [sa.literal_column(f"({where})", sa.Boolean)] if where and where.strip() else []
+        return [sa.text(f"({where})")] if where and where.strip() else []  # type: ignore[list-item]
 
     def _pk(self, source: From) -> list[ColumnElement[Any]]:
         return [self._col(source, self.spec.root_table, k) for k in self.spec.primary_key]
 
     def _select_expr(
-        self, column: ColumnElement[Any], kind: ValueKind, *, copy: bool = False
+        self, column: ColumnElement[Any], type_: ColumnType, *, copy: bool = False
     ) -> ColumnElement[Any]:
         """Ask the database for a form the driver (or, `copy`, PostgreSQL's COPY text) returns
-        exactly."""
-        if self.dialect.name == "postgresql" and kind is ValueKind.JSON:
-            return sa.cast(column, sa.Text)  # psycopg parses JSON into floats; keep the text
-        if copy and kind is ValueKind.TIMESTAMP_TZ:
-            # COPY writes the session's zone (even a local mean time offset): ask for UTC.
-            return sa.func.timezone(sa.literal_column("'UTC'"), column)
-        if self.dialect.name == "oracle" and kind is ValueKind.TIMESTAMP_TZ:
-            return sa.func.sys_extract_utc(column)  # oracledb drops the zone; read UTC instead
-        return column
+        exactly (the engine's rules)."""
+        return self.dialect.select_expr(column, type_, copy=copy)
 
     def _compile(
         self,
@@ -218,7 +235,7 @@ class Queries:
         )
         compiled = self._compiled.get(shape)
         if compiled is None:
-            compiled = self._compiled[shape] = Compiled(make(), self.dialect)
+            compiled = self._compiled[shape] = Compiled(make(), self.dialect.sa)
         return compiled.bind(bound_values(chunk))
 
     # -- statements ----------------------------------------------------------------------
@@ -294,10 +311,11 @@ class Queries:
         else:
             source = self._from(node.table, self._alias(node))
             where = self._restrict(source, node, chunk)
-        kinds = self.kinds[node.node_id]
         selected = [
-            self._select_expr(self._col(source, node.table, name), kind, copy=copy).label(f"c{i}")
-            for i, (name, kind) in enumerate(zip(node.columns, kinds, strict=True))
+            self._select_expr(
+                self._col(source, node.table, name), self._column(node.table, name).type, copy=copy
+            ).label(f"c{i}")
+            for i, name in enumerate(node.columns)
         ]
         # The table's key names a row in errors and orders the rows; a key column the node does
         # not read follows the mapped columns (one read it is not read twice).
@@ -305,9 +323,9 @@ class Queries:
         extra = []
         for i, (column, name) in enumerate(zip(key, self._key_names(node), strict=True)):
             if name not in node.columns:
-                kind = self._column(node.table, name).type.kind
+                type_ = self._column(node.table, name).type
                 extra.append(
-                    (self._select_expr(column, kind, copy=True) if copy else column).label(f"k{i}")
+                    (self._select_expr(column, type_, copy=True) if copy else column).label(f"k{i}")
                 )
         return sa.select(*selected, *extra).select_from(source).where(*where).order_by(*key)
 

@@ -42,6 +42,8 @@ _JSON = {"JSON", "JSONB"}
 _DATE = {"DATE"}
 _TIMESTAMP = {"TIMESTAMP", "DATETIME", "DATETIME2", "SMALLDATETIME"}
 _TIMESTAMP_TZ = {"TIMESTAMPTZ", "DATETIMEOFFSET"}
+# A time of day (or MySQL's signed duration): text as the server writes it, `-12:34:56.500`.
+_TIME = {"TIME", "TIMETZ", "TIME WITH TIME ZONE", "TIME WITHOUT TIME ZONE"}
 
 _ARGS = re.compile(r"\(([^()]*)\)")
 _INT64_DIGITS = 18  # every 18-digit integer fits in int64
@@ -102,6 +104,7 @@ def resolve_type(declared: str) -> ColumnType:
         return ColumnType(ValueKind.INTEGER, declared, digits, 0 if digits else None)
     simple = (
         (_STRING, ValueKind.STRING),
+        (_TIME, ValueKind.STRING),
         (_FLOAT, ValueKind.FLOAT),
         (_BINARY, ValueKind.BINARY),
         (_BOOLEAN, ValueKind.BOOLEAN),

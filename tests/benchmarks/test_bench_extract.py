@@ -6,18 +6,23 @@ import re
 import shutil
 import sqlite3
 from pathlib import Path
+from typing import Any
 
-from benchmarks import extract
+import pytest
+from sqlalchemy.engine import make_url
+
+from benchmarks import extract, extract_mariadb
 from benchmarks.harness import Settings
 from migrate.demo import create_demo
 from migrate.project import Project
 
 
-def test_extract_case_reports_sqlite_and_postgres_with_their_baselines() -> None:
+def test_extract_case_reports_every_engine_with_its_baselines() -> None:
     figures = extract.run(Settings(quick=True, repeats=1, documents=150))
     sqlite = [f for f in figures if "SQLite" in f.name]
     postgres = [f for f in figures if "PostgreSQL" in f.name]
-    assert len(sqlite) + len(postgres) == len(figures)
+    mariadb = [f for f in figures if "MariaDB" in f.name]
+    assert len(sqlite) + len(postgres) + len(mariadb) == len(figures)
     names = ["one connection", f"{extract.WORKERS} workers"]
     cli = shutil.which("sqlite3")
     expected = extract.CLI if cli else extract.CURSOR
@@ -46,6 +51,36 @@ def test_extract_case_reports_sqlite_and_postgres_with_their_baselines() -> None
         (skipped,) = postgres
         assert skipped.name == "extract pds rows/s, PostgreSQL"
         assert skipped.note == "skipped (no PostgreSQL binaries in /usr/lib/postgresql)"
+    if len(mariadb) > 1:
+        titles = [*names, f"chunk statements alone, {extract_mariadb.DUMP}"]
+        for figure, name in zip(mariadb, titles, strict=True):
+            assert figure.name == f"extract pds rows/s, MariaDB, {name}"
+            assert figure.baseline_name == "mariadb --quick --batch"
+            assert figure.value is not None and figure.value > 0
+            assert figure.baseline is not None and figure.baseline > 0
+        assert mariadb[0].goal == extract.GOAL and mariadb[2].goal is None
+    else:
+        (skipped,) = mariadb
+        assert skipped.note == "skipped (no mariadbd or mariadb client installed)"
+
+
+@pytest.mark.mariadb
+def test_the_mariadb_client_script_reads_what_the_chunk_statements_read(
+    tmp_path: Path, mariadb_server: Any
+) -> None:
+    """The statements inlined for the `mariadb` client select the same rows as with parameters."""
+    with extract_mariadb._project(mariadb_server, 200) as (url, spec, _):
+        database = str(make_url(url).database)
+        statements = extract._chunk_statements(url, spec, 40, copy=False)
+        script = extract_mariadb._script(mariadb_server, database, statements)
+        inlined = script.rstrip("\n").split(";\n")
+        assert len(inlined) == len(statements) > len(spec.nodes)
+        with mariadb_server.admin(database) as connection, connection.cursor() as cursor:
+            for (sql, params), text in zip(statements, inlined, strict=True):
+                cursor.execute(sql, params)
+                rows = cursor.fetchall()
+                cursor.execute(text.rstrip(";"))
+                assert cursor.fetchall() == rows
 
 
 def test_the_cli_script_reads_what_the_chunk_statements_read(tmp_path: Path) -> None:

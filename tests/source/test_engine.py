@@ -25,3 +25,13 @@ def test_a_sqlite_source_is_never_written(make_db: MakeDb) -> None:
         source.close()
     with sqlite3.connect(path) as db:
         assert db.execute("SELECT count(*) FROM T").fetchone() == (1,)
+
+
+def test_a_missing_driver_names_the_one_to_install() -> None:
+    from migrate.errors import ConfigError
+
+    with pytest.raises(ConfigError) as caught:
+        Source("mysql+notadriver://legacy@db.example/pas")
+    assert caught.value.exit_code == 2 and caught.value.hint is not None
+    for install in ("pip install PyMySQL", "pip install oracledb", "psycopg[binary]"):
+        assert install in caught.value.hint

@@ -7,7 +7,7 @@ import pyarrow as pa
 import pytest
 
 from migrate.schema import ColumnType, ValueKind
-from migrate.source.normalize import BadValue, normaliser, to_arrow
+from migrate.source.normalize import ZERO_DATE, BadValue, normaliser, to_arrow
 
 INTEGER = ColumnType(ValueKind.INTEGER, "INTEGER")
 TEXT = ColumnType(ValueKind.STRING, "VARCHAR2(20)")
@@ -52,3 +52,13 @@ def test_repeated_decimals_stage_as_each_would_alone_and_bad_ones_name_their_row
     with pytest.raises(BadValue) as caught:
         to_arrow([1.5, 1.5, "x", 1.5], ctype)
     assert caught.value.row == 2
+
+
+@pytest.mark.parametrize(
+    "text", ["0000-00-00", "0000-00-00 00:00:00.000000", "2001-00-15 10:00:00", "1999-12-00"]
+)
+def test_a_zero_date_is_a_bad_value_named_as_such(text: str) -> None:
+    for kind in (ValueKind.DATE, ValueKind.TIMESTAMP, ValueKind.TIMESTAMP_TZ):
+        with pytest.raises(BadValue) as caught:
+            to_arrow(["2001-01-01", text], ColumnType(kind, "DATE"))
+        assert caught.value.row == 1 and caught.value.got == ZERO_DATE

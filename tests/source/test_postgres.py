@@ -180,3 +180,81 @@ def test_reflects_views_and_tables_in_one_pass(
     visits = schema.table("visits")
     assert visits is not None and visits.primary_key == ("site", "visit_no")
     assert ("patient_id", "site", "visit_no") in visits.unique
+
+
+def test_another_schemas_tables_are_reflected_and_read(
+    postgres_server: PostgresServer, pg_url: str
+) -> None:
+    """A read-only migration user reading the application owner's tables: `[source] schema`."""
+    connection: Any = postgres_server.connect(pg_url)
+    connection.execute("CREATE SCHEMA legacy_owner")
+    connection.execute("CREATE TABLE legacy_owner.people (id integer PRIMARY KEY, name text)")
+    connection.execute("INSERT INTO legacy_owner.people VALUES (1, 'owner''s row')")
+    connection.execute("CREATE TABLE people (id integer PRIMARY KEY, name text)")  # not this one
+    connection.close()
+    source = Source(pg_url, schema="legacy_owner")
+    people = source.reflect(["people"]).table("people")
+    assert people is not None and people.primary_key == ("id",)
+    spec = ExtractSpec(
+        "s", "p", "people", ("id",), None, (NodeSpec("p", NodeKind.ROOT, "people", ("id", "name")),)
+    )
+    with source.snapshot() as snapshot:
+        assert [c.index for c in snapshot.plan_chunks(spec, 10)] == [0]
+        for use_copy in (True, False):
+            snapshot.use_copy = use_copy
+            rows = snapshot.extract(spec, ChunkRange(0, None, None))["p"].to_pylist()
+            assert rows == [{"id": 1, "name": "owner's row"}]
+    source.close()
+
+
+NATIVE_DDL = """
+CREATE TABLE natives (
+    id integer PRIMARY KEY,
+    ids integer[],
+    tags text[],
+    amounts numeric(5,2)[],
+    alarm time(3),
+    alarm_tz timetz,
+    ref uuid,
+    flag boolean
+);
+INSERT INTO natives VALUES
+    (1, '{1,2,NULL}', '{"a b","ü",""}', '{1.5,2.25}', '13:45:00.5', '13:45:00+05:30',
+     '12345678-1234-5678-1234-567812345678', true),
+    (2, '{}', NULL, '{{1,2},{3,4}}', '00:00:00', NULL, NULL, false);
+"""
+NATIVES = ("id", "ids", "tags", "amounts", "alarm", "alarm_tz", "ref", "flag")
+
+
+def test_arrays_times_uuids_by_copy_and_by_cursor(
+    postgres_server: PostgresServer, pg_url: str
+) -> None:
+    connection: Any = postgres_server.connect(pg_url)
+    connection.execute(NATIVE_DDL)
+    connection.close()
+    source = Source(pg_url)
+    natives = source.reflect(["natives"]).table("natives")
+    assert natives is not None
+    assert {c.name: c.type.kind for c in natives.columns} == {
+        "id": ValueKind.INTEGER, "ids": ValueKind.JSON, "tags": ValueKind.JSON,
+        "amounts": ValueKind.JSON, "alarm": ValueKind.STRING, "alarm_tz": ValueKind.STRING,
+        "ref": ValueKind.STRING, "flag": ValueKind.BOOLEAN,
+    }  # fmt: skip
+    spec = ExtractSpec(
+        "s", "n", "natives", ("id",), None, (NodeSpec("n", NodeKind.ROOT, "natives", NATIVES),)
+    )
+    with source.snapshot() as snapshot:
+        copied = snapshot.extract(spec, ChunkRange(0, None, None))["n"]
+        assert snapshot.copy_fallbacks == 0
+        snapshot.use_copy = False
+        fetched = snapshot.extract(spec, ChunkRange(0, None, None))["n"]
+    source.close()
+    assert copied.equals(fetched)
+    first, second = fetched.to_pylist()
+    assert first["ids"] == "[1,2,null]" and first["tags"] == '["a b","ü",""]'
+    assert first["amounts"] == "[1.50,2.25]"  # numbers exact, at the element type's scale
+    assert second["ids"] == "[]" and second["amounts"] == "[[1.00,2.00],[3.00,4.00]]"
+    assert first["alarm"] == "13:45:00.5" and second["alarm"] == "00:00:00"
+    assert first["alarm_tz"] == "13:45:00+05:30"
+    assert first["ref"] == "12345678-1234-5678-1234-567812345678"
+    assert first["flag"] is True and second["flag"] is False

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import re
 import socket
 from decimal import Decimal
 from pathlib import Path
@@ -176,3 +177,44 @@ def test_unreachable_server_names_the_masked_url_never_the_password() -> None:
 def test_a_malformed_url_is_a_config_error() -> None:
     with pytest.raises(ConfigError):
         Source("not a url")
+
+
+def test_a_column_is_read_by_the_declared_type_source_types_names(oracle_db: Path) -> None:
+    """`[source.types]`: an Oracle DATE an earlier move made a TIMESTAMP, read as a DATE again."""
+    source = Source(f"sqlite:///{oracle_db}", types={"patients.born": "TIMESTAMP"})
+    born = source.reflect(["PATIENTS"]).table("PATIENTS").column("BORN")  # type: ignore[union-attr]
+    assert born is not None and born.type.kind is ValueKind.TIMESTAMP
+    assert born.type.declared == "TIMESTAMP"
+    source.close()
+
+
+@pytest.mark.parametrize(
+    ("types", "message"),
+    [
+        ({"PATIENTS.NOPE": "DATE"}, "PATIENTS.NOPE, which is not a column of PATIENTS"),
+        ({"PATIENTS.BORN": "INTERVAL DAY"}, "PATIENTS.BORN = 'INTERVAL DAY': unsupported"),
+    ],
+)
+def test_a_source_types_line_that_cannot_apply_is_a_config_error(
+    oracle_db: Path, types: dict[str, str], message: str
+) -> None:
+    source = Source(f"sqlite:///{oracle_db}", types=types)
+    with pytest.raises(ConfigError, match=re.escape(message)) as caught:
+        source.reflect(["PATIENTS"])
+    assert caught.value.exit_code == 2
+    source.close()
+
+
+def test_a_sqlite_schema_is_an_attached_database(oracle_db: Path, tmp_path: Path) -> None:
+    """`[source] schema` on SQLite names an attached database (`main` is the file itself)."""
+    source = Source(f"sqlite:///{oracle_db}", schema="main")
+    patients = source.reflect(["PATIENTS"]).table("PATIENTS")
+    assert patients is not None and patients.column("BALANCE") is not None
+    spec = ExtractSpec(
+        "svc", "patient", "PATIENTS", ("ID",), None,
+        (NodeSpec("patient", NodeKind.ROOT, "PATIENTS", ("ID", "NHS_NUMBER")),),
+    )  # fmt: skip
+    with source.snapshot() as snapshot:
+        rows = snapshot.extract(spec, ChunkRange(0, None, None))["patient"]
+    assert rows.num_rows == 2
+    source.close()

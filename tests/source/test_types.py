@@ -68,6 +68,10 @@ CASES: list[tuple[str, ValueKind, int | None, int | None]] = [
     ("bool", K.BOOLEAN, None, None),
     ("JSON", K.JSON, None, None),
     ("JSONB", K.JSON, None, None),
+    ("TIME", K.STRING, None, None),  # the server's own text of a time of day
+    ("TIME(3)", K.STRING, None, None),
+    ("time with time zone", K.STRING, None, None),
+    ("timetz", K.STRING, None, None),
 ]
 
 
