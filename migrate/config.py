@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from migrate.errors import ConfigError, register_secret
+from migrate.errors import QUERY_SECRET, ConfigError, register_secret
 
 CONFIG_NAME = "migrate.toml"
 CONFIG_ENV = "MIGRATE_CONFIG"
@@ -401,9 +401,17 @@ _URL_WITH_PASSWORD = re.compile(r"^[a-z][a-z0-9+.\-]*://[^:/@\s]*:[^@\s]+@", re.
 
 
 def _refuse_password(url: str, section: str, lines: _Lines) -> None:
-    if _URL_WITH_PASSWORD.match(url):
+    """Refuse a URL holding a password, in its user part or its query string."""
+    if _URL_WITH_PASSWORD.match(url) or QUERY_SECRET.search(url):
+        if section == "target":
+            hint = (
+                "remove it from the URL: Riak credentials come from the environment variables "
+                "RIAK_USER and RIAK_PASSWORD"
+            )
+        else:
+            hint = "remove it from the URL and name an environment variable with password_env"
         raise ConfigError(
             f"[{section}] url holds a password; secrets never live in migrate.toml",
             where=lines.at(section, "url"),
-            hint="remove it from the URL and name an environment variable with password_env",
+            hint=hint,
         )

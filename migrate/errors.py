@@ -140,6 +140,12 @@ class VerificationError(MigrateError):
 _URL_PASSWORD = re.compile(
     r"(?P<head>[a-z][a-z0-9+.\-]*://[^:/@\s]*:)(?P<secret>[^@\s]+)(?=@)", re.I
 )
+# A password passed as a URL query parameter (`?password=...`, libpq's too).
+QUERY_SECRET = re.compile(
+    r"(?P<head>[?&;](?:password|passwd|pwd|pass|secret|sslpassword|token|api_?key)=)"
+    r"(?P<secret>[^&;#\s]+)",
+    re.I,
+)
 _registered: set[str] = set()
 
 
@@ -152,6 +158,7 @@ def register_secret(value: str | None) -> None:
 def mask_secrets(text: str) -> str:
     """Mask passwords in URLs and every registered secret."""
     text = _URL_PASSWORD.sub(lambda m: f"{m.group('head')}***", text)
+    text = QUERY_SECRET.sub(lambda m: f"{m.group('head')}***", text)
     for secret in _registered:
         text = text.replace(secret, "***")
     return text

@@ -97,6 +97,36 @@ def test_password_in_url_is_refused_and_never_echoed(tmp_path: Path) -> None:
     assert "password_env" in str(info.value)
 
 
+@pytest.mark.parametrize(
+    ("old", "new", "hint"),
+    [
+        ("sqlite:///legacy.db", "sqlite:///legacy.db?password=Tiger99", "password_env"),
+        (
+            "sqlite:///.migrate/state.db",
+            "postgresql://u@db/x?sslmode=require&PassWord=Tiger99",
+            "password_env",
+        ),
+        ("local:///.migrate/target.db", "riak://bob:Tiger99@riak1:8098", "RIAK_PASSWORD"),
+        ("local:///.migrate/target.db", "riak://riak1:8098?token=Tiger99", "RIAK_USER"),
+    ],
+)
+def test_a_password_anywhere_in_a_url_is_refused_with_the_right_hint(
+    tmp_path: Path, old: str, new: str, hint: str
+) -> None:
+    path = _write(tmp_path, BASE.replace(old, new))
+    with pytest.raises(ConfigError) as info:
+        load_config(path)
+    assert "Tiger99" not in str(info.value) and hint in str(info.value)
+    assert "holds a password" in str(info.value)
+
+
+def test_secrets_in_query_strings_are_masked() -> None:
+    text = "postgresql://u@h/db?sslmode=require&password=Tiger99&x=1;pwd=abc&token=t0k"
+    masked = mask_secrets(text)
+    assert "Tiger99" not in masked and "t0k" not in masked and "pwd=***" in masked
+    assert "sslmode=require" in masked and "&x=1" in masked
+
+
 def test_password_comes_from_the_environment_and_is_masked(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:

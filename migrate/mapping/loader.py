@@ -97,6 +97,11 @@ def parse_mapping(text: str, path: Path, *, default_bucket_type: str = "default"
         ) from exc
     except yaml.YAMLError as exc:
         raise MappingError([Problem(file, 1, "", "not valid YAML", "fix the YAML syntax")]) from exc
+    except RecursionError as exc:  # the YAML parser recurses once per level of nesting
+        raise MappingError([_too_deep(file, 1)]) from exc
+    deepest = _deepest(root)
+    if deepest is not None:
+        raise MappingError([_too_deep(file, deepest)])
     reader = _Reader(file, default_bucket_type)
     try:
         mapping = reader.mapping(root, path)
@@ -108,6 +113,40 @@ def parse_mapping(text: str, path: Path, *, default_bucket_type: str = "default"
     if reader.problems or mapping is None:
         raise MappingError(reader.problems)
     return mapping
+
+
+MAX_DEPTH = 64  # levels of nesting a mapping file may have: far more than any document needs
+
+
+def _too_deep(file: str, line: int) -> Problem:
+    return Problem(
+        file,
+        line,
+        "",
+        f"the mapping nests deeper than {MAX_DEPTH} levels",
+        "flatten it: documents this deep are neither readable nor useful",
+    )
+
+
+def _deepest(root: Node | None) -> int | None:
+    """The line of a node nested deeper than MAX_DEPTH, walked without recursion (aliases, which
+    can refer to themselves, are walked once)."""
+    if root is None:
+        return None
+    stack: list[tuple[Node, int]] = [(root, 0)]
+    seen: set[int] = set()
+    while stack:
+        node, depth = stack.pop()
+        if depth > MAX_DEPTH:
+            return _line(node)
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, MappingNode):
+            stack.extend((value, depth + 1) for _key, value in node.value)
+        elif isinstance(node, SequenceNode):
+            stack.extend((item, depth + 1) for item in node.value)
+    return None
 
 
 def _line(node: Node) -> int:

@@ -184,6 +184,19 @@ documents:
     assert "`percent`" in problems[0].message and problems[0].hint
 
 
+@pytest.mark.parametrize("depth", [70, 2000])
+def test_a_mapping_nested_too_deep_is_a_problem_not_a_crash(tmp_path: Path, depth: int) -> None:
+    text = (
+        "service: s\ndocuments:\n  d:\n    table: T\n    bucket: b\n    fields:\n      a: "
+        + "{x: " * depth
+        + "A"
+        + "}" * depth
+        + "\n"
+    )
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1 and "nests deeper than 64 levels" in problems[0].message
+
+
 def test_not_a_mapping(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "- one\n- two\n")
     assert where(problems) == [(1, "")]
