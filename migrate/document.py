@@ -40,6 +40,8 @@ class Reject:
     key: str | None
     field: str
     reason: str
+    # The root row as the ledger's register names it (`DocumentBuilder.source_key_texts`).
+    row: str = ""
 
 
 @dataclass(frozen=True, slots=True)

@@ -17,7 +17,7 @@ from migrate.document import Reject
 from migrate.ledger import ChunkState, Ledger
 from migrate.ledger.claims import Registered
 from migrate.mapping import DocPlan
-from migrate.mapping.canonical import without
+from migrate.mapping.canonical import aggregate
 from migrate.mapping.collisions import COLLISION_FIELD, describe_row, source_key_dict
 from migrate.transform import TransformOutput
 
@@ -77,6 +77,7 @@ class Register:
             claims=output.claims,
             fingerprint=fingerprint,
             collided=output.collided,
+            rejected=rejected_rows(output.rejects),
         )
         if not found.others:
             return Settled(output, found.vanished, 0)
@@ -109,14 +110,8 @@ class Register:
         record = self.ledger.chunk(self.run_id, chunk_id)
         if record.state.rank < ChunkState.TRANSFORMED.rank or record.doc_checksum is None:
             return
-        self.ledger.amend_documents(
-            self.run_id,
-            chunk_id,
-            documents=(record.documents or 0) - len(rows),
-            rejects=(record.rejects or 0) + len(rows),
-            doc_checksum=without(record.doc_checksum, (r.checksum for r in rows)),
-            note=f"{len(rows)} document(s) withdrawn: chunk {by_chunk} renders their keys too",
-        )
+        note = f"{len(rows)} document(s) withdrawn: chunk {by_chunk} renders their keys too"
+        recount(self.ledger, self.run_id, chunk_id, note)
         names = _key_names(self.plans, record.doc_type)
         rejects = []
         for row in rows:
@@ -129,9 +124,28 @@ class Register:
                     COLLISION_FIELD,
                     f"key collision: 2 or more rows render this document key; the others are "
                     f"{other}",
+                    row.source_key,
                 )
             )
         self.add_rejects(chunk_id, rejects)
+
+
+def rejected_rows(rejects: Sequence[Reject]) -> list[str]:
+    """The rows of rejects other than collisions (whose rows are registered as withdrawn)."""
+    return [r.row for r in rejects if r.field != COLLISION_FIELD and r.row]
+
+
+def recount(ledger: Ledger, run_id: str, chunk_id: str, note: str) -> None:
+    """Set a chunk's documents, rejects and aggregate checksum to what the register counts."""
+    tally = ledger.tally(run_id, chunk_id)
+    ledger.amend_documents(
+        run_id,
+        chunk_id,
+        documents=len(tally.checksums),
+        rejects=tally.rejects,
+        doc_checksum=aggregate(tally.checksums),
+        note=note,
+    )
 
 
 def describe(others: dict[str, list[Registered]], plans: dict[str, DocPlan]) -> Known:

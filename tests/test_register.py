@@ -65,6 +65,26 @@ def rejects_of(project: Path) -> list[dict[str, object]]:
     return [json.loads(line) for line in path.read_text().splitlines()]
 
 
+def assert_chunks_match_the_register(project: Path) -> None:
+    """Every chunk's recorded documents, rejects and checksum are what its register counts."""
+    from migrate.ledger import Ledger
+    from migrate.mapping.canonical import aggregate
+
+    ledger = Ledger(f"sqlite:///{project / '.migrate' / 'state.db'}")
+    try:
+        run = ledger.latest_run("sites")
+        assert run is not None
+        for chunk in ledger.chunks(run.run_id):
+            tally = ledger.tally(run.run_id, chunk.chunk_id)
+            assert (chunk.documents, chunk.rejects, chunk.doc_checksum) == (
+                len(tally.checksums),
+                tally.rejects,
+                aggregate(tally.checksums),
+            ), chunk.chunk_id
+    finally:
+        ledger.close()
+
+
 def reconciled(project: Path, *args: str) -> tuple[int, dict[str, object]]:
     result = cli_in(project, "reconcile", "--dry-run", "--format", "json", *args)
     return result.exit_code, json.loads(result.stdout)
@@ -95,6 +115,7 @@ def test_rows_of_two_chunks_that_render_one_key_are_both_rejected_and_none_writt
     code, report = reconciled(project, "--accept-rejects")
     assert code == 0 and report["outcome"] == "equal"
 
+    assert_chunks_match_the_register(project)
     again = cli_in(project, "run")  # nothing left to do: no second withdrawal, no write
     assert again.exit_code == 0, again.output
     with sqlite3.connect(project / ".migrate" / "state.db") as db:
@@ -133,6 +154,7 @@ def test_three_rows_in_three_chunks_each_name_the_other_two(tmp_path: Path) -> N
     )
     with sqlite3.connect(project / ".migrate" / "state.db") as db:
         assert db.execute("SELECT sum(rejects), sum(documents) FROM chunks").fetchone() == (3, 1)
+    assert_chunks_match_the_register(project)
     code, report = reconciled(project)
     assert code == 1 and report["services"][0]["counts"]["rejected"] == 3  # type: ignore[index]
     assert report["services"][0]["counts"]["missing"] == 0  # type: ignore[index]

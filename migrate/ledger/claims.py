@@ -1,12 +1,18 @@
 """The register of each run's documents: which root row renders which key, from which chunk.
 
-Every loaded chunk registers the key of every document it built (those withdrawn because other
-rows render the same key included), in the same transaction that records its transform. Two
-chunks (or two document types writing one bucket) that register one key collide: the register
-says so to the chunk loading second, which rejects its rows, and hands back the first chunk's
-rows, which the caller withdraws from that chunk (its counts and checksum amended in the same
-transaction, its document deleted from the target). Delta uses the register to find a root's
-document, and the old key of a root whose key changed.
+Every loaded chunk registers each of its root rows, in the transaction that records its
+transform: `live` with the key and checksum of its document, `collided` when its key is also
+rendered by another row (its document withdrawn), or `rejected` when it broke another rule. A
+chunk's documents, rejects and aggregate checksum can therefore always be counted again from the
+register (`tally`), which is how later corrections (a collision found by a later chunk, a delta)
+keep the chunk's record exact.
+
+Two chunks that register one key collide: the register reports it to the chunk loading second,
+which rejects its rows and withdraws the first chunk's (marked `collided` in the same
+transaction; the caller recounts that chunk and deletes its document from the target). Rows of an
+older mapping (another transform fingerprint) never collide with newer ones. Delta replaces the
+rows of the roots it rebuilt (`replace_roots`), and learns from it which withdrawn rows are left
+alone on their key (`released`): they must be built and written again.
 """
 
 from __future__ import annotations
@@ -22,6 +28,8 @@ import xxhash
 from migrate.document import Claim
 from migrate.ledger import schema as t
 
+LIVE, COLLIDED, REJECTED = "live", "collided", "rejected"
+
 
 def identity(bucket_type: str, bucket: str, key: str) -> str:
     """A fixed-width name for a document's identity, indexed in place of the key itself."""
@@ -31,7 +39,7 @@ def identity(bucket_type: str, bucket: str, key: str) -> str:
 
 @dataclass(frozen=True, slots=True)
 class Registered:
-    """A registered document of another chunk that renders one of a chunk's keys."""
+    """A registered root row."""
 
     chunk_id: str
     doc_type: str
@@ -40,20 +48,33 @@ class Registered:
     bucket: str
     key: str
     checksum: str
-    collided: bool  # already withdrawn from its chunk (an earlier collision)
+    state: str
+
+    @property
+    def collided(self) -> bool:
+        return self.state == COLLIDED
 
 
 @dataclass(frozen=True, slots=True)
 class Registration:
-    """What registering a chunk's documents found: per key of the chunk that other chunks also
-    render, those chunks' rows; those rows that were not withdrawn yet (now marked so: the caller
-    amends their chunks and deletes their documents from the target); and the documents the
-    chunk's rows rendered before (an older mapping) that nothing renders now (the caller deletes
-    them from the target)."""
+    """What registering rows found: per key of theirs that other rows also render, those rows;
+    those rows that were live until now (now `collided`: the caller recounts their chunks and
+    deletes their documents); the documents the replaced rows rendered before that nothing renders
+    now (the caller deletes them); and withdrawn rows now alone on their key (`released`: the
+    caller builds and writes them again)."""
 
     others: dict[str, list[Registered]]
     newly_collided: list[Registered]
     vanished: list[tuple[str, str, str]]
+    released: list[Registered]
+
+
+@dataclass(frozen=True, slots=True)
+class Tally:
+    """A chunk counted from the register: its live documents' checksums, and its rejects."""
+
+    checksums: list[str]
+    rejects: int
 
 
 class ClaimStore:
@@ -79,142 +100,311 @@ class ClaimStore:
         claims: Sequence[Claim],
         fingerprint: str,
         collided: set[str] | frozenset[str] = frozenset(),
+        rejected: Sequence[str] = (),
     ) -> Registration:
-        """Replace the chunk's registered documents with `claims`, built under `fingerprint`
-        (`collided` keys registered as withdrawn), and report every other chunk's row built
-        under the same fingerprint that renders one of its keys."""
+        """Replace the chunk's registered rows with `claims` (built under `fingerprint`; those
+        whose key is in `collided` withdrawn) and the `rejected` rows (source keys)."""
         d = t.documents
+        where = [d.c.run_id == run_id, d.c.chunk_id == chunk_id]
         with self._write(f"registering the documents of {chunk_id}") as conn:
-            before = conn.execute(
-                sa.select(d.c.bucket_type, d.c.bucket, d.c.key, d.c.ident).where(
-                    d.c.run_id == run_id, d.c.chunk_id == chunk_id
-                )
-            ).all()
-            conn.execute(d.delete().where(d.c.run_id == run_id, d.c.chunk_id == chunk_id))
-            if claims:
-                conn.execute(
-                    d.insert(),
-                    [
-                        {
-                            "run_id": run_id,
-                            "chunk_id": chunk_id,
-                            "doc_type": doc_type,
-                            "source_key": claim.source_key,
-                            "bucket_type": bucket_type,
-                            "bucket": bucket,
-                            "key": claim.key,
-                            "ident": identity(bucket_type, bucket, claim.key),
-                            "checksum": claim.checksum,
-                            "collided": claim.key in collided,
-                            "fingerprint": fingerprint,
-                        }
-                        for claim in claims
-                    ],
-                )
-            others = self._others(conn, run_id, chunk_id)
-            fresh = [o for found in others.values() for o in found if not o.collided]
-            if fresh:
-                conn.execute(
-                    d.update()
-                    .where(
-                        d.c.run_id == run_id,
-                        d.c.chunk_id.in_(sorted({o.chunk_id for o in fresh})),
-                        d.c.ident.in_(
-                            sorted({identity(o.bucket_type, o.bucket, o.key) for o in fresh})
-                        ),
-                    )
-                    .values(collided=True)
-                )
-            if others:  # this chunk's rows of those keys are withdrawn too
-                conn.execute(
-                    d.update()
-                    .where(
-                        d.c.run_id == run_id,
-                        d.c.chunk_id == chunk_id,
-                        d.c.ident.in_(sorted({identity(bucket_type, bucket, k) for k in others})),
-                    )
-                    .values(collided=True)
-                )
-            vanished = self._vanished(conn, run_id, before, {c.key for c in claims}, fingerprint)
-        return Registration(others, fresh, vanished)
-
-    @staticmethod
-    def _vanished(
-        conn: sa.Connection,
-        run_id: str,
-        before: Sequence[Any],
-        now: set[str],
-        fingerprint: str,
-    ) -> list[tuple[str, str, str]]:
-        """Keys the chunk's rows rendered before and render no more, which no row built under
-        `fingerprint` keeps as a document."""
-        gone = {row.ident: row for row in before if row.key not in now}
-        if not gone:
-            return []
-        d = t.documents
-        kept = conn.execute(
-            sa.select(d.c.ident).where(
-                d.c.run_id == run_id,
-                d.c.ident.in_(sorted(gone)),
-                d.c.fingerprint == fingerprint,
-                d.c.collided.is_(False),
+            return self._replace(
+                conn,
+                where,
+                run_id,
+                chunk_id,
+                doc_type,
+                (bucket_type, bucket),
+                claims,
+                fingerprint,
+                collided,
+                rejected,
             )
-        ).scalars()
-        for ident in kept:
-            gone.pop(ident, None)
-        return sorted((row.bucket_type, row.bucket, row.key) for row in gone.values())
+
+    def replace_roots(
+        self,
+        run_id: str,
+        chunk_id: str,
+        doc_type: str,
+        *,
+        bucket_type: str,
+        bucket: str,
+        roots: Sequence[str],
+        claims: Sequence[Claim],
+        fingerprint: str,
+        collided: set[str] | frozenset[str] = frozenset(),
+        rejected: Sequence[str] = (),
+    ) -> Registration:
+        """Replace the registered rows of the document type's `roots` (source keys) with their
+        new `claims` and `rejected` rows, in chunk `chunk_id` (a delta's rebuild). A root in
+        `roots` with neither is gone from the source (or left out by the mapping's `where`)."""
+        d = t.documents
+        with self._write(f"registering rebuilt documents of {chunk_id}") as conn:
+            registration = Registration({}, [], [], [])
+            for start in range(0, len(roots), _BATCH):
+                batch = list(roots[start : start + _BATCH])
+                wanted = set(batch)
+                where = [d.c.run_id == run_id, d.c.doc_type == doc_type, d.c.source_key.in_(batch)]
+                found = self._replace(
+                    conn,
+                    where,
+                    run_id,
+                    chunk_id,
+                    doc_type,
+                    (bucket_type, bucket),
+                    [c for c in claims if c.source_key in wanted],
+                    fingerprint,
+                    collided,
+                    [r for r in rejected if r in wanted],
+                )
+                registration = _merged(registration, found)
+            return registration
+
+    def _replace(  # noqa: PLR0917 (one private step shared by the two public forms)
+        self,
+        conn: sa.Connection,
+        where: list[Any],
+        run_id: str,
+        chunk_id: str,
+        doc_type: str,
+        bucket: tuple[str, str],
+        claims: Sequence[Claim],
+        fingerprint: str,
+        collided: set[str] | frozenset[str],
+        rejected: Sequence[str],
+    ) -> Registration:
+        d = t.documents
+        before = [_registered(row) for row in conn.execute(sa.select(d).where(*where))]
+        conn.execute(d.delete().where(*where))
+        rows = [
+            _row(run_id, chunk_id, doc_type, bucket, c.source_key, c.key, c.checksum, fingerprint,
+                 COLLIDED if c.key in collided else LIVE)
+            for c in claims
+        ]  # fmt: skip
+        rows += [
+            _row(run_id, chunk_id, doc_type, bucket, source_key, "", "", fingerprint, REJECTED)
+            for source_key in rejected
+        ]
+        if rows:
+            conn.execute(d.insert(), rows)
+        mine = {identity(*bucket, c.key) for c in claims}
+        others = {
+            key: [o for o in found if (o.chunk_id, o.source_key) not in _keys_of(claims, chunk_id)]
+            for key, found in self._others(conn, run_id, mine, fingerprint).items()
+        }
+        others = {key: found for key, found in others.items() if found}
+        fresh = [o for found in others.values() for o in found if o.state == LIVE]
+        if fresh:
+            self._mark(conn, run_id, fresh, COLLIDED)
+        if others:  # this chunk's rows of those keys are withdrawn too
+            mine_clashing = [c for c in claims if c.key in others]
+            conn.execute(
+                d.update()
+                .where(
+                    d.c.run_id == run_id,
+                    d.c.doc_type == doc_type,
+                    d.c.source_key.in_(sorted({c.source_key for c in mine_clashing})),
+                    d.c.ident.in_(sorted({identity(*bucket, c.key) for c in mine_clashing})),
+                )
+                .values(state=COLLIDED)
+            )
+        now = {c.key for c in claims}
+        gone = [r for r in before if r.key and r.key not in now]
+        vanished = self._vanished(conn, run_id, gone, fingerprint)
+        released = self._released(conn, run_id, [r for r in gone if r.state == COLLIDED])
+        return Registration(others, fresh, vanished, released)
+
+    def tally(self, run_id: str, chunk_id: str) -> Tally:
+        """The chunk's live checksums and rejects, counted from the register."""
+        d = t.documents
+        query = sa.select(d.c.state, d.c.checksum).where(
+            d.c.run_id == run_id, d.c.chunk_id == chunk_id
+        )
+        with self._write(f"counting the register of {chunk_id}") as conn:
+            rows = conn.execute(query).all()
+        return Tally(
+            [checksum for state, checksum in rows if state == LIVE],
+            sum(1 for state, _ in rows if state != LIVE),
+        )
+
+    def roots(self, run_id: str, doc_type: str, source_keys: Sequence[str]) -> list[Registered]:
+        """The registered rows of these roots (source keys) of the document type."""
+        d = t.documents
+        found: list[Registered] = []
+        with self._write("reading the register") as conn:
+            for start in range(0, len(source_keys), _BATCH):
+                batch = list(source_keys[start : start + _BATCH])
+                query = sa.select(d).where(
+                    d.c.run_id == run_id, d.c.doc_type == doc_type, d.c.source_key.in_(batch)
+                )
+                found += [_registered(row) for row in conn.execute(query)]
+        return found
 
     def collisions_of(self, run_id: str, chunk_id: str) -> dict[str, list[Registered]]:
-        """Per key the chunk registered that another chunk also renders, those chunks' rows."""
+        """Per key the chunk registered that rows of other chunks also render, those rows."""
+        d = t.documents
         with self._write(f"reading the key collisions of {chunk_id}") as conn:
-            return self._others(conn, run_id, chunk_id)
+            mine = conn.execute(
+                sa.select(d.c.ident, d.c.fingerprint, d.c.source_key).where(
+                    d.c.run_id == run_id, d.c.chunk_id == chunk_id, d.c.state != REJECTED
+                )
+            ).all()
+            if not mine:
+                return {}
+            fingerprint = mine[0][1]
+            found = self._others(conn, run_id, {row[0] for row in mine}, fingerprint)
+        return {
+            key: [o for o in rows if o.chunk_id != chunk_id]
+            for key, rows in found.items()
+            if any(o.chunk_id != chunk_id for o in rows)
+        }
 
     def collided_chunks(self, run_id: str) -> set[str]:
-        """The run's chunks with a document withdrawn for a collision with another chunk."""
+        """The run's chunks with a row withdrawn for a collision."""
         if self.version < 3:  # read as it is, from before the register
             return set()
         d = t.documents
         query = (
             sa.select(d.c.chunk_id)
-            .where(d.c.run_id == run_id, d.c.collided.is_(True))
+            .where(d.c.run_id == run_id, d.c.state == COLLIDED)
             .group_by(d.c.chunk_id)
         )
         return {row[0] for row in self._read(query, "reading the run's key collisions")}
 
     def registered(self, run_id: str, chunk_id: str) -> list[Registered]:
-        """A chunk's registered documents, in the order they were registered."""
+        """A chunk's registered rows, in the order they were registered."""
         d = t.documents
         query = sa.select(d).where(d.c.run_id == run_id, d.c.chunk_id == chunk_id).order_by(d.c.id)
         rows = self._read(query, f"reading the register of {chunk_id}")
         return [_registered(row) for row in rows]
 
+    # -- helpers ---------------------------------------------------------------------------------
+
     @staticmethod
-    def _others(conn: sa.Connection, run_id: str, chunk_id: str) -> dict[str, list[Registered]]:
-        mine = t.documents.alias("mine")
-        other = t.documents.alias("other")
-        query = (
-            sa.select(mine.c.key.label("mine_key"), other)
-            .join(
-                other,
-                sa.and_(
-                    other.c.run_id == mine.c.run_id,
-                    other.c.ident == mine.c.ident,
-                    other.c.chunk_id != mine.c.chunk_id,
-                    other.c.fingerprint == mine.c.fingerprint,
-                ),
-            )
-            .where(mine.c.run_id == run_id, mine.c.chunk_id == chunk_id)
-            .order_by(other.c.chunk_id, other.c.id)
-        )
+    def _others(
+        conn: sa.Connection, run_id: str, idents: set[str], fingerprint: str
+    ) -> dict[str, list[Registered]]:
+        """Every registered row (any chunk, any root) rendering one of `idents` under the same
+        fingerprint, by key."""
+        d = t.documents
         found: dict[str, list[Registered]] = {}
-        seen: set[tuple[str, int]] = set()
-        for row in conn.execute(query):
-            key, other_id = row._mapping["mine_key"], row._mapping["id"]
-            if (key, other_id) in seen:  # two rows of this chunk render the key
-                continue
-            seen.add((key, other_id))
-            found.setdefault(key, []).append(_registered(row))
-        return found
+        ordered = sorted(idents)
+        for start in range(0, len(ordered), _BATCH):
+            query = (
+                sa.select(d)
+                .where(
+                    d.c.run_id == run_id,
+                    d.c.ident.in_(ordered[start : start + _BATCH]),
+                    d.c.fingerprint == fingerprint,
+                    d.c.state != REJECTED,
+                )
+                .order_by(d.c.chunk_id, d.c.id)
+            )
+            for row in conn.execute(query):
+                registered = _registered(row)
+                found.setdefault(registered.key, []).append(registered)
+        return {key: rows for key, rows in found.items() if len(rows) > 1}
+
+    @staticmethod
+    def _mark(conn: sa.Connection, run_id: str, rows: Sequence[Registered], state: str) -> None:
+        d = t.documents
+        for row in rows:
+            conn.execute(
+                d.update()
+                .where(
+                    d.c.run_id == run_id,
+                    d.c.chunk_id == row.chunk_id,
+                    d.c.source_key == row.source_key,
+                    d.c.ident == identity(row.bucket_type, row.bucket, row.key),
+                )
+                .values(state=state)
+            )
+
+    @staticmethod
+    def _vanished(
+        conn: sa.Connection, run_id: str, gone: Sequence[Registered], fingerprint: str
+    ) -> list[tuple[str, str, str]]:
+        """Keys replaced rows rendered and render no more, which no live row built under
+        `fingerprint` keeps as a document."""
+        by_ident = {identity(r.bucket_type, r.bucket, r.key): r for r in gone}
+        if not by_ident:
+            return []
+        d = t.documents
+        kept = conn.execute(
+            sa.select(d.c.ident).where(
+                d.c.run_id == run_id,
+                d.c.ident.in_(sorted(by_ident)),
+                d.c.fingerprint == fingerprint,
+                d.c.state == LIVE,
+            )
+        ).scalars()
+        for ident in kept:
+            by_ident.pop(ident, None)
+        return sorted((r.bucket_type, r.bucket, r.key) for r in by_ident.values())
+
+    @staticmethod
+    def _released(conn: sa.Connection, run_id: str, gone: Sequence[Registered]) -> list[Registered]:
+        """Withdrawn rows left alone on a key that a replaced row rendered before."""
+        d = t.documents
+        released: list[Registered] = []
+        for row in gone:
+            rest = [
+                _registered(found)
+                for found in conn.execute(
+                    sa.select(d).where(
+                        d.c.run_id == run_id,
+                        d.c.ident == identity(row.bucket_type, row.bucket, row.key),
+                        d.c.state != REJECTED,
+                    )
+                )
+            ]
+            if len(rest) == 1 and rest[0].state == COLLIDED:
+                released.append(rest[0])
+        return released
+
+
+_BATCH = 500  # values per IN list
+
+
+def _keys_of(claims: Sequence[Claim], chunk_id: str) -> set[tuple[str, str]]:
+    return {(chunk_id, c.source_key) for c in claims}
+
+
+def _merged(a: Registration, b: Registration) -> Registration:
+    others = dict(a.others)
+    for key, rows in b.others.items():
+        others.setdefault(key, []).extend(rows)
+    return Registration(
+        others,
+        [*a.newly_collided, *b.newly_collided],
+        [*a.vanished, *b.vanished],
+        [*a.released, *b.released],
+    )
+
+
+def _row(  # noqa: PLR0917 (one row's columns, in table order)
+    run_id: str,
+    chunk_id: str,
+    doc_type: str,
+    bucket: tuple[str, str],
+    source_key: str,
+    key: str,
+    checksum: str,
+    fingerprint: str,
+    state: str,
+) -> dict[str, Any]:
+    return {
+        "run_id": run_id,
+        "chunk_id": chunk_id,
+        "doc_type": doc_type,
+        "source_key": source_key,
+        "bucket_type": bucket[0],
+        "bucket": bucket[1],
+        "key": key,
+        "ident": identity(bucket[0], bucket[1], key),
+        "checksum": checksum,
+        "state": state,
+        "fingerprint": fingerprint,
+    }
 
 
 def _registered(row: sa.Row[Any]) -> Registered:
@@ -227,5 +417,5 @@ def _registered(row: sa.Row[Any]) -> Registered:
         bucket=m["bucket"],
         key=m["key"],
         checksum=m["checksum"],
-        collided=bool(m["collided"]),
+        state=m["state"],
     )

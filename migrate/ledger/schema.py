@@ -187,8 +187,10 @@ documents = sa.Table(
     sa.Column("bucket", sa.String(200), nullable=False),
     sa.Column("key", sa.Text, nullable=False),
     sa.Column("ident", sa.String(32), nullable=False),  # xxh3-128 of bucket type, bucket, key
-    sa.Column("checksum", sa.String(32), nullable=False),
-    sa.Column("collided", sa.Boolean, nullable=False),  # withdrawn: other rows render its key
+    sa.Column("checksum", sa.String(32), nullable=False),  # "" unless live
+    # live: its document is written; collided: withdrawn, other rows render its key; rejected:
+    # it broke another rule (its key "" when none could be rendered)
+    sa.Column("state", sa.String(16), nullable=False),
     # The chunk's transform fingerprint: rows of an older mapping never collide with newer ones.
     sa.Column("fingerprint", sa.String(200), nullable=False),
     sa.Index("ix_documents_run_ident", "run_id", "ident"),

@@ -13,6 +13,7 @@ import contextlib
 import json
 import math
 from collections.abc import Callable, Mapping
+from dataclasses import replace
 from decimal import Decimal
 from typing import Any
 
@@ -346,7 +347,7 @@ class DocumentBuilder:
                 documents.append(result)
                 source_keys.append(names[position])
             else:
-                rejects.append(result)
+                rejects.append(replace(result, row=names[position]))
         return BuildResult(documents, rejects, source_keys)
 
     def build_rows(

@@ -23,7 +23,6 @@ __all__ = [
     "combine",
     "decimal_text",
     "float_text",
-    "without",
 ]
 
 # One encoder for the whole process: msgspec sorts keys by code point and writes a Decimal as
@@ -96,14 +95,6 @@ def aggregate(checksums: Iterable[str]) -> str:
     for position, digest in enumerate(checksums):
         total += _value(digest, position)
     return f"{total % _MOD:032x}"
-
-
-def without(total: str, checksums: Iterable[str]) -> str:
-    """The aggregate `total` with `checksums` taken out of it (documents withdrawn later)."""
-    value = _value(total, 0)
-    for position, digest in enumerate(checksums, start=1):
-        value -= _value(digest, position)
-    return f"{value % _MOD:032x}"
 
 
 def combine(a: str, b: str) -> str:

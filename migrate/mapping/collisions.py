@@ -87,6 +87,7 @@ def settle(
                 document.key,
                 COLLISION_FIELD,
                 reason,
+                source_key,
             )
         )
         collided.append(Claim(document.key, source_key, document.checksum))

@@ -16,7 +16,7 @@ from __future__ import annotations
 
 from bisect import bisect_right
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from itertools import repeat
 from typing import TYPE_CHECKING, Any, cast
 
@@ -413,7 +413,7 @@ class ColumnarBuilder:
                 documents.append(outcome)
                 source_keys.append(names[position])
             else:
-                rejects.append(outcome)
+                rejects.append(replace(outcome, row=names[position]))
         return BuildResult(documents, rejects, source_keys)
 
     # -- values -----------------------------------------------------------------------------------
