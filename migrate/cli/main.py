@@ -13,7 +13,7 @@ import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -21,6 +21,7 @@ from migrate import __version__
 from migrate.errors import EXIT_RUNTIME, EXIT_VERIFY, MigrateError, mask_secrets
 from migrate.project import Project
 
+from .outputs import ReaderGone, guarded_streams, output_file, until_reader_leaves
 from .render import Renderer
 
 if TYPE_CHECKING:
@@ -45,6 +46,12 @@ def _project(ctx: click.Context, *, read_only: bool = False) -> Iterator[Project
 
 class _Group(click.Group):
     """Maps every failure to its documented exit code, for the console script and CliRunner."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Every command's outputs behave (`outputs`): quiet when the reader leaves, exit 3 with
+        the path when they cannot be written."""
+        with guarded_streams():
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> object:
         debug = bool(ctx.params.get("debug"))
@@ -196,15 +203,18 @@ def dump(ctx: click.Context, service: str, output: Path | None) -> None:
     key order. Documents hold personal data: a file given with --output is created owner-only.
     """
     from migrate.dump import dump_service
-    from migrate.files import open_private
 
     with _project(ctx) as project:
         config = project.config.service(service)
         if output is None:
-            dump_service(project, config, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            out = until_reader_leaves(sys.stdout.buffer)
+            try:
+                dump_service(project, config, out)
+                out.flush()
+            except ReaderGone:  # `| head`: the reader has what it wanted
+                pass
             return
-        with open_private(output) as handle:
+        with output_file(output) as handle:
             count = dump_service(project, config, handle)
     click.echo(f"{service}: {count} documents written to {output}", err=True)
 
@@ -307,7 +317,6 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
 
 
 def _emit_report(results: list[ServiceResult], fmt: str, output: Path | None, show: bool) -> None:
-    from migrate.files import open_private
     from migrate.reconcile.report import render_json, render_junit
 
     if fmt == "table":
@@ -322,7 +331,7 @@ def _emit_report(results: list[ServiceResult], fmt: str, output: Path | None, sh
     if output is None:
         click.echo(text, nl=False)
         return
-    with open_private(output) as handle:
+    with output_file(output) as handle:
         handle.write(text.encode("utf-8"))
     click.echo(f"report written to {output}", err=True)
 
