@@ -132,13 +132,18 @@ def demo(directory: Path, patients: int, seed: int) -> None:
 def check(ctx: click.Context) -> None:
     """Validate migrate.toml and every mapping against the source schema.
 
-    Every problem is reported at once, with file:line, the field at fault and a hint; exit 2 if any.
+    Refuses everything `run` would refuse for a reason in the project's files: unknown tables or
+    columns, bad target or state URLs, a folder that cannot be written, a `where` the source
+    rejects. Every problem is reported at once, with file:line, the field at fault and a hint;
+    exit 2 if any. Warnings (exit 0): columns nothing reads, joins without an index (with the
+    CREATE INDEX to run), documents that could come near max_document_bytes, and one table keyed
+    two ways by two services.
     """
     from migrate.check import check_project
 
     with _project(ctx) as project:
-        results = check_project(project)
-    Renderer().check_results(results)
+        report = check_project(project)
+    Renderer().check_results(report)
 
 
 @cli.command()

@@ -23,7 +23,7 @@ from rich.table import Table
 from migrate.events import ChunkFinished, Event, EventSink, Note, ServiceFinished, ServiceStarted
 
 if TYPE_CHECKING:
-    from migrate.check import ServiceCheck
+    from migrate.check import CheckReport
     from migrate.demo import DemoSummary
     from migrate.pipeline import ServiceReport
     from migrate.reconcile import RepairReport, ServiceResult
@@ -121,11 +121,16 @@ class Renderer:
 
     # -- other commands ------------------------------------------------------------------------
 
-    def check_results(self, results: Sequence[ServiceCheck]) -> None:
-        for result in results:
+    def check_results(self, report: CheckReport) -> None:
+        for warning in report.warnings:
+            self.err.print(f"warning: {warning.render()}", markup=False)
+        for result in report.services:
             types = ", ".join(result.doc_types)
-            self.out.print(f"{result.service}: {result.mapping} ... ok ({types})")
-        self.out.print(f"{len(results)} mapping(s) valid against the source schema")
+            noted = f", {result.warnings} warning(s)" if result.warnings else ""
+            self.out.print(f"{result.service}: {result.mapping} ... ok ({types}){noted}")
+        count = len(report.warnings)
+        tail = f", {count} warning(s) above" if count else ""
+        self.out.print(f"{len(report.services)} mapping(s) valid against the source schema{tail}")
 
     def status_table(self, statuses: Sequence[ServiceStatus]) -> None:
         table = Table(title="migrate status", title_justify="left")

@@ -19,7 +19,7 @@ from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
 from sqlalchemy.sql import sqltypes
 
 from migrate.errors import SourceError
-from migrate.schema import ColumnInfo, SchemaInfo, TableInfo
+from migrate.schema import ColumnInfo, ForeignKey, SchemaInfo, TableInfo, TableLinks
 from migrate.source.types import resolve_type
 
 
@@ -102,6 +102,41 @@ class Reflector:
             primary_key=tuple(self._name(c) for c in primary),
             unique=tuple(dict.fromkeys(u for u in unique if u)),
         )
+
+    def links(self, tables: Iterable[str]) -> dict[str, TableLinks]:
+        """Foreign keys and indexes of the named tables (those that exist), by the name the
+        database reports."""
+        wanted = {t.casefold() for t in tables}
+        found = {}
+        for name in self.inspector.get_table_names():
+            shown = self._name(name)
+            if shown.casefold() in wanted or name in wanted:
+                found[shown] = TableLinks(self.foreign_keys(name), self.indexes(name))
+        return found
+
+    def foreign_keys(self, name: str) -> tuple[ForeignKey, ...]:
+        """The table's foreign keys, each with the table and columns it refers to."""
+        keys = []
+        for fk in self.inspector.get_foreign_keys(name):
+            columns = tuple(self._name(c) for c in fk["constrained_columns"])
+            referred = tuple(self._name(c) for c in fk["referred_columns"])
+            if columns and len(columns) == len(referred):
+                keys.append(ForeignKey(columns, self._name(fk["referred_table"]), referred))
+        return tuple(keys)
+
+    def indexes(self, name: str) -> tuple[tuple[str, ...], ...]:
+        """The column lists of the table's primary key, unique constraints and indexes (an
+        index on an expression is left out: it serves no plain column lookup)."""
+        found: list[tuple[str, ...]] = []
+        primary = self.inspector.get_pk_constraint(name).get("constrained_columns") or []
+        found.append(tuple(self._name(c) for c in primary))
+        for constraint in self.inspector.get_unique_constraints(name):
+            found.append(tuple(self._name(c) for c in constraint["column_names"]))
+        for index in self.inspector.get_indexes(name):
+            columns = index.get("column_names") or []
+            if columns and all(c is not None for c in columns):
+                found.append(tuple(self._name(c) for c in columns if c is not None))
+        return tuple(dict.fromkeys(cols for cols in found if cols))
 
     def _declared(self, name: str) -> list[tuple[str, str, bool]]:
         """(column, declared type text, nullable) in table order."""
