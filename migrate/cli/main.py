@@ -147,6 +147,32 @@ def check(ctx: click.Context) -> None:
 
 
 @cli.command()
+@click.argument("service")
+@click.option("--root", "root", required=True, help="The root table: one document per row.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the mapping (default: mappings/SERVICE.yaml in the project).",
+)
+@click.pass_context
+def scaffold(ctx: click.Context, service: str, root: str, output: Path | None) -> None:
+    """Write a first mapping of SERVICE from the source schema, rooted at --root TABLE.
+
+    Follows foreign keys: tables referring to the root (at any depth) become embeds ordered by
+    their primary key, other foreign keys lookups; the root's foreign-key and date columns
+    become secondary indexes; its primary key the key template. Each guess has a comment saying
+    why. Never overwrites a file; adds [services.SERVICE] to migrate.toml.
+    """
+    from migrate.scaffold import scaffold_service
+
+    with _project(ctx) as project:
+        result = scaffold_service(project, service, root, output=output)
+    Renderer().scaffold_result(result)
+
+
+@cli.command()
 @click.argument("services", nargs=-1)
 @click.option(
     "--workers",

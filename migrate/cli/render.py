@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from migrate.demo import DemoSummary
     from migrate.pipeline import ServiceReport
     from migrate.reconcile import RepairReport, ServiceResult
+    from migrate.scaffold import ScaffoldResult
     from migrate.status import ServiceStatus
 
 
@@ -131,6 +132,22 @@ class Renderer:
         count = len(report.warnings)
         tail = f", {count} warning(s) above" if count else ""
         self.out.print(f"{len(report.services)} mapping(s) valid against the source schema{tail}")
+
+    def scaffold_result(self, result: ScaffoldResult) -> None:
+        self.out.print(f"{result.service}: wrote {result.mapping}", markup=False)
+        self.out.print(f"  root {result.root}", markup=False)
+        for what, names in (
+            ("embeds", result.embeds),
+            ("lookups", result.lookups),
+            ("indexes", result.indexes),
+        ):
+            self.out.print(f"  {what}: {', '.join(names) or 'none'}", markup=False)
+        self.out.print(f"  added [services.{result.service}] to {result.config}", markup=False)
+        self.out.print(
+            f"next: review the mapping's comments, then `migrate check` and "
+            f"`migrate preview {result.service}`",
+            markup=False,
+        )
 
     def status_table(self, statuses: Sequence[ServiceStatus]) -> None:
         table = Table(title="migrate status", title_justify="left")
