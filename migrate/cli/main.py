@@ -173,6 +173,63 @@ def scaffold(ctx: click.Context, service: str, root: str, output: Path | None) -
 
 
 @cli.command()
+@click.argument("service")
+@click.argument("key", required=False)
+@click.option(
+    "--sample",
+    "count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="N documents of each document type, the same ones every time (by key hash).",
+)
+@click.option("--type", "doc_type", default=None, help="Only this document type of SERVICE.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pretty", "json"]),
+    default=None,
+    help="pretty for people, or one JSON object per line (default: pretty on a terminal, JSON "
+    "when piped).",
+)
+@click.pass_context
+def preview(  # noqa: PLR0917 (click passes every option by position)
+    ctx: click.Context,
+    service: str,
+    key: str | None,
+    count: int | None,
+    doc_type: str | None,
+    fmt: str | None,
+) -> None:
+    """Build documents of SERVICE straight from the source, as `run` would, and show them.
+
+    With KEY, the document with that key; with --sample N (the default: 1), N documents of each
+    document type. Each comes with its secondary indexes, its size in bytes and the rejects its
+    row would raise. Writes nothing anywhere: no ledger, no staging, no target.
+    """
+    from migrate.errors import UsageError
+    from migrate.preview import json_line, preview_key, preview_sample
+
+    if key is not None and count is not None:
+        raise UsageError("give a KEY or --sample N, not both", hint="e.g. migrate preview pds 42")
+    with _project(ctx, read_only=True) as project:
+        if key is not None:
+            previews = preview_key(project, service, key, doc_type=doc_type)
+        else:
+            previews = preview_sample(project, service, count or 1, doc_type=doc_type)
+    renderer = Renderer()
+    if (fmt or ("pretty" if renderer.out.is_terminal else "json")) == "pretty":
+        renderer.previews(previews)
+        return
+    out = until_reader_leaves(sys.stdout.buffer)
+    try:
+        for item in previews:
+            out.write(json_line(item) + b"\n")
+        out.flush()
+    except ReaderGone:
+        pass
+
+
+@cli.command()
 @click.argument("services", nargs=-1)
 @click.option(
     "--workers",

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -26,6 +27,7 @@ if TYPE_CHECKING:
     from migrate.check import CheckReport
     from migrate.demo import DemoSummary
     from migrate.pipeline import ServiceReport
+    from migrate.preview import Preview
     from migrate.reconcile import RepairReport, ServiceResult
     from migrate.scaffold import ScaffoldResult
     from migrate.status import ServiceStatus
@@ -148,6 +150,30 @@ class Renderer:
             f"`migrate preview {result.service}`",
             markup=False,
         )
+
+    def previews(self, previews: Sequence[Preview]) -> None:
+        from migrate.preview import indent_json
+
+        for item in previews:
+            where = f"bucket {item.bucket} (type {item.bucket_type})"
+            head = f"{item.service} · {item.doc_type} · {item.key or '(no key)'}  {where}"
+            if item.document is None:
+                self.out.print(f"[bold]{escape(head)}[/]  [red]REJECTED: not loaded[/]")
+                for reject in item.rejects:
+                    row = ", ".join(f"{k}={v}" for k, v in reject.source_key.items())
+                    self.out.print(f"  {reject.field}: {reject.reason}  (row {row})", markup=False)
+                self.out.print()
+                continue
+            self.out.print(f"[bold]{escape(head)}[/]  {item.size:,} bytes")
+            if item.document.indexes:
+                width = max(len(name) for name, _ in item.document.indexes)
+                for name, values in item.document.indexes:
+                    shown = ", ".join(str(v) for v in values)
+                    self.out.print(f"  {name:<{width}}  {shown}", markup=False)
+            else:
+                self.out.print("  (no secondary index entries)")
+            self.out.print(indent_json(item.document.value), markup=False, highlight=True)
+            self.out.print()
 
     def status_table(self, statuses: Sequence[ServiceStatus]) -> None:
         table = Table(title="migrate status", title_justify="left")
