@@ -75,10 +75,17 @@ class DocCheck:
     def run(self, refs: list[ChunkRef], builders: Builders) -> DocTypeResult:
         indexes = [r.index for r in refs]
         last = max(indexes, default=-1)
+        # Only this document type's chunks of a restricted check (repair's): another type's
+        # chunk ids say nothing of this one's leftovers.
         chunk_ids = self.options.chunk_ids
+        mine = None
+        if chunk_ids is not None:
+            mine = {c for c in chunk_ids if c.rsplit(":", 1)[0] == self.doc.name}
         beyond: dict[int, list[str]] = {}
-        if chunk_ids is None or any(int(c.rsplit(":", 1)[1]) > last for c in chunk_ids):
+        if mine is None or any(int(c.rsplit(":", 1)[1]) > last for c in mine):
             beyond = self._beyond(last)
+            if mine is not None:
+                beyond = {i: k for i, k in beyond.items() if f"{self.doc.name}:{i:05d}" in mine}
         unplanned = {key for keys in beyond.values() for key in keys}
         outcomes: list[ChunkOutcome] = []
         # Each worker reads its own chunks when the snapshot is shared and there is a pool
