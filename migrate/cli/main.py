@@ -29,9 +29,20 @@ if TYPE_CHECKING:
 
 
 class _State:
-    def __init__(self, config: Path | None, debug: bool) -> None:
+    def __init__(
+        self, config: Path | None, debug: bool, *, quiet: bool = False, no_color: bool = False
+    ) -> None:
         self.config = config
         self.debug = debug
+        self.quiet = quiet
+        self.no_color = no_color
+
+
+def _renderer(ctx: click.Context) -> Renderer:
+    state: _State | None = ctx.find_object(_State)
+    if state is None:
+        return Renderer()
+    return Renderer(quiet=state.quiet, no_color=state.no_color)
 
 
 @contextmanager
@@ -87,15 +98,24 @@ class _Group(click.Group):
     help="The project's migrate.toml (default: ./migrate.toml; env MIGRATE_CONFIG).",
 )
 @click.option("--debug", is_flag=True, help="Show a traceback when a command fails.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="For cron: no progress and no summary of work that succeeded; errors, warnings and "
+    "differences are still shown, and data asked for (dump, status, JSON) still written.",
+)
+@click.option("--no-color", is_flag=True, help="No colour in any output (as NO_COLOR=1 does).")
 @click.version_option(__version__, prog_name="migrate")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, debug: bool, quiet: bool, no_color: bool) -> None:
     """Move a legacy relational database into Riak KV, service by service, provably.
 
     Exit codes: 0 success; 1 verification failed (mismatch, rejects over the limit, gate refused);
     2 bad usage, config or mapping; 3 source or target unreachable, or another runtime failure.
+    A reader that closes the output early (`| head`) is not an error: the exit code is the work's.
     """
-    ctx.obj = _State(config, debug)
+    ctx.obj = _State(config, debug, quiet=quiet, no_color=no_color)
 
 
 @cli.command()
@@ -114,7 +134,8 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
     show_default=True,
     help="Random seed: the same seed builds the same database.",
 )
-def demo(directory: Path, patients: int, seed: int) -> None:
+@click.pass_context
+def demo(ctx: click.Context, directory: Path, patients: int, seed: int) -> None:
     """Create a sample Oracle-shaped legacy database and a ready project in DIRECTORY.
 
     DIRECTORY gets legacy.db (SQLite with Oracle type names), migrate.toml (embedded target, SQLite
@@ -122,7 +143,7 @@ def demo(directory: Path, patients: int, seed: int) -> None:
     """
     from migrate.demo import create_demo
 
-    renderer = Renderer()
+    renderer = _renderer(ctx)
     summary = create_demo(directory, patients=patients, seed=seed, progress=renderer.step)
     renderer.demo_summary(summary)
 
@@ -143,7 +164,7 @@ def check(ctx: click.Context) -> None:
 
     with _project(ctx) as project:
         report = check_project(project)
-    Renderer().check_results(report)
+    _renderer(ctx).check_results(report)
 
 
 @cli.command()
@@ -169,7 +190,7 @@ def scaffold(ctx: click.Context, service: str, root: str, output: Path | None) -
 
     with _project(ctx) as project:
         result = scaffold_service(project, service, root, output=output)
-    Renderer().scaffold_result(result)
+    _renderer(ctx).scaffold_result(result)
 
 
 @cli.command()
@@ -216,7 +237,7 @@ def preview(  # noqa: PLR0917 (click passes every option by position)
             previews = preview_key(project, service, key, doc_type=doc_type)
         else:
             previews = preview_sample(project, service, count or 1, doc_type=doc_type)
-    renderer = Renderer()
+    renderer = _renderer(ctx)
     if (fmt or ("pretty" if renderer.out.is_terminal else "json")) == "pretty":
         renderer.previews(previews)
         return
@@ -243,8 +264,18 @@ def preview(  # noqa: PLR0917 (click passes every option by position)
     is_flag=True,
     help="Start a new run with a new source snapshot instead of resuming the last one.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts (schema in docs/run-report.md).",
+)
 @click.pass_context
-def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fresh: bool) -> None:
+def run(
+    ctx: click.Context, services: tuple[str, ...], workers: int | None, fresh: bool, fmt: str
+) -> None:
     """Extract, transform and load SERVICES (default: all, in cutover order).
 
     Services load one after another; the workers read and build the next one's first chunks
@@ -254,10 +285,15 @@ def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fres
     """
     from migrate.pipeline import run_services
 
-    renderer = Renderer()
+    renderer = _renderer(ctx)
     with _project(ctx) as project, renderer.progress() as on_event:
         reports = run_services(project, services, workers=workers, fresh=fresh, on_event=on_event)
-    renderer.run_reports(reports)
+    if fmt == "json":
+        from migrate.run_report import render_json
+
+        click.echo(render_json(reports))
+    else:
+        renderer.run_reports(reports)
     different = [r for r in reports if r.verification is not None and not r.verification.equal]
     for r in different:
         assert r.verification is not None
@@ -304,7 +340,7 @@ def dump(ctx: click.Context, service: str, output: Path | None) -> None:
             return
         with output_file(output) as handle:
             count = dump_service(project, config, handle)
-    click.echo(f"{service}: {count} documents written to {output}", err=True)
+    _renderer(ctx).note(f"{service}: {count} documents written to {output}")
 
 
 @cli.command()
@@ -326,7 +362,7 @@ def status(ctx: click.Context, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([s.as_json() for s in statuses], indent=2))
     else:
-        Renderer().status_table(statuses)
+        _renderer(ctx).status_table(statuses)
 
 
 @cli.command()
@@ -397,19 +433,22 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
         workers=workers or 0,
         show_values=show_values,
     )
-    with _project(ctx, read_only=dry_run) as project:
-        results = reconcile_services(project, services, options)
-    _emit_report(results, fmt, output, show_values)
+    renderer = _renderer(ctx)
+    with _project(ctx, read_only=dry_run) as project, renderer.progress() as on_event:
+        results = reconcile_services(project, services, options, on_event=on_event)
+    _emit_report(renderer, results, fmt, output, show_values)
     if not all(r.equal for r in results):
         ctx.exit(EXIT_VERIFY)
 
 
-def _emit_report(results: list[ServiceResult], fmt: str, output: Path | None, show: bool) -> None:
+def _emit_report(
+    renderer: Renderer, results: list[ServiceResult], fmt: str, output: Path | None, show: bool
+) -> None:
     from migrate.reconcile.report import render_json, render_junit
 
     if fmt == "table":
         if output is None:
-            Renderer().reconcile_table(results, show_values=show)
+            renderer.reconcile_table(results, show_values=show)
             return
         text = Renderer.reconcile_text(results, show_values=show)
     elif fmt == "json":
@@ -421,7 +460,7 @@ def _emit_report(results: list[ServiceResult], fmt: str, output: Path | None, sh
         return
     with output_file(output) as handle:
         handle.write(text.encode("utf-8"))
-    click.echo(f"report written to {output}", err=True)
+    renderer.note(f"report written to {output}")
 
 
 @cli.command()
@@ -432,9 +471,10 @@ def repair(ctx: click.Context, service: str) -> None:
     delete its extra keys, then reconcile those chunks again. Exit 0 when now equal."""
     from migrate.reconcile import repair_service
 
-    with _project(ctx) as project:
-        report = repair_service(project, service)
-    Renderer().repair_report(report)
+    renderer = _renderer(ctx)
+    with _project(ctx) as project, renderer.progress() as on_event:
+        report = repair_service(project, service, on_event=on_event)
+    renderer.repair_report(report)
     if report.check is not None and not report.check.equal:
         ctx.exit(EXIT_VERIFY)
 

@@ -15,6 +15,7 @@ from dataclasses import replace
 import pyarrow as pa
 
 from migrate.config import ServiceConfig
+from migrate.events import ChunkFinished, EventSink, ignore
 from migrate.mapping import DocPlan, ServicePlan
 from migrate.project import Project
 from migrate.reconcile.actual import (
@@ -57,8 +58,10 @@ class DocCheck:
         snapshot: Snapshot | None,
         options: Options,
         view: SharedView | None = None,
+        on_event: EventSink = ignore,
     ) -> None:
         self.project = project
+        self.on_event = on_event
         self.service = service
         self.plan = plan
         self.doc = doc
@@ -111,6 +114,9 @@ class DocCheck:
                 if unplanned:
                     unplanned.difference_update(keys)
                 outcomes.append(outcome)
+                self.on_event(
+                    ChunkFinished(self.service.name, ref.chunk_id, outcome.expected, 0, 0, 0)
+                )
         for index, keys in sorted(beyond.items()):
             chunk_id = f"{self.doc.name}:{index:05d}"
             extra = tuple(

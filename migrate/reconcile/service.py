@@ -17,6 +17,7 @@ import msgspec
 
 from migrate.config import ServiceConfig
 from migrate.errors import VerificationError
+from migrate.events import EventSink, ServiceFinished, ServiceStarted, ignore
 from migrate.files import private_dir, private_writer
 from migrate.ledger import ChunkVerification, RunRecord
 from migrate.ledger.verifications import new_verification_id
@@ -32,16 +33,24 @@ from migrate.source.shared import SharedView, share_view
 
 
 def reconcile_services(
-    project: Project, names: Sequence[str] = (), options: Options | None = None
+    project: Project,
+    names: Sequence[str] = (),
+    options: Options | None = None,
+    *,
+    on_event: EventSink = ignore,
 ) -> list[ServiceResult]:
-    """Reconcile the named services (all, in cutover order, when none are named)."""
+    """Reconcile the named services (all, in cutover order, when none are named); progress is
+    reported per chunk to `on_event`."""
     options = options or Options()
     services = project.config.select(list(names))
     workers = _workers(project, options)
     if workers > 1:
         warm_up()  # the workers' imports overlap reflection and planning
     with Builders(workers) as builders:
-        return [reconcile_service(project, s, options, builders=builders) for s in services]
+        return [
+            reconcile_service(project, s, options, builders=builders, on_event=on_event)
+            for s in services
+        ]
 
 
 def reconcile_service(
@@ -50,6 +59,7 @@ def reconcile_service(
     options: Options | None = None,
     *,
     builders: Builders | None = None,
+    on_event: EventSink = ignore,
 ) -> ServiceResult:
     """Reconcile one service; recorded in the ledger unless `options.dry_run`."""
     options = options or Options()
@@ -73,11 +83,21 @@ def reconcile_service(
                 specs = [d.extract for d in plan.doc_types]
                 view = share_view(project.source, snapshot, specs)
         marker = snapshot.marker if snapshot else (run.snapshot if run else "")
+        work = [(doc, _chunk_refs(project, run, doc, snapshot, options)) for doc in plan.doc_types]
+        run_id = run.run_id if run else "-"
+        total = sum(len(refs) for _, refs in work)
+        on_event(ServiceStarted(service.name, run_id, False, total, 0, action="reconcile"))
         doc_types = []
-        for doc in plan.doc_types:
-            refs = _chunk_refs(project, run, doc, snapshot, options)
+        for doc, refs in work:
             checker = DocCheck(
-                project, service, plan, doc, snapshot=snapshot, options=options, view=view
+                project,
+                service,
+                plan,
+                doc,
+                snapshot=snapshot,
+                options=options,
+                view=view,
+                on_event=on_event,
             )
             doc_types.append(checker.run(refs, builders))
     result = ServiceResult(
@@ -93,6 +113,16 @@ def reconcile_service(
     )
     if not options.dry_run:
         _record(project, result)
+    on_event(
+        ServiceFinished(
+            service.name,
+            run_id,
+            result.counts().get("expected", 0),
+            0,
+            result.seconds,
+            action="reconcile",
+        )
+    )
     return result
 
 
