@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 
 class ValueKind(enum.Enum):
-    """The value rule a column follows (MAPPING.md, "Value rules").
+    """The value rule a column follows (docs/mapping.md, "Value rules").
 
     The staged (normalised) Python type of each kind is fixed, so transform never sees driver
     quirks: STRING str; INTEGER int (decimal.Decimal beyond 18 digits); DECIMAL decimal.Decimal

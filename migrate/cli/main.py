@@ -1,6 +1,6 @@
 """The `migrate` command: each subcommand opens the project, calls one library function, renders.
 
-Errors are caught in one place (`main`) and mapped to the exit codes of DESIGN.md: 0 success,
+Errors are caught in one place (`main`) and mapped to the documented exit codes (README): 0 success,
 1 verification failed, 2 bad usage/config/mapping, 3 source/target unreachable or another runtime
 failure. A traceback is shown only with --debug.
 """
