@@ -1,9 +1,9 @@
 """A deliberately plain reference document builder, for the differential test.
 
 The real builder in `migrate.mapping` is optimised (chunks, key ranges, compiled plans). This one is
-the opposite on purpose: one root row at a time, one parameterised query per embed and lookup, every
-rule of docs/mapping.md and docs/mapping-semantics.md written out literally, stdlib `sqlite3` and PyYAML
-only. When the two disagree on the demo database, one of them has misread a rule.
+the opposite on purpose: one root row at a time, one parameterised query per embed and lookup,
+every rule of docs/mapping.md and docs/mapping-semantics.md written out literally, stdlib `sqlite3`
+and PyYAML only. When the two disagree on the demo database, one of them has misread a rule.
 
 Values are exact: decimals are `decimal.Decimal` with their digits, floats are written by `repr`
 (shortest round trip). Each document carries `canonical` (our own canonical JSON text) and
