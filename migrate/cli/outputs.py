@@ -18,6 +18,7 @@ from __future__ import annotations
 import contextlib
 import io
 import os
+import select
 import sys
 from collections.abc import Iterator
 from pathlib import Path
@@ -72,7 +73,11 @@ class _Guard(io.RawIOBase):
         if self.reader_gone or self.failed:
             return size
         try:
-            return os.write(self.fd, data)
+            while True:
+                try:
+                    return os.write(self.fd, data)
+                except BlockingIOError:  # a non-blocking descriptor: wait until it takes more
+                    select.select([], [self.fd], [])
         except BrokenPipeError:
             self.reader_gone = True
             self._silence()

@@ -4,10 +4,12 @@ and exits 3."""
 
 from __future__ import annotations
 
+import json
 import os
 import sqlite3
 import subprocess
 import sys
+import time
 from pathlib import Path
 
 import pytest
@@ -147,3 +149,25 @@ def test_every_commands_help_is_quiet_when_its_reader_left(demo_project: Path) -
         args = ["--help"] if name is None else [name, "--help"]
         code, err = _reader_gone(demo_project, *args)
         assert (code, err) == (0, ""), name
+
+
+def test_a_non_blocking_standard_output_is_written_whole(loaded: Path) -> None:
+    """A reader slower than the writer, on a non-blocking pipe (as some CI runners hand out):
+    the writer waits instead of failing with EAGAIN."""
+    read_end, write_end = os.pipe()
+    os.set_blocking(write_end, False)
+    process = subprocess.Popen(
+        [str(MIGRATE), "--config", str(loaded / "migrate.toml"), "dump", "ods"],
+        stdout=write_end,
+        stderr=subprocess.PIPE,
+    )
+    os.close(write_end)
+    chunks = []
+    with os.fdopen(read_end, "rb") as reader:
+        while block := reader.read(4096):
+            chunks.append(block)
+            time.sleep(0.001)
+    _, err = process.communicate(timeout=120)
+    assert process.returncode == 0, err
+    lines = b"".join(chunks).decode().splitlines()
+    assert lines and all(json.loads(line)["bucket"] for line in lines)
