@@ -127,11 +127,12 @@ def test_from_an_unfamiliar_schema_to_a_verified_rehearsal_then_riak(
 
     # 3. check it
     check = _ok(project, "check")
-    assert check.stdout.splitlines() == [
-        f"pas: {mapping} ... ok (admission)",
-        "1 mapping(s) valid against the source schema",
-    ]
-    assert check.stderr == ""
+    assert check.stdout.splitlines()[0].startswith(f"pas: {mapping} ... ok (admission)")
+    assert "1 mapping(s) valid against the source schema" in check.stdout
+    # the scaffold reads every column, and the schema indexes every join
+    for phrase in ("no field reads", "no index of the source leads", "document could reach"):
+        assert phrase not in check.stderr
+    assert all(line.startswith(("warning:", "    hint:")) for line in check.stderr.splitlines())
 
     # 4. documents before any run: three, the same every time; then the page's own admission
     sample = _ok(project, "preview", "pas", "--sample", "3")
