@@ -22,7 +22,7 @@ from pathlib import Path
 
 import yaml
 
-from migrate.errors import ConfigError, MappingError, UsageError
+from migrate.errors import MappingError, MigrateError, UsageError
 from migrate.mapping import parse_mapping, validate_mapping
 from migrate.mapping.indexes import name_problem
 from migrate.mapping.validate import suggest
@@ -99,12 +99,15 @@ def scaffold_service(
     problems = validate_mapping(mapping, schema)
     if problems:  # a guess this module should never make: say so rather than write it
         raise MappingError(problems)
-    path.parent.mkdir(parents=True, exist_ok=True)
     try:
+        path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "x", encoding="utf-8") as handle:
             handle.write(text)
     except OSError as exc:
-        raise ConfigError(f"cannot write {path}: {exc.strerror or exc}") from exc
+        raise MigrateError(
+            f"cannot write the mapping {path}: {exc.strerror or exc}",
+            hint="check that its folder can be created and written, or name another --output",
+        ) from exc
     _add_service(config.path, service, path)
     return ScaffoldResult(
         service,

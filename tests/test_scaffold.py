@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from migrate.errors import UsageError
+from migrate.errors import MigrateError, UsageError
 from migrate.mapping import load_mapping, validate_mapping
 from migrate.project import Project
 from migrate.scaffold import scaffold_service
@@ -165,3 +165,13 @@ def test_a_service_already_in_the_config_is_refused(make: Make, tmp_path: Path) 
     finally:
         again.close()
     assert not (tmp_path / "other.yaml").exists()
+
+
+def test_a_mapping_that_cannot_be_written_says_where(make: Make, tmp_path: Path) -> None:
+    project = make(CLINIC)
+    (tmp_path / "blocker").write_text("")
+    with pytest.raises(MigrateError, match="cannot write the mapping") as failed:
+        scaffold_service(project, "pas", "ADMISSIONS", output=tmp_path / "blocker" / "pas.yaml")
+    assert failed.value.exit_code == 3
+    assert str(tmp_path / "blocker" / "pas.yaml") in str(failed.value)
+    assert "[services.pas]" not in project.config.path.read_text()
