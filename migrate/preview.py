@@ -8,8 +8,8 @@ written anywhere: no ledger, no staging, no target.
 A document is found by its key: the key is split back into its template's parts (every way the
 template's literal text allows), the root rows whose text and integer key columns equal those
 parts are read one by one, each as a chunk holding that row alone, and the documents whose key is
-the one asked for are kept. A template with no text or integer column (only dates, say) is
-searched chunk by chunk instead.
+the one asked for are kept. A template with no text or integer column (only dates, say), or parts
+that match more than `CANDIDATES` rows without finding the key, is searched chunk by chunk.
 
 A sample is deterministic: chunks spread evenly along the root's key, and in each the documents
 whose keys hash lowest (xxh3_64), taken from each chunk in turn: the same documents every time
@@ -35,7 +35,7 @@ from migrate.project import Project
 from migrate.schema import TableInfo, ValueKind
 from migrate.source import ChunkRange, Snapshot, probe
 
-CANDIDATES = 50  # root rows tried for one key before searching chunk by chunk
+CANDIDATES = 50  # root rows tried for one reading of a key before searching chunk by chunk
 _SPLITS = 64  # ways of splitting a key tried at most
 _INTEGER = re.compile(r"^-?[0-9]+$")
 
@@ -142,17 +142,39 @@ def _by_key(
     spec = doc.extract
     info = project.source.tables(spec)[spec.root_table]
     template = parse_template(model.key.text) if model.key else default_template(info.primary_key)
-    lookups = [equal for split in splits(template, key) if (equal := _filter(split, info))]
-    if not lookups and splits(template, key) and not _filterable(template, info):
-        chunks: Iterator[ChunkRange] = iter(
-            snapshot.plan_chunks(spec, project.config.run.chunk_size)
-        )
-    else:
-        roots: dict[tuple[Any, ...], None] = {}
-        for equal in lookups:
-            for root in probe.root_keys_where(snapshot, spec, info, equal, CANDIDATES):
-                roots.setdefault(root)
-        chunks = (probe.row_range(snapshot, spec, info, root) for root in roots)
+    readings = splits(template, key)
+    if not readings:
+        return []
+    lookups = [equal for split in readings if (equal := _filter(split, info))]
+    roots: dict[tuple[Any, ...], None] = {}
+    crowded = not _filterable(template, info)  # nothing to narrow by: every chunk is searched
+    for equal in lookups:
+        found_roots = probe.root_keys_where(snapshot, spec, info, equal, CANDIDATES)
+        crowded = crowded or len(found_roots) == CANDIDATES
+        roots.update(dict.fromkeys(found_roots))
+    found = _search(
+        project,
+        snapshot,
+        service,
+        doc,
+        key,
+        (probe.row_range(snapshot, spec, info, r) for r in roots),
+    )
+    if not found and crowded:
+        chunks = snapshot.plan_chunks(spec, project.config.run.chunk_size)
+        found = _search(project, snapshot, service, doc, key, iter(chunks))
+    return found
+
+
+def _search(  # noqa: PLR0917 (a private helper of _by_key)
+    project: Project,
+    snapshot: Snapshot,
+    service: str,
+    doc: DocPlan,
+    key: str,
+    chunks: Iterator[ChunkRange],
+) -> list[Preview]:
+    """The documents and rejected rows with key `key` among these chunks' rows."""
     found = []
     for chunk in chunks:
         result = _build(project, snapshot, doc, chunk)

@@ -42,6 +42,11 @@ documents:
     bucket: wards-by-day
     key: "{OPENED}"
     fields: {site: SITE}
+  by_kind:
+    table: WARDS
+    bucket: wards-by-kind
+    key: "{KIND}@{OPENED}"
+    fields: {site: SITE}
 """
 
 
@@ -109,6 +114,17 @@ def test_a_template_of_dates_alone_is_searched_chunk_by_chunk(project: Project) 
     assert json.loads(found.document.value) == {"site": "s07"}
 
 
+def test_a_part_that_matches_too_many_rows_is_searched_chunk_by_chunk(
+    project: Project, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import migrate.preview
+
+    monkeypatch.setattr(migrate.preview, "CANDIDATES", 3)  # 21 wards of kind M
+    (found,) = preview_key(project, "wards", "M@2021-02-15", doc_type="by_kind")
+    assert found.document is not None
+    assert json.loads(found.document.value) == {"site": "s15"}
+
+
 def test_a_rejected_row_shows_its_rejects(project: Project) -> None:
     (rejected,) = preview_key(project, "wards", "x/1")
     assert rejected.document is None and rejected.size is None
@@ -138,7 +154,7 @@ def test_a_sample_is_spread_deterministic_and_sized(project: Project) -> None:
     assert keys[0] is not None and keys[0] < "s"
     assert all(k is not None and k.startswith("s") for k in keys[1:])
     both = preview_sample(project, "wards", 2)
-    assert [p.doc_type for p in both] == ["ward", "ward", "by_day", "by_day"]
+    assert [p.doc_type for p in both] == ["ward", "ward", "by_day", "by_day", "by_kind", "by_kind"]
     assert len(preview_sample(project, "wards", 500, doc_type="by_day")) == 24
 
 
