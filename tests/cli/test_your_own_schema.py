@@ -88,6 +88,7 @@ def test_the_readme_walks_through_these_very_commands() -> None:
         "migrate reconcile pas",
         "migrate dump pas --output pas.jsonl",
         '[target] url = "riak://',
+        "migrate run pas --fresh",
     ):
         assert command in walk, command
 
