@@ -58,6 +58,7 @@ class _Guard(io.RawIOBase):
         self.strict = strict
         self.reader_gone = False
         self.failed = False
+        self.owned = False  # a descriptor opened here (on /dev/null), closed at the end
 
     def writable(self) -> bool:
         return True
@@ -105,20 +106,24 @@ class _Guard(io.RawIOBase):
 _guards: dict[str, _Guard] = {}
 
 
-def _swap(name: str, label: str, *, strict: bool) -> tuple[IO[str], _Guard] | None:
-    stream: IO[str] = getattr(sys, name)
-    try:
-        fd = stream.fileno()
-    except (OSError, ValueError, io.UnsupportedOperation):
-        return None  # CliRunner's captured streams, or no stream at all
-    stream.flush()
-    guard = _Guard(fd, label, strict=strict)
-    buffered = io.BufferedWriter(guard)
+def _swap(name: str, label: str, *, strict: bool) -> tuple[IO[str] | None, _Guard] | None:
+    stream: IO[str] | None = getattr(sys, name)
+    if stream is None:  # started with the descriptor closed (`>&-`): nobody reads it
+        guard = _Guard(os.open(os.devnull, os.O_WRONLY), label, strict=strict)
+        guard.reader_gone = guard.owned = True
+        encoding, errors, lines = "utf-8", "strict", False
+    else:
+        try:
+            fd = stream.fileno()
+        except (OSError, ValueError, io.UnsupportedOperation):
+            return None  # CliRunner's captured streams
+        stream.flush()
+        guard = _Guard(fd, label, strict=strict)
+        encoding = getattr(stream, "encoding", None) or "utf-8"
+        errors = getattr(stream, "errors", None) or "strict"
+        lines = bool(getattr(stream, "line_buffering", False))
     wrapper = io.TextIOWrapper(
-        buffered,
-        encoding=getattr(stream, "encoding", None) or "utf-8",
-        errors=getattr(stream, "errors", None) or "strict",
-        line_buffering=bool(getattr(stream, "line_buffering", False)),
+        io.BufferedWriter(guard), encoding=encoding, errors=errors, line_buffering=lines
     )
     setattr(sys, name, wrapper)
     _guards[name] = guard
@@ -141,7 +146,7 @@ def guarded_streams() -> Iterator[None]:
         yield
     finally:
         failure: OutputError | None = None
-        for name, (original, _) in swapped.items():
+        for name, (original, guard) in swapped.items():
             try:
                 getattr(sys, name).flush()
             except OutputError as exc:
@@ -150,9 +155,13 @@ def guarded_streams() -> Iterator[None]:
                 pass
             setattr(sys, name, original)
             _guards.pop(name, None)
-        if failure is not None:
+            if guard.owned:
+                with contextlib.suppress(OSError):
+                    os.close(guard.fd)
+        if failure is not None and sys.stderr is not None:
             with contextlib.suppress(OSError):
                 print(f"error: {failure.render()}", file=sys.stderr, flush=True)
+        if failure is not None:
             raise SystemExit(EXIT_RUNTIME)
 
 

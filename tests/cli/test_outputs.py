@@ -171,3 +171,16 @@ def test_a_non_blocking_standard_output_is_written_whole(loaded: Path) -> None:
     assert process.returncode == 0, err
     lines = b"".join(chunks).decode().splitlines()
     assert lines and all(json.loads(line)["bucket"] for line in lines)
+
+
+@pytest.mark.slow
+def test_a_closed_descriptor_is_a_reader_that_left(loaded: Path) -> None:
+    config = loaded / "migrate.toml"
+    script = (
+        f"'{MIGRATE}' --config '{config}' dump ods >&-; echo $?; "
+        f"'{MIGRATE}' --config '{config}' status >&- 2>&-; echo $?; "
+        f"'{MIGRATE}' --config '{config}' reconcile ods --dry-run >&-; echo $?"
+    )
+    done = subprocess.run(["bash", "-c", script], capture_output=True, text=True, check=False)
+    assert done.stdout.split() == ["0", "0", "0"], done.stderr
+    assert "Traceback" not in done.stderr and "error" not in done.stderr
