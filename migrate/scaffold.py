@@ -91,7 +91,7 @@ def scaffold_service(
             hint="chunks are cut along the root's primary key: choose a table that has one, "
             "or a view over one",
         )
-    links = probe.links(project.source, schema.tables)
+    links = probe.links(project.source, schema.tables, indexes=False)
     buckets = _buckets_in_use(project)
     writer = _Writer(schema, links, service)
     text = writer.mapping(table, _bucket(table, service, buckets))

@@ -30,11 +30,12 @@ from migrate.spec import ExtractSpec
 SAMPLE_ROWS = 100_000  # rows a statistic reads at most; a larger table is sampled
 
 
-def links(source: Source, tables: Iterable[str]) -> dict[str, TableLinks]:
-    """Foreign keys and indexes of the named tables, by the name the database reports."""
+def links(source: Source, tables: Iterable[str], *, indexes: bool = True) -> dict[str, TableLinks]:
+    """Foreign keys and (unless not wanted) indexes of the named tables, by the name the
+    database reports."""
     with source._connect() as connection:
         try:
-            return Reflector(connection).links(tables)
+            return Reflector(connection).links(tables, indexes=indexes)
         except sa.exc.DBAPIError as exc:
             raise _catalog_failed(source, exc) from exc
 
