@@ -415,3 +415,17 @@ def _refuse_password(url: str, section: str, lines: _Lines) -> None:
             where=lines.at(section, "url"),
             hint=hint,
         )
+
+
+def locate(config: Config, section: str, key: str | None = None) -> tuple[str, int]:
+    """The file and line of `[section] key` in the project's migrate.toml (the section's line when
+    the key is not written there), for messages that point at the setting at fault."""
+    try:
+        text = config.path.read_text(encoding="utf-8")
+    except OSError:
+        return str(config.path), 1
+    where = _Lines(config.path, text).at(section, key)
+    file, _, line = where.rpartition(":")
+    if not file or not line.isdigit():
+        return str(config.path), 1
+    return file, int(line)

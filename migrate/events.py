@@ -13,6 +13,7 @@ class ServiceStarted:
     resumed: bool
     chunks_total: int
     chunks_done: int
+    action: str = "run"  # or "reconcile", "repair": what the chunks go through
 
 
 @dataclass(frozen=True, slots=True)
@@ -32,6 +33,7 @@ class ServiceFinished:
     documents: int
     rejects: int
     seconds: float
+    action: str = "run"
 
 
 @dataclass(frozen=True, slots=True)

@@ -18,6 +18,7 @@ import signal
 import sys
 import threading
 import time
+from collections.abc import Iterator
 from concurrent.futures import ProcessPoolExecutor
 from multiprocessing.context import BaseContext
 
@@ -119,18 +120,25 @@ def worker_pool(workers: int) -> ProcessPoolExecutor:
     )
 
 
-def stop_workers(pool: ProcessPoolExecutor) -> None:
-    """End a pool's workers now (the command is interrupted: their chunks are redone on the next
-    run), rather than waiting for the chunks they are building. ProcessPoolExecutor has no public
-    way to do so before Python 3.14 (`kill_workers`)."""
-    kill = getattr(pool, "kill_workers", None)
-    if kill is not None:
-        kill()
-        return
-    processes = getattr(pool, "_processes", None) or {}
-    for process in list(processes.values()):
-        with contextlib.suppress(OSError, ValueError):
-            process.kill()  # workers ignore SIGTERM (see `start_worker`)
+@contextlib.contextmanager
+def stopped_on_interrupt(pool: ProcessPoolExecutor) -> Iterator[ProcessPoolExecutor]:
+    """Shut `pool` down when the block ends: waiting for the chunks under way after a failure
+    (their results are needed to end cleanly), not after an interrupt (Ctrl-C, SIGTERM), when
+    the command ends at once and its workers end with it (see `start_worker`). Workers are never
+    killed from here: a worker killed while it sends its result leaves the pool's reader waiting
+    for the rest of the message for ever."""
+    interrupted = False
+    try:
+        yield pool
+    except Exception:
+        raise
+    except BaseException:
+        interrupted = True
+        pool.shutdown(wait=False, cancel_futures=True)
+        raise
+    finally:
+        if not interrupted:
+            pool.shutdown(wait=True, cancel_futures=True)
 
 
 def warm_up() -> None:

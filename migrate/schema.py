@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 
 
 class ValueKind(enum.Enum):
-    """The value rule a column follows (MAPPING.md, "Value rules").
+    """The value rule a column follows (docs/mapping.md, "Value rules").
 
     The staged (normalised) Python type of each kind is fixed, so transform never sees driver
     quirks: STRING str; INTEGER int (decimal.Decimal beyond 18 digits); DECIMAL decimal.Decimal
@@ -84,3 +84,33 @@ class SchemaInfo:
             if key.casefold() == wanted:
                 return table
         return None
+
+
+@dataclass(frozen=True, slots=True)
+class ForeignKey:
+    """`columns` of a table refer to `referred_columns` of `referred_table` (in that order)."""
+
+    columns: tuple[str, ...]
+    referred_table: str
+    referred_columns: tuple[str, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class TableLinks:
+    """What a table's keys and indexes say about how it is reached: its foreign keys, and the
+    column lists (in order) of every index, primary key and unique constraint it has. Read apart
+    from `TableInfo` (by `migrate.source.probe.links`): only `scaffold` and `check`'s warnings need
+    them, and they cost catalog queries that runs and reconciliations do not pay."""
+
+    foreign_keys: tuple[ForeignKey, ...] = ()
+    indexes: tuple[tuple[str, ...], ...] = ()
+
+    def has_index(self, columns: tuple[str, ...] | list[str]) -> bool:
+        """Whether some index starts with exactly these columns (in any order): the database
+        can then find a parent's rows without reading the whole table."""
+        wanted = {c.casefold() for c in columns}
+        for index in self.indexes:
+            leading = {c.casefold() for c in index[: len(wanted)]}
+            if len(index) >= len(wanted) and leading == wanted:
+                return True
+        return False

@@ -17,7 +17,7 @@ from migrate.document import Claim, Document, Reject
 from migrate.mapping import cached_plan
 from migrate.mapping.canonical import aggregate
 from migrate.mapping.collisions import claims
-from migrate.processes import stop_workers, worker_pool
+from migrate.processes import stopped_on_interrupt, worker_pool
 from migrate.schema import SchemaInfo
 from migrate.source import StagedChunk, read_staged, write_staged
 from migrate.source.shared import ChunkRead, read_chunk
@@ -142,10 +142,5 @@ def transformers(workers: int) -> Iterator[ProcessPoolExecutor | None]:
         yield None
         return
     pool = worker_pool(workers)
-    try:
+    with stopped_on_interrupt(pool):
         yield pool
-    except BaseException:  # interrupted or failed: the chunks under way are redone next time
-        stop_workers(pool)
-        raise
-    finally:
-        pool.shutdown(wait=True, cancel_futures=True)

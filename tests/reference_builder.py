@@ -1,9 +1,9 @@
 """A deliberately plain reference document builder, for the differential test.
 
 The real builder in `migrate.mapping` is optimised (chunks, key ranges, compiled plans). This one is
-the opposite on purpose: one root row at a time, one parameterised query per embed and lookup, every
-rule of MAPPING.md and docs/mapping-semantics.md written out literally, stdlib `sqlite3` and PyYAML
-only. When the two disagree on the demo database, one of them has misread a rule.
+the opposite on purpose: one root row at a time, one parameterised query per embed and lookup,
+every rule of docs/mapping.md and docs/mapping-semantics.md written out literally, stdlib `sqlite3`
+and PyYAML only. When the two disagree on the demo database, one of them has misread a rule.
 
 Values are exact: decimals are `decimal.Decimal` with their digits, floats are written by `repr`
 (shortest round trip). Each document carries `canonical` (our own canonical JSON text) and
@@ -458,6 +458,7 @@ class DocBuilder:
         self.bucket = text(spec["bucket"])
         self.bucket_type = text(spec["bucket_type"]) if "bucket_type" in spec else "default"
         self.template = parse_template(text(spec["key"])) if "key" in spec else None
+        self.key_escape = text(spec["key_escape"]) if "key_escape" in spec else None
 
     def null(self) -> Any:
         return None if self.keep else ABSENT
@@ -514,7 +515,13 @@ class DocBuilder:
             value = self.typed(column, row, "key")
             if value is None:
                 raise RowReject("key", f"key column {column.name} is NULL")
-            parts.append(text_form(column.kind, value))
+            part = text_form(column.kind, value)
+            if self.key_escape == "percent":  # %, then every literal character, as %XX bytes
+                literal = {c for is_col, p in pieces if not is_col for c in p} - {"%"}
+                for char in ["%", *sorted(literal)]:
+                    code = "".join(f"%{b:02X}" for b in char.encode("utf-8"))
+                    part = part.replace(char, code)
+            parts.append(part)
         key = "".join(parts)
         if not key:
             raise RowReject("key", "the key is empty")

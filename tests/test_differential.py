@@ -1,6 +1,6 @@
 """Differential test: the real pipeline's dump must equal, document for document and byte for byte,
 what a deliberately plain reference builder (tests/reference_builder.py: one row at a time, straight
-from MAPPING.md) makes of the whole demo database."""
+from docs/mapping.md) makes of the whole demo database."""
 
 from __future__ import annotations
 

@@ -1,6 +1,6 @@
 """The `migrate` command: each subcommand opens the project, calls one library function, renders.
 
-Errors are caught in one place (`main`) and mapped to the exit codes of DESIGN.md: 0 success,
+Errors are caught in one place (`main`) and mapped to the documented exit codes (README): 0 success,
 1 verification failed, 2 bad usage/config/mapping, 3 source/target unreachable or another runtime
 failure. A traceback is shown only with --debug.
 """
@@ -8,13 +8,14 @@ failure. A traceback is shown only with --debug.
 from __future__ import annotations
 
 import json
+import os
 import signal
 import sys
 import traceback
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import click
 
@@ -22,6 +23,7 @@ from migrate import __version__
 from migrate.errors import EXIT_RUNTIME, EXIT_VERIFY, MigrateError, mask_secrets
 from migrate.project import Project
 
+from .outputs import ReaderGone, guarded_streams, output_file, until_reader_leaves
 from .render import Renderer
 
 if TYPE_CHECKING:
@@ -34,9 +36,20 @@ def command_line() -> str:
 
 
 class _State:
-    def __init__(self, config: Path | None, debug: bool) -> None:
+    def __init__(
+        self, config: Path | None, debug: bool, *, quiet: bool = False, no_color: bool = False
+    ) -> None:
         self.config = config
         self.debug = debug
+        self.quiet = quiet
+        self.no_color = no_color
+
+
+def _renderer(ctx: click.Context) -> Renderer:
+    state: _State | None = ctx.find_object(_State)
+    if state is None:
+        return Renderer()
+    return Renderer(quiet=state.quiet, no_color=state.no_color)
 
 
 @contextmanager
@@ -51,6 +64,12 @@ def _project(ctx: click.Context, *, read_only: bool = False) -> Iterator[Project
 
 class _Group(click.Group):
     """Maps every failure to its documented exit code, for the console script and CliRunner."""
+
+    def main(self, *args: Any, **kwargs: Any) -> Any:
+        """Every command's outputs behave (`outputs`): quiet when the reader leaves, exit 3 with
+        the path when they cannot be written."""
+        with guarded_streams():
+            return super().main(*args, **kwargs)
 
     def invoke(self, ctx: click.Context) -> object:
         debug = bool(ctx.params.get("debug"))
@@ -89,15 +108,24 @@ class _Group(click.Group):
     help="The project's migrate.toml (default: ./migrate.toml; env MIGRATE_CONFIG).",
 )
 @click.option("--debug", is_flag=True, help="Show a traceback when a command fails.")
+@click.option(
+    "--quiet",
+    "-q",
+    is_flag=True,
+    help="For cron: no progress and no summary of work that succeeded; errors, warnings and "
+    "differences are still shown, and data asked for (dump, status, JSON) still written.",
+)
+@click.option("--no-color", is_flag=True, help="No colour in any output (as NO_COLOR=1 does).")
 @click.version_option(__version__, prog_name="migrate")
 @click.pass_context
-def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
+def cli(ctx: click.Context, config: Path | None, debug: bool, quiet: bool, no_color: bool) -> None:
     """Move a legacy relational database into Riak KV, service by service, provably.
 
     Exit codes: 0 success; 1 verification failed (mismatch, rejects over the limit, gate refused);
     2 bad usage, config or mapping; 3 source or target unreachable, or another runtime failure.
+    A reader that closes the output early (`| head`) is not an error: the exit code is the work's.
     """
-    ctx.obj = _State(config, debug)
+    ctx.obj = _State(config, debug, quiet=quiet, no_color=no_color)
 
 
 @cli.command()
@@ -127,8 +155,14 @@ def cli(ctx: click.Context, config: Path | None, debug: bool) -> None:
     metavar="NAME",
     help="The environment variable holding the --source password (written to migrate.toml).",
 )
-def demo(
-    directory: Path, patients: int, seed: int, source: str | None, password_env: str | None
+@click.pass_context
+def demo(  # noqa: PLR0917 (click passes every option by position)
+    ctx: click.Context,
+    directory: Path,
+    patients: int,
+    seed: int,
+    source: str | None,
+    password_env: str | None,
 ) -> None:
     """Create a sample Oracle-shaped legacy database and a ready project in DIRECTORY.
 
@@ -138,7 +172,7 @@ def demo(
     """
     from migrate.demo import create_demo
 
-    renderer = Renderer()
+    renderer = _renderer(ctx)
     summary = create_demo(
         directory,
         patients=patients,
@@ -155,13 +189,101 @@ def demo(
 def check(ctx: click.Context) -> None:
     """Validate migrate.toml and every mapping against the source schema.
 
-    Every problem is reported at once, with file:line, the field at fault and a hint; exit 2 if any.
+    Refuses everything `run` would refuse for a reason in the project's files: unknown tables or
+    columns, bad target or state URLs, a folder that cannot be written, a `where` the source
+    rejects. Every problem is reported at once, with file:line, the field at fault and a hint;
+    exit 2 if any. Warnings (exit 0): columns nothing reads, joins without an index (with the
+    CREATE INDEX to run), documents that could come near max_document_bytes, and one table keyed
+    two ways by two services.
     """
     from migrate.check import check_project
 
     with _project(ctx) as project:
-        results = check_project(project)
-    Renderer().check_results(results)
+        report = check_project(project)
+    _renderer(ctx).check_results(report)
+
+
+@cli.command()
+@click.argument("service")
+@click.option("--root", "root", required=True, help="The root table: one document per row.")
+@click.option(
+    "--output",
+    "-o",
+    type=click.Path(path_type=Path),
+    default=None,
+    help="Where to write the mapping (default: mappings/SERVICE.yaml in the project).",
+)
+@click.pass_context
+def scaffold(ctx: click.Context, service: str, root: str, output: Path | None) -> None:
+    """Write a first mapping of SERVICE from the source schema, rooted at --root TABLE.
+
+    Follows foreign keys: tables referring to the root (at any depth) become embeds ordered by
+    their primary key, other foreign keys lookups; the root's foreign-key and date columns
+    become secondary indexes; its primary key the key template. Each guess has a comment saying
+    why. Never overwrites a file; adds [services.SERVICE] to migrate.toml.
+    """
+    from migrate.scaffold import scaffold_service
+
+    with _project(ctx) as project:
+        result = scaffold_service(project, service, root, output=output)
+    _renderer(ctx).scaffold_result(result)
+
+
+@cli.command()
+@click.argument("service")
+@click.argument("key", required=False)
+@click.option(
+    "--sample",
+    "count",
+    type=click.IntRange(min=1),
+    default=None,
+    help="N documents of each document type, the same ones every time (by key hash).",
+)
+@click.option("--type", "doc_type", default=None, help="Only this document type of SERVICE.")
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["pretty", "json"]),
+    default=None,
+    help="pretty for people, or one JSON object per line (default: pretty on a terminal, JSON "
+    "when piped).",
+)
+@click.pass_context
+def preview(  # noqa: PLR0917 (click passes every option by position)
+    ctx: click.Context,
+    service: str,
+    key: str | None,
+    count: int | None,
+    doc_type: str | None,
+    fmt: str | None,
+) -> None:
+    """Build documents of SERVICE straight from the source, as `run` would, and show them.
+
+    With KEY, the document with that key; with --sample N (the default: 1), N documents of each
+    document type. Each comes with its secondary indexes, its size in bytes and the rejects its
+    row would raise. Writes nothing anywhere: no ledger, no staging, no target.
+    """
+    from migrate.errors import UsageError
+    from migrate.preview import json_line, preview_key, preview_sample
+
+    if key is not None and count is not None:
+        raise UsageError("give a KEY or --sample N, not both", hint="e.g. migrate preview pds 42")
+    with _project(ctx, read_only=True) as project:
+        if key is not None:
+            previews = preview_key(project, service, key, doc_type=doc_type)
+        else:
+            previews = preview_sample(project, service, count or 1, doc_type=doc_type)
+    renderer = _renderer(ctx)
+    if (fmt or ("pretty" if renderer.out.is_terminal else "json")) == "pretty":
+        renderer.previews(previews)
+        return
+    out = until_reader_leaves(sys.stdout.buffer)
+    try:
+        for item in previews:
+            out.write(json_line(item) + b"\n")
+        out.flush()
+    except ReaderGone:
+        pass
 
 
 @cli.command()
@@ -178,8 +300,18 @@ def check(ctx: click.Context) -> None:
     is_flag=True,
     help="Start a new run with a new source snapshot instead of resuming the last one.",
 )
+@click.option(
+    "--format",
+    "fmt",
+    type=click.Choice(["table", "json"]),
+    default="table",
+    show_default=True,
+    help="A table for people, or JSON for scripts (schema in docs/run-report.md).",
+)
 @click.pass_context
-def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fresh: bool) -> None:
+def run(
+    ctx: click.Context, services: tuple[str, ...], workers: int | None, fresh: bool, fmt: str
+) -> None:
     """Extract, transform and load SERVICES (default: all, in cutover order).
 
     Services load one after another; the workers read and build the next one's first chunks
@@ -189,7 +321,7 @@ def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fres
     """
     from migrate.pipeline import run_services
 
-    renderer = Renderer()
+    renderer = _renderer(ctx)
     with _project(ctx) as project, renderer.progress() as on_event:
         reports = run_services(
             project,
@@ -199,7 +331,12 @@ def run(ctx: click.Context, services: tuple[str, ...], workers: int | None, fres
             on_event=on_event,
             command=command_line(),
         )
-    renderer.run_reports(reports)
+    if fmt == "json":
+        from migrate.run_report import render_json
+
+        click.echo(render_json(reports))
+    else:
+        renderer.run_reports(reports)
     different = [r for r in reports if r.verification is not None and not r.verification.equal]
     for r in different:
         assert r.verification is not None
@@ -233,17 +370,20 @@ def dump(ctx: click.Context, service: str, output: Path | None) -> None:
     key order. Documents hold personal data: a file given with --output is created owner-only.
     """
     from migrate.dump import dump_service
-    from migrate.files import open_private
 
     with _project(ctx) as project:
         config = project.config.service(service)
         if output is None:
-            dump_service(project, config, sys.stdout.buffer)
-            sys.stdout.buffer.flush()
+            out = until_reader_leaves(sys.stdout.buffer)
+            try:
+                dump_service(project, config, out)
+                out.flush()
+            except ReaderGone:  # `| head`: the reader has what it wanted
+                pass
             return
-        with open_private(output) as handle:
+        with output_file(output) as handle:
             count = dump_service(project, config, handle)
-    click.echo(f"{service}: {count} documents written to {output}", err=True)
+    _renderer(ctx).note(f"{service}: {count} documents written to {output}")
 
 
 @cli.command()
@@ -265,7 +405,7 @@ def status(ctx: click.Context, fmt: str) -> None:
     if fmt == "json":
         click.echo(json.dumps([s.as_json() for s in statuses], indent=2))
     else:
-        Renderer().status_table(statuses)
+        _renderer(ctx).status_table(statuses)
 
 
 @cli.command()
@@ -346,20 +486,22 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
         show_values=show_values,
         accept_rejects=accept_rejects,
     )
-    with _project(ctx, read_only=dry_run) as project:
-        results = reconcile_services(project, services, options)
-    _emit_report(results, fmt, output, show_values)
+    renderer = _renderer(ctx)
+    with _project(ctx, read_only=dry_run) as project, renderer.progress() as on_event:
+        results = reconcile_services(project, services, options, on_event=on_event)
+    _emit_report(renderer, results, fmt, output, show_values)
     if not all(r.equal for r in results):
         ctx.exit(EXIT_VERIFY)
 
 
-def _emit_report(results: list[ServiceResult], fmt: str, output: Path | None, show: bool) -> None:
-    from migrate.files import open_private
+def _emit_report(
+    renderer: Renderer, results: list[ServiceResult], fmt: str, output: Path | None, show: bool
+) -> None:
     from migrate.reconcile.report import render_json, render_junit
 
     if fmt == "table":
         if output is None:
-            Renderer().reconcile_table(results, show_values=show)
+            renderer.reconcile_table(results, show_values=show)
             return
         text = Renderer.reconcile_text(results, show_values=show)
     elif fmt == "json":
@@ -369,9 +511,9 @@ def _emit_report(results: list[ServiceResult], fmt: str, output: Path | None, sh
     if output is None:
         click.echo(text, nl=False)
         return
-    with open_private(output) as handle:
+    with output_file(output) as handle:
         handle.write(text.encode("utf-8"))
-    click.echo(f"report written to {output}", err=True)
+    renderer.note(f"report written to {output}")
 
 
 @cli.command()
@@ -382,9 +524,10 @@ def repair(ctx: click.Context, service: str) -> None:
     delete its extra keys, then reconcile those chunks again. Exit 0 when now equal."""
     from migrate.reconcile import repair_service
 
-    with _project(ctx) as project:
-        report = repair_service(project, service, command=command_line())
-    Renderer().repair_report(report)
+    renderer = _renderer(ctx)
+    with _project(ctx) as project, renderer.progress() as on_event:
+        report = repair_service(project, service, on_event=on_event, command=command_line())
+    renderer.repair_report(report)
     if report.check is not None and not report.check.equal:
         ctx.exit(EXIT_VERIFY)
 
@@ -398,6 +541,16 @@ def _terminate(_signum: int, _frame: object) -> None:
 
 
 def main() -> None:
-    """Entry point of the `migrate` console script."""
+    """Entry point of the `migrate` console script. Interrupted (Ctrl-C, SIGTERM), it ends at once
+    once the command has cleaned up (run recorded as stopped, leases released): the interpreter's
+    own exit would wait for the worker processes' chunks under way, and the workers end with the
+    command instead (`migrate.processes.start_worker`)."""
     signal.signal(signal.SIGTERM, _terminate)
-    cli.main(prog_name="migrate")
+    try:
+        cli.main(prog_name="migrate")
+    except SystemExit as exc:
+        if exc.code in (130, 143):
+            sys.stdout.flush()
+            sys.stderr.flush()
+            os._exit(int(exc.code))
+        raise

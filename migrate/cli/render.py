@@ -1,5 +1,10 @@
 """Rendering for people: rich tables and a live progress display on a terminal, plain lines when
-piped. Nothing here decides anything; it shows what the library reports."""
+piped. Nothing here decides anything; it shows what the library reports.
+
+`quiet` (for cron) drops progress and the summaries of work that succeeded; errors, warnings,
+differences and the data a command was asked for are still shown. Colour follows `NO_COLOR`
+(rich reads it) and `--no-color`.
+"""
 
 from __future__ import annotations
 
@@ -9,6 +14,7 @@ from contextlib import contextmanager
 from typing import TYPE_CHECKING
 
 from rich.console import Console
+from rich.markup import escape
 from rich.progress import (
     BarColumn,
     MofNCompleteColumn,
@@ -20,36 +26,58 @@ from rich.progress import (
 )
 from rich.table import Table
 
-from migrate.events import ChunkFinished, Event, EventSink, Note, ServiceFinished, ServiceStarted
+from migrate.events import (
+    ChunkFinished,
+    Event,
+    EventSink,
+    Note,
+    ServiceFinished,
+    ServiceStarted,
+    ignore,
+)
 
 if TYPE_CHECKING:
-    from migrate.check import ServiceCheck
+    from migrate.check import CheckReport
     from migrate.demo import DemoSummary
     from migrate.pipeline import ServiceReport
+    from migrate.preview import Preview
     from migrate.reconcile import RepairReport, ServiceResult
+    from migrate.scaffold import ScaffoldResult
     from migrate.status import ServiceStatus
 
 
 class Renderer:
-    def __init__(self) -> None:
+    def __init__(self, *, quiet: bool = False, no_color: bool = False) -> None:
+        self.quiet = quiet
+        colour = True if no_color else None  # None: rich follows NO_COLOR
         # Piped output goes to logs and scripts: wide enough that tables never truncate run ids.
-        self.out = Console(highlight=False, soft_wrap=True)
+        self.out = Console(highlight=False, soft_wrap=True, no_color=colour)
         if not self.out.is_terminal:
-            self.out = Console(highlight=False, soft_wrap=True, width=200)
-        self.err = Console(stderr=True, highlight=False, soft_wrap=True)
+            self.out = Console(highlight=False, soft_wrap=True, width=200, no_color=colour)
+        self.err = Console(stderr=True, highlight=False, soft_wrap=True, no_color=colour)
 
     @property
     def live(self) -> bool:
         return self.err.is_terminal
 
     def step(self, text: str) -> None:
-        self.err.print(text)
+        if not self.quiet:
+            self.err.print(text)
+
+    def note(self, text: str) -> None:
+        """A line for people about work that went well (dropped under --quiet)."""
+        if not self.quiet:
+            self.err.print(text, markup=False)
 
     # -- migrate run ---------------------------------------------------------------------------
 
     @contextmanager
     def progress(self) -> Iterator[EventSink]:
-        if self.live:
+        """A live bar per service (chunks, documents, documents/s, ETA) on a terminal, plain
+        lines when piped, nothing under --quiet."""
+        if self.quiet:
+            yield ignore
+        elif self.live:
             with Progress(
                 TextColumn("{task.description:<6}"),
                 BarColumn(),
@@ -66,6 +94,8 @@ class Renderer:
             yield _PlainProgress(self.err).handle
 
     def run_reports(self, reports: Sequence[ServiceReport]) -> None:
+        if self.quiet and all(r.verification is None or r.verification.equal for r in reports):
+            return
         table = Table(title="migrate run", title_justify="left")
         for column in (
             "service",
@@ -101,6 +131,8 @@ class Renderer:
     # -- migrate reconcile / repair ------------------------------------------------------------
 
     def reconcile_table(self, results: Sequence[ServiceResult], *, show_values: bool) -> None:
+        if self.quiet and all(r.equal for r in results):
+            return
         _reconcile_tables(self.out, results, show_values)
 
     @staticmethod
@@ -110,6 +142,8 @@ class Renderer:
         return console.export_text()
 
     def repair_report(self, report: RepairReport) -> None:
+        if self.quiet and (report.check is None or report.check.equal):
+            return
         if report.check is None:
             self.out.print(f"{report.service}: the last reconciliation found nothing to repair")
             return
@@ -121,11 +155,60 @@ class Renderer:
 
     # -- other commands ------------------------------------------------------------------------
 
-    def check_results(self, results: Sequence[ServiceCheck]) -> None:
-        for result in results:
+    def check_results(self, report: CheckReport) -> None:
+        for warning in report.warnings:
+            self.err.print(f"warning: {warning.render()}", markup=False)
+        if self.quiet:
+            return
+        for result in report.services:
             types = ", ".join(result.doc_types)
-            self.out.print(f"{result.service}: {result.mapping} ... ok ({types})")
-        self.out.print(f"{len(results)} mapping(s) valid against the source schema")
+            noted = f", {result.warnings} warning(s)" if result.warnings else ""
+            self.out.print(f"{result.service}: {result.mapping} ... ok ({types}){noted}")
+        count = len(report.warnings)
+        tail = f", {count} warning(s) above" if count else ""
+        self.out.print(f"{len(report.services)} mapping(s) valid against the source schema{tail}")
+
+    def scaffold_result(self, result: ScaffoldResult) -> None:
+        if self.quiet:
+            return
+        self.out.print(f"{result.service}: wrote {result.mapping}", markup=False)
+        self.out.print(f"  root {result.root}", markup=False)
+        for what, names in (
+            ("embeds", result.embeds),
+            ("lookups", result.lookups),
+            ("indexes", result.indexes),
+        ):
+            self.out.print(f"  {what}: {', '.join(names) or 'none'}", markup=False)
+        self.out.print(f"  added [services.{result.service}] to {result.config}", markup=False)
+        self.out.print(
+            f"next: review the mapping's comments, then `migrate check` and "
+            f"`migrate preview {result.service}`",
+            markup=False,
+        )
+
+    def previews(self, previews: Sequence[Preview]) -> None:
+        from migrate.preview import indent_json
+
+        for item in previews:
+            where = f"bucket {item.bucket} (type {item.bucket_type})"
+            head = f"{item.service} · {item.doc_type} · {item.key or '(no key)'}  {where}"
+            if item.document is None:
+                self.out.print(f"[bold]{escape(head)}[/]  [red]REJECTED: not loaded[/]")
+                for reject in item.rejects:
+                    row = ", ".join(f"{k}={v}" for k, v in reject.source_key.items())
+                    self.out.print(f"  {reject.field}: {reject.reason}  (row {row})", markup=False)
+                self.out.print()
+                continue
+            self.out.print(f"[bold]{escape(head)}[/]  {item.size:,} bytes")
+            if item.document.indexes:
+                width = max(len(name) for name, _ in item.document.indexes)
+                for name, values in item.document.indexes:
+                    shown = ", ".join(str(v) for v in values)
+                    self.out.print(f"  {name:<{width}}  {shown}", markup=False)
+            else:
+                self.out.print("  (no secondary index entries)")
+            self.out.print(indent_json(item.document.value), markup=False, highlight=True)
+            self.out.print()
 
     def status_table(self, statuses: Sequence[ServiceStatus]) -> None:
         table = Table(title="migrate status", title_justify="left")
@@ -156,6 +239,8 @@ class Renderer:
         self.out.print(table)
 
     def demo_summary(self, summary: DemoSummary) -> None:
+        if self.quiet:
+            return
         table = Table(title=f"demo estate in {summary.directory}", title_justify="left")
         table.add_column("table")
         table.add_column("rows", justify="right")
@@ -175,8 +260,9 @@ class _LiveProgress:
     def handle(self, event: Event) -> None:
         if isinstance(event, ServiceStarted):
             self.docs[event.service] = 0
+            label = event.service if event.action == "run" else f"{event.service} {event.action}"
             self.tasks[event.service] = self.progress.add_task(
-                event.service,
+                label,
                 total=event.chunks_total,
                 completed=event.chunks_done,
                 docs=0,
@@ -208,6 +294,12 @@ class _PlainProgress:
             self.total[event.service] = event.chunks_total
             self.done[event.service] = event.chunks_done
             self.docs[event.service] = 0
+            if event.action != "run":
+                self.console.print(
+                    f"{event.service}: {event.action} ... {event.chunks_total} chunks",
+                    markup=False,
+                )
+                return
             verb = "resuming" if event.resumed else "starting"
             self.console.print(
                 f"{event.service}: {verb} run {event.run_id} ... "
@@ -225,6 +317,13 @@ class _PlainProgress:
         elif isinstance(event, Note):
             self.console.print(f"{event.service}: {event.text}")
         elif isinstance(event, ServiceFinished):
+            if event.action != "run":
+                self.console.print(
+                    f"{event.service}: {event.action} ... done: {event.documents} documents, "
+                    f"{event.seconds:.1f}s",
+                    markup=False,
+                )
+                return
             self.console.print(
                 f"{event.service}: run {event.run_id} ... done: {event.documents} documents, "
                 f"{event.rejects} rejects, {event.seconds:.1f}s"

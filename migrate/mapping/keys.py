@@ -213,17 +213,23 @@ _KIND_CHARACTERS: dict[ValueKind, frozenset[str] | None] = {
 
 
 def separator_hazards(template: ParsedTemplate, table: TableInfo) -> list[tuple[str, str]]:
-    """(column, separator) for each placeholder whose values can hold one of the template's
-    literal characters: two rows could then render one key (both are rejected as a collision
-    when they do). `key_escape: percent` removes every hazard."""
-    literal = sorted({char for part in template.parts if isinstance(part, str) for char in part})
-    found: list[tuple[str, str]] = []
-    for name in dict.fromkeys(template.columns):
-        column = table.column(name)
+    """(column, separators) for each placeholder whose values can hold a character of the text
+    that follows it in the template: two rows could then render one key (both are rejected as a
+    collision when they do). `key_escape: percent` removes every hazard."""
+    found: dict[str, set[str]] = {}
+    parts = template.parts
+    for position, part in enumerate(parts):
+        # A value can only be misread where text and then another value follow it: the part
+        # ends at that text. The last placeholder takes the rest, whatever it holds.
+        following = parts[position + 1] if position + 1 < len(parts) else None
+        later = any(isinstance(p, Placeholder) for p in parts[position + 1 :])
+        if not isinstance(part, Placeholder) or not isinstance(following, str) or not later:
+            continue
+        column = table.column(part.column)
         if column is None:
             continue
         possible = _KIND_CHARACTERS.get(column.type.kind)
-        hits = [c for c in literal if possible is None or c in possible]
+        hits = {c for c in following if possible is None or c in possible}
         if hits:
-            found.append((column.name, "".join(hits)))
-    return found
+            found.setdefault(column.name, set()).update(hits)
+    return [(name, "".join(sorted(chars))) for name, chars in found.items()]

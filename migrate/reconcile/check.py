@@ -16,6 +16,7 @@ import pyarrow as pa
 
 from migrate.config import ServiceConfig
 from migrate.document import BuildResult
+from migrate.events import ChunkFinished, EventSink, ignore
 from migrate.mapping import DocPlan, ServicePlan
 from migrate.project import Project
 from migrate.reconcile.actual import (
@@ -71,8 +72,10 @@ class DocCheck:
         view: SharedView | None = None,
         tracker: KeyTracker | None = None,
         known: Callable[[str], Known | None] | None = None,
+        on_event: EventSink = ignore,
     ) -> None:
         self.project = project
+        self.on_event = on_event
         self.service = service
         self.plan = plan
         self.doc = doc
@@ -94,10 +97,17 @@ class DocCheck:
         self.refs = refs
         indexes = [r.index for r in refs]
         last = max(indexes, default=-1)
+        # Only this document type's chunks of a restricted check (repair's): another type's
+        # chunk ids say nothing of this one's leftovers.
         chunk_ids = self.options.chunk_ids
+        mine = None
+        if chunk_ids is not None:
+            mine = {c for c in chunk_ids if c.rsplit(":", 1)[0] == self.doc.name}
         beyond: dict[int, list[str]] = {}
-        if chunk_ids is None or any(int(c.rsplit(":", 1)[1]) > last for c in chunk_ids):
+        if mine is None or any(int(c.rsplit(":", 1)[1]) > last for c in mine):
             beyond = self._beyond(last)
+            if mine is not None:
+                beyond = {i: k for i, k in beyond.items() if f"{self.doc.name}:{i:05d}" in mine}
         unplanned = {key for keys in beyond.values() for key in keys}
         outcomes: list[ChunkOutcome] = []
         # Each worker reads its own chunks when the snapshot is shared and there is a pool
@@ -133,6 +143,9 @@ class DocCheck:
                         live=expected.checksums.keys(),
                         withdrawn=expected.collided,
                     )
+                self.on_event(
+                    ChunkFinished(self.service.name, ref.chunk_id, outcome.expected, 0, 0, 0)
+                )
         for index, keys in sorted(beyond.items()):
             chunk_id = f"{self.doc.name}:{index:05d}"
             extra = tuple(

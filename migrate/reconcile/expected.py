@@ -24,7 +24,7 @@ from migrate.errors import StagingError
 from migrate.ledger import ChunkRecord
 from migrate.mapping import ServicePlan, cached_plan
 from migrate.mapping.canonical import aggregate
-from migrate.processes import stop_workers, worker_pool
+from migrate.processes import worker_pool
 from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
@@ -137,8 +137,9 @@ class Builders:
         return self
 
     def __exit__(self, kind: type[BaseException] | None, *exc: object) -> None:
-        if kind is not None and self._pool is not None:  # interrupted: end the builds now
-            stop_workers(self._pool)
+        if kind is not None and not issubclass(kind, Exception) and self._pool is not None:
+            self._pool.shutdown(wait=False, cancel_futures=True)  # interrupted: see processes
+            self._pool = None
         self.close()
 
 

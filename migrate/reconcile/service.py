@@ -17,6 +17,7 @@ import msgspec
 
 from migrate.config import ServiceConfig
 from migrate.errors import VerificationError
+from migrate.events import EventSink, ServiceFinished, ServiceStarted, ignore
 from migrate.files import private_dir, private_writer
 from migrate.ledger import ChunkVerification, RunRecord
 from migrate.ledger.leases import LeaseHeld
@@ -36,9 +37,14 @@ from migrate.source.shared import SharedView, share_view
 
 
 def reconcile_services(
-    project: Project, names: Sequence[str] = (), options: Options | None = None
+    project: Project,
+    names: Sequence[str] = (),
+    options: Options | None = None,
+    *,
+    on_event: EventSink = ignore,
 ) -> list[ServiceResult]:
-    """Reconcile the named services (all, in cutover order, when none are named)."""
+    """Reconcile the named services (all, in cutover order, when none are named); progress is
+    reported per chunk to `on_event`."""
     options = options or Options()
     services = project.config.select(list(names))
     for service in services:  # keys in flight would read as differences
@@ -51,7 +57,10 @@ def reconcile_services(
     if workers > 1:
         warm_up()  # the workers' imports overlap reflection and planning
     with Builders(workers) as builders:
-        return [reconcile_service(project, s, options, builders=builders) for s in services]
+        return [
+            reconcile_service(project, s, options, builders=builders, on_event=on_event)
+            for s in services
+        ]
 
 
 def reconcile_service(
@@ -60,6 +69,7 @@ def reconcile_service(
     options: Options | None = None,
     *,
     builders: Builders | None = None,
+    on_event: EventSink = ignore,
 ) -> ServiceResult:
     """Reconcile one service; recorded in the ledger unless `options.dry_run`."""
     options = options or Options()
@@ -89,9 +99,12 @@ def reconcile_service(
             plans = {d.name: d for d in plan.doc_types}
             register = Register(project.ledger, run.run_id, plans, lambda _chunk, _rejects: None)
             known = register.known
+        work = [(doc, _chunk_refs(project, run, doc, snapshot, options)) for doc in plan.doc_types]
+        run_id = run.run_id if run else "-"
+        total = sum(len(refs) for _, refs in work)
+        on_event(ServiceStarted(service.name, run_id, False, total, 0, action="reconcile"))
         checkers = []
-        for doc in plan.doc_types:
-            refs = _chunk_refs(project, run, doc, snapshot, options)
+        for doc, refs in work:
             checker = DocCheck(
                 project,
                 service,
@@ -102,6 +115,7 @@ def reconcile_service(
                 view=view,
                 tracker=tracker,
                 known=known,
+                on_event=on_event,
             )
             checker.run(refs, builders)
             checkers.append(checker)
@@ -122,6 +136,16 @@ def reconcile_service(
     )
     if not options.dry_run:
         _record(project, result)
+    on_event(
+        ServiceFinished(
+            service.name,
+            run_id,
+            result.counts().get("expected", 0),
+            0,
+            result.seconds,
+            action="reconcile",
+        )
+    )
     return result
 
 

@@ -16,9 +16,10 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection
 from sqlalchemy.engine.interfaces import ReflectedColumn
+from sqlalchemy.engine.reflection import ObjectKind, ObjectScope
 
 from migrate.errors import ConfigError, SourceError
-from migrate.schema import ColumnInfo, ColumnType, SchemaInfo, TableInfo
+from migrate.schema import ColumnInfo, ColumnType, ForeignKey, SchemaInfo, TableInfo, TableLinks
 from migrate.source.dialects import SourceDialect
 from migrate.source.types import resolve_type
 
@@ -129,3 +130,68 @@ class Reflector:
             primary_key=tuple(self._name(c) for c in primary),
             unique=tuple(dict.fromkeys(u for u in unique if u)),
         )
+
+    def links(self, tables: Iterable[str], *, indexes: bool = True) -> dict[str, TableLinks]:
+        """Foreign keys and (unless not wanted) index column lists of the named tables (those
+        that exist), by the name the database reports. One catalog read per kind for all the
+        tables where the dialect batches them (PostgreSQL, Oracle), else per table."""
+        wanted = {t.casefold() for t in tables}
+        names = [
+            n
+            for n in self.inspector.get_table_names(schema=self.schema_name)
+            if self._name(n).casefold() in wanted or n in wanted
+        ]
+        if not names:
+            return {}
+        options: dict[str, Any] = {
+            "filter_names": names,
+            "schema": self.schema_name,
+            "kind": ObjectKind.TABLE,
+            "scope": ObjectScope.ANY,
+        }
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", sa.exc.SAWarning)  # as in `_declared`
+            reads: dict[str, Mapping[tuple[str | None, str], Any]] = {
+                "fk": self.inspector.get_multi_foreign_keys(**options)
+            }
+            if indexes:
+                reads["pk"] = self.inspector.get_multi_pk_constraint(**options)
+                reads["unique"] = self.inspector.get_multi_unique_constraints(**options)
+                reads["indexes"] = self.inspector.get_multi_indexes(**options)
+        by_table = {kind: {t: v for (_, t), v in found.items()} for kind, found in reads.items()}
+        found = {}
+        for name in names:
+            lists = self._index_lists(
+                by_table.get("pk", {}).get(name),
+                by_table.get("unique", {}).get(name, []),
+                by_table.get("indexes", {}).get(name, []),
+            )
+            keys = self._foreign_keys(by_table["fk"].get(name, []))
+            found[self._name(name)] = TableLinks(keys, lists)
+        return found
+
+    def _foreign_keys(self, reflected: Iterable[Any]) -> tuple[ForeignKey, ...]:
+        """Foreign keys, each with the table and columns it refers to."""
+        keys = []
+        for fk in reflected:
+            columns = tuple(self._name(c) for c in fk["constrained_columns"])
+            referred = tuple(self._name(c) for c in fk["referred_columns"])
+            if columns and len(columns) == len(referred):
+                keys.append(ForeignKey(columns, self._name(fk["referred_table"]), referred))
+        return tuple(keys)
+
+    def _index_lists(
+        self, pk: Any, uniques: Iterable[Any], indexes: Iterable[Any]
+    ) -> tuple[tuple[str, ...], ...]:
+        """The column lists of a primary key, unique constraints and indexes (an index on an
+        expression is left out: it serves no plain column lookup)."""
+        found: list[tuple[str, ...]] = []
+        if pk:
+            found.append(tuple(self._name(c) for c in pk.get("constrained_columns") or []))
+        for constraint in uniques:
+            found.append(tuple(self._name(c) for c in constraint["column_names"]))
+        for index in indexes:
+            columns = index.get("column_names") or []
+            if columns and all(c is not None for c in columns):
+                found.append(tuple(self._name(c) for c in columns if c is not None))
+        return tuple(dict.fromkeys(cols for cols in found if cols))

@@ -1,5 +1,5 @@
 """The demo estate: deterministic, Oracle-shaped, dirty in the ways a real estate is, and a project
-folder whose mappings exercise every form of MAPPING.md without rejecting a single row."""
+folder whose mappings exercise every form of docs/mapping.md without rejecting a single row."""
 
 from __future__ import annotations
 

@@ -22,8 +22,12 @@ TABLE = TableInfo(
 
 def test_hazards_follow_what_each_kind_can_write() -> None:
     assert separator_hazards(parse_template("{SITE}/{NO}"), TABLE) == [("SITE", "/")]
-    assert separator_hazards(parse_template("{NO}-{AT}"), TABLE) == [("NO", "-"), ("AT", "-")]
-    assert separator_hazards(default_template(("NO", "AT")), TABLE) == [("AT", ":")]
+    assert separator_hazards(parse_template("{NO}/{SITE}"), TABLE) == []  # the last takes all
+    assert separator_hazards(parse_template("{NO}-{AT}"), TABLE) == [("NO", "-")]
+    assert separator_hazards(default_template(("AT", "NO")), TABLE) == [("AT", ":")]
+    assert separator_hazards(default_template(("NO", "AT")), TABLE) == []
+    assert separator_hazards(parse_template("x/{SITE}/y"), TABLE) == []
+    assert separator_hazards(parse_template("{SITE}-/{NO}"), TABLE) == [("SITE", "-/")]
     assert separator_hazards(parse_template("{NO}/{AT}"), TABLE) == []
 
 
