@@ -35,7 +35,8 @@ _SECTIONS: dict[str, set[str]] = {
     "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir"},
     "cutover": {"order"},
 }
-_SERVICE_KEYS = {"mapping"}
+_SERVICE_KEYS = {"mapping", "capture"}
+CAPTURE_MODES = ("triggers", "watermark", "scn")
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -96,6 +97,9 @@ class RunConfig:
 class ServiceConfig:
     name: str
     mapping: Path
+    # How delta finds the source's changes: "triggers" (a change log the toolkit installs),
+    # "watermark" or "scn"; None: no capture (the service cannot be caught up or cut over).
+    capture: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -240,10 +244,20 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
                 raise ConfigError(
                     f"unknown key {key!r} in [services.{name}]",
                     where=lines.at(f"services.{name}", key),
-                    hint="a service takes: mapping",
+                    hint="a service takes: mapping, capture",
                 )
         mapping = _required(body, "mapping", f"services.{name}", lines)
-        services[name] = ServiceConfig(name=name, mapping=(path.parent / mapping).resolve())
+        capture = _string(body, "capture", f"services.{name}", lines)
+        if capture is not None and capture not in CAPTURE_MODES:
+            raise ConfigError(
+                f"[services.{name}] capture must be one of {', '.join(CAPTURE_MODES)}",
+                where=lines.at(f"services.{name}", "capture"),
+                hint="triggers: a change log and triggers the toolkit installs (SQLite, "
+                "PostgreSQL, Oracle)",
+            )
+        services[name] = ServiceConfig(
+            name=name, mapping=(path.parent / mapping).resolve(), capture=capture
+        )
 
     order_raw = _table(data, "cutover", lines).get("order", [])
     if not isinstance(order_raw, list) or not all(isinstance(o, str) for o in order_raw):

@@ -45,6 +45,7 @@ from typing import TYPE_CHECKING, Any
 
 import msgspec
 
+from migrate.capture import require as require_capture
 from migrate.config import ServiceConfig
 from migrate.document import Reject
 from migrate.errors import MigrateError, RejectLimitError, StagingError
@@ -265,6 +266,9 @@ class _ServiceRun:
         self._ahead: _ReadAhead | None = None
         self._load_failed = threading.Event()  # once set, the loader writes no further chunk
         self.register: Register | None = None  # the run's document register, once it is open
+        # The service's change capture, which must be installed before the run's snapshot: the
+        # run records where in its log the snapshot stands, and the first delta starts there.
+        self.capture = require_capture(project, service) if service.capture else None
         # What a chunk's recorded transform must match to count as done: the mapping and the
         # size limit (a raised limit takes the rejected documents again).
         self.max_bytes = project.config.run.max_document_bytes
@@ -421,7 +425,13 @@ class _ServiceRun:
         )
         with opened as snapshot:
             if not run.snapshot:
-                self.ledger.update_run(run.run_id, snapshot=snapshot.marker)
+                with self.ledger.together():
+                    self.ledger.update_run(run.run_id, snapshot=snapshot.marker)
+                    if self.capture is not None:
+                        position = snapshot.capture_position(self.capture)
+                        self.ledger.set_position(
+                            self.service.name, run_id=run.run_id, position=position
+                        )
             if self.pool is not None:
                 self.view = ahead.view if ahead is not None else self._shared_view(snapshot)
             try:

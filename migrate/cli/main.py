@@ -554,3 +554,8 @@ def main() -> None:
             sys.stderr.flush()
             os._exit(int(exc.code))
         raise
+
+
+from migrate.cli import cutover as _cutover  # noqa: E402, F401 (registers its commands on `cli`)
+
+__all__ = ["cli", "main"]

@@ -14,8 +14,9 @@ from sqlalchemy.engine import Dialect
 
 SCHEMA_VERSION = 3
 # Version 2 added `verifications` and `chunk_verifications`; version 3 added `documents` (the
-# register of each run's document keys) and `leases` (one writer per service). An older file gets
-# the new tables when opened for writing.
+# register of each run's document keys), `leases` (one writer per service) and the cutover's
+# `capture`, `sync_positions`, `deltas`, `delta_batches` and `phases`. An older file gets the new
+# tables when opened for writing.
 
 _STATES = "'planned', 'extracted', 'transformed', 'loaded'"
 _STATUSES = "'running', 'complete', 'failed'"
@@ -211,6 +212,75 @@ leases = sa.Table(
     sa.Column("since", UTCDateTime, nullable=False),
     sa.Column("renewed_at", UTCDateTime, nullable=False),
     sa.Column("expires_at", UTCDateTime, nullable=False),
+)
+
+
+capture = sa.Table(
+    "capture",
+    metadata,
+    # A service's installed change capture: its mode, and what it records (tables, columns).
+    sa.Column("service", sa.String(200), primary_key=True),
+    sa.Column("mode", sa.String(16), nullable=False),
+    sa.Column("plan", sa.Text, nullable=False),
+    sa.Column("fingerprint", sa.String(64), nullable=False),
+    sa.Column("installed_at", UTCDateTime, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+)
+
+sync_positions = sa.Table(
+    "sync_positions",
+    metadata,
+    # Where a service's next delta starts in its change log: set by the run that loaded it (at
+    # its snapshot), advanced by each delta once the target has acknowledged it.
+    sa.Column("service", sa.String(200), primary_key=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("position", sa.Text, nullable=False),
+    sa.Column("updated_at", UTCDateTime, nullable=False),
+    sa.Column("delta_id", sa.String(64), nullable=True),  # None: the run's own snapshot
+)
+
+deltas = sa.Table(
+    "deltas",
+    metadata,
+    sa.Column("delta_id", sa.String(64), primary_key=True),
+    sa.Column("service", sa.String(200), nullable=False, index=True),
+    sa.Column("run_id", sa.String(64), nullable=False),
+    sa.Column("from_position", sa.Text, nullable=False),
+    sa.Column("to_position", sa.Text, nullable=False),
+    sa.Column("status", sa.String(16), nullable=False),
+    sa.Column("started_at", UTCDateTime, nullable=False),
+    sa.Column("finished_at", UTCDateTime, nullable=True),
+    sa.Column("changes", sa.Integer, nullable=False),
+    sa.Column("roots", sa.Integer, nullable=False),
+    sa.Column("batches", sa.Integer, nullable=False),
+    sa.Column("written", sa.Integer, nullable=False),
+    sa.Column("deleted", sa.Integer, nullable=False),
+    sa.Column("rejects", sa.Integer, nullable=False),
+    sa.Column("actor", sa.String(200), nullable=False),
+    sa.CheckConstraint(f"status IN ({_STATUSES})", name="ck_deltas_status"),
+)
+
+delta_batches = sa.Table(
+    "delta_batches",
+    metadata,
+    # The roots a delta rebuilds, in batches of one chunk each: recorded before any is applied,
+    # so a delta killed half-way resumes with exactly the batches it had left.
+    sa.Column("delta_id", sa.String(64), sa.ForeignKey("deltas.delta_id"), primary_key=True),
+    sa.Column("batch", sa.Integer, primary_key=True, autoincrement=False),
+    sa.Column("doc_type", sa.String(200), nullable=False),
+    sa.Column("chunk_index", sa.Integer, nullable=False),
+    sa.Column("keys", sa.Text, nullable=False),  # JSON: the root keys, as chunk bounds are kept
+    sa.Column("done", sa.Boolean, nullable=False),
+)
+
+phases = sa.Table(
+    "phases",
+    metadata,
+    # Each service's cutover phase, changed only with an audit row in the same transaction.
+    sa.Column("service", sa.String(200), primary_key=True),
+    sa.Column("phase", sa.String(32), nullable=False),
+    sa.Column("since", UTCDateTime, nullable=False),
+    sa.Column("detail", sa.Text, nullable=False),
 )
 
 

@@ -20,6 +20,7 @@ import sqlalchemy as sa
 from migrate.errors import LedgerError, mask_secrets
 from migrate.ledger import schema as t
 from migrate.ledger.claims import ClaimStore
+from migrate.ledger.cutover import CutoverStore
 from migrate.ledger.engine import (
     READ_OPTION,
     create_engine,
@@ -56,7 +57,7 @@ def _mask(value: Any) -> Any:
     return value
 
 
-class Ledger(VerificationStore, ClaimStore, LeaseStore):
+class Ledger(VerificationStore, ClaimStore, LeaseStore, CutoverStore):
     """Run, chunk, checkpoint, verification and audit records in a SQLite or PostgreSQL state
     database."""
 

@@ -92,6 +92,8 @@ class ChunkRange:
     index: int
     lo: Bound | None
     hi: Bound | None
+    # Only these root keys of the range (a delta's rebuild of some roots); None: every key.
+    keys: tuple[Bound, ...] | None = None
 
     def to_json(self) -> str:
         return _dumps(

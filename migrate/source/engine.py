@@ -7,15 +7,19 @@ migration user reading another user's tables; None reads the connection's own.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+import datetime as dt
+import sqlite3
+from collections.abc import Iterable, Mapping, Sequence
 from contextlib import AbstractContextManager
 from pathlib import Path
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.engine import Connection, make_url
 
 from migrate.errors import ConfigError, SourceError, register_secret
 from migrate.schema import SchemaInfo, TableInfo
+from migrate.source.capture import CaptureEngine, CapturePlan, Pending, capture_engine
 from migrate.source.dialects import SourceDialect, dialect_class, dialect_for
 from migrate.source.dialects.base import first_line
 from migrate.source.reflect import Reflector
@@ -148,6 +152,89 @@ class Source:
         """Take tables another process reflected, so reads need not reflect them again."""
         for table in tables:
             self._tables[table.name.casefold()] = table
+
+    # -- change capture ---------------------------------------------------------------------
+
+    def capture(self, plan: CapturePlan) -> CaptureEngine:
+        """This engine's capture of `plan` (ConfigError where it is not built)."""
+        return capture_engine(self.dialect, plan, schema=self.schema)
+
+    def install_capture(self, capture: CaptureEngine) -> None:
+        """Create the change log and its triggers, all or nothing (Oracle commits each DDL
+        statement: an install that fails there is undone by `uninstall_capture`)."""
+        self._ddl(capture.install(), "installing change capture")
+
+    def uninstall_capture(self, capture: CaptureEngine) -> None:
+        """Remove every object `install_capture` made (what is already gone is skipped)."""
+        self._ddl(capture.uninstall(), "removing change capture")
+
+    def capture_installed(self, capture: CaptureEngine) -> bool:
+        sql, params = capture.log_exists()
+        return bool(self._query(sql, params, "looking for the change log"))
+
+    def pending(self, capture: CaptureEngine, since: str) -> Pending:
+        """Changes logged after position `since`, as the database shows them now."""
+        sql, params = capture.pending(since)
+        rows = self._query(sql, params, "counting the change log")
+        count, oldest = rows[0]
+        if isinstance(oldest, str):
+            oldest = dt.datetime.fromisoformat(oldest.replace("Z", "+00:00"))
+        if isinstance(oldest, dt.datetime) and oldest.tzinfo is None:
+            oldest = oldest.replace(tzinfo=dt.UTC)
+        return Pending(int(count or 0), oldest)
+
+    def _query(self, sql: str, params: Any, what: str) -> list[tuple[Any, ...]]:
+        with self._connect() as connection:
+            cursor = connection.connection.cursor()
+            try:
+                cursor.execute(sql, params)
+                return [tuple(row) for row in cursor.fetchall()]
+            except self.rules.sa.loaded_dbapi.Error as exc:
+                raise SourceError(
+                    f"{what} in {self.display_url} failed: {first_line(exc)}",
+                    hint="check that change capture is installed (`migrate capture status`)",
+                ) from exc
+            finally:
+                cursor.close()
+                connection.rollback()
+
+    def _ddl(self, statements: Sequence[str], what: str) -> None:
+        """Run DDL in one transaction on a connection that may write (SQLite's source
+        connections are read-only)."""
+        self.rules.check_reachable(self.display_url)
+        database = self.engine.url.database
+        try:
+            if self.dialect == "sqlite" and database:
+                conn = sqlite3.connect(database, isolation_level=None, timeout=30)
+                try:
+                    conn.execute("BEGIN IMMEDIATE")
+                    try:
+                        for statement in statements:
+                            conn.execute(statement)
+                    except BaseException:
+                        conn.execute("ROLLBACK")
+                        raise
+                    conn.execute("COMMIT")
+                finally:
+                    conn.close()
+                return
+            raw = self.engine.raw_connection()
+            try:
+                cursor = raw.cursor()
+                for statement in statements:
+                    cursor.execute(statement)
+                raw.commit()
+            except BaseException:
+                raw.rollback()
+                raise
+            finally:
+                raw.close()
+        except (sqlite3.Error, sa.exc.DBAPIError, self.rules.sa.loaded_dbapi.Error) as exc:
+            raise SourceError(
+                f"{what} in {self.display_url} failed: {first_line(exc)}",
+                hint="the source user needs the rights to create tables and triggers on the "
+                "mapped tables (and to drop them, to uninstall)",
+            ) from exc
 
     def close(self) -> None:
         self.engine.dispose()

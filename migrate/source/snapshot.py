@@ -15,8 +15,9 @@ nothing of the chunk is staged.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from contextlib import closing, contextmanager
+from dataclasses import replace
 from operator import itemgetter
 from typing import Any
 
@@ -26,14 +27,23 @@ from sqlalchemy.engine import Connection
 
 from migrate.errors import ConfigError, SourceError
 from migrate.schema import TableInfo
+from migrate.source.capture import CaptureEngine, Change
 from migrate.source.chunks import ChunkRange
 from migrate.source.dialects import SourceDialect, View
 from migrate.source.dialects.base import first_line
 from migrate.source.extract import build_table
 from migrate.source.pgcopy import CopyFailed, CopyRead, CopyReader
 from migrate.source.pgcsv import Unfit, keep_linked
-from migrate.source.sql import Params, Queries, compile_statement
-from migrate.spec import ExtractSpec
+from migrate.source.sql import (
+    Compiled,
+    Params,
+    Queries,
+    bound_values,
+    compile_statement,
+)
+from migrate.spec import ExtractSpec, NodeSpec
+
+KEY_BATCH = 500  # keys or link values per statement: well under Oracle's 1,000-item IN lists
 
 TablesFor = Callable[[ExtractSpec], Mapping[str, TableInfo]]
 
@@ -259,6 +269,75 @@ class Snapshot:
             types = [c.type for c in columns if c is not None]
             result[node.node_id] = build_table(rows, node, types)
         return result
+
+    # -- change capture and delta ----------------------------------------------------------
+
+    def capture_position(self, capture: CaptureEngine) -> str:
+        """Where the service's change log stands in this snapshot: a delta starting here takes
+        every change this snapshot does not show."""
+        self.resume()
+        rows = self._fetch(capture.position(), (), "the change log's position")
+        return capture.position_of(rows[0][0])
+
+    def changes(self, capture: CaptureEngine, since: str) -> list[Change]:
+        """Every change logged after position `since` that this snapshot shows."""
+        self.resume()
+        sql, params = capture.read(since)
+        return [capture.change(row) for row in self._fetch(sql, params, "the change log")]
+
+    def dirty_roots(
+        self, spec: ExtractSpec, node: NodeSpec, values: Sequence[tuple[Any, ...]]
+    ) -> set[tuple[Any, ...]]:
+        """The keys of the roots whose documents read rows of `node` linked by these values
+        (see `Queries.dirty_roots`), as the database gives them."""
+        self.resume()
+        queries = self._queries(spec)
+        found: set[tuple[Any, ...]] = set()
+        for start in range(0, len(values), KEY_BATCH):
+            batch = values[start : start + KEY_BATCH]
+            params = {f"val{r}_{i}": v for r, row in enumerate(batch) for i, v in enumerate(row)}
+            statement = queries.dirty_roots(node, len(batch))
+            sql, bound = Compiled(statement, self._rules.sa).bind(params)
+            found.update(
+                tuple(row) for row in self._fetch(sql, bound, f"the roots of {node.table}")
+            )
+        return found
+
+    def existing_roots(self, spec: ExtractSpec, chunk: ChunkRange) -> list[tuple[Any, ...]]:
+        """The root keys that exist in `chunk` (its range and keys), in key order, without the
+        mapping's `where`, as the database gives them."""
+        self.resume()
+        statement = self._queries(spec).root_keys_in(chunk)
+        sql, bound = Compiled(statement, self._rules.sa).bind(bound_values(chunk))
+        return [tuple(row) for row in self._fetch(sql, bound, f"the keys of {spec.root_table}")]
+
+    def locate(
+        self, spec: ExtractSpec, ranges: Sequence[ChunkRange], keys: Sequence[tuple[Any, ...]]
+    ) -> dict[tuple[Any, ...], int]:
+        """Which of `ranges` (a run's chunk plan, in order) holds each existing root key, as the
+        database orders keys (its collation, not Python's): halving the plan, one query per
+        half that holds some of the keys. Keys of no existing root are left out."""
+        found: dict[tuple[Any, ...], int] = {}
+
+        def search(first: int, last: int, wanted: Sequence[tuple[Any, ...]]) -> None:
+            if not wanted:
+                return
+            span = ChunkRange(-1, ranges[first].lo, ranges[last].hi)
+            present: list[tuple[Any, ...]] = []
+            for start in range(0, len(wanted), KEY_BATCH):
+                batch = tuple(wanted[start : start + KEY_BATCH])
+                present += self.existing_roots(spec, replace(span, keys=batch))
+            if first == last:
+                found.update((key, ranges[first].index) for key in present)
+                return
+            middle = (first + last) // 2
+            search(first, middle, present)
+            left = {key for key, index in found.items() if first <= index <= middle}
+            search(middle + 1, last, [key for key in present if key not in left])
+
+        if ranges:
+            search(0, len(ranges) - 1, list(dict.fromkeys(keys)))
+        return found
 
     def pause(self) -> None:
         """End the read transaction until the next read where the engine proves the view again

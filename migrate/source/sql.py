@@ -28,7 +28,8 @@ if TYPE_CHECKING:
 
 Params = Sequence[Any] | Mapping[str, Any]
 From = NamedFromClause
-Shape = tuple[str, bool, int | None, int | None]  # node id or name, for COPY, bound lengths
+# node id or name, for COPY, bound lengths, how many keys
+Shape = tuple[str, bool, int | None, int | None, int | None]
 
 
 class SourceTable(TableClause):
@@ -106,11 +107,29 @@ def _names(side: str, bound: Bound | None) -> list[str]:
 
 
 def bound_values(chunk: ChunkRange) -> dict[str, Any]:
-    """The chunk's bounds as the parameters `range_predicate` names."""
+    """The chunk's bounds (and keys) as the parameters `range_predicate` names."""
     values: dict[str, Any] = {}
     for side, bound in (("lo", chunk.lo), ("hi", chunk.hi)):
         values.update(zip(_names(side, bound), bound or (), strict=True))
+    for row, key in enumerate(chunk.keys or ()):
+        values.update((f"key{row}_{i}", value) for i, value in enumerate(key))
     return values
+
+
+def in_values(
+    columns: Sequence[ColumnElement[Any]], count: int, prefix: str = "key"
+) -> ColumnElement[bool]:
+    """`columns` equal to one of `count` rows of parameters `{prefix}{row}_{column}`: an IN
+    list for one column, an OR of ANDs for several (no row values, for Oracle). Callers keep
+    `count` under Oracle's 1,000-item limit."""
+    if len(columns) == 1:
+        return columns[0].in_([_param(f"{prefix}{row}_0") for row in range(count)])
+    return sa.or_(
+        *(
+            sa.and_(*(c == _param(f"{prefix}{row}_{i}") for i, c in enumerate(columns)))
+            for row in range(count)
+        )
+    )
 
 
 def check_bounds(chunk: ChunkRange, width: int) -> None:
@@ -131,6 +150,8 @@ def range_predicate(
     the bounds as parameters `lo0, lo1, ...` and `hi0, ...` (see `bound_values`)."""
     check_bounds(chunk, len(columns))
     clauses: list[ColumnElement[bool]] = []
+    if chunk.keys is not None:
+        clauses.append(in_values(columns, len(chunk.keys)))
     if chunk.lo is not None:
         names = _names("lo", chunk.lo)
         clauses.append(_bound(columns, names, lambda c, v: c > v, lambda c, v: c >= v))
@@ -232,6 +253,7 @@ class Queries:
             copy,
             None if chunk.lo is None else len(chunk.lo),
             None if chunk.hi is None else len(chunk.hi),
+            None if chunk.keys is None else len(chunk.keys),
         )
         compiled = self._compiled.get(shape)
         if compiled is None:
@@ -265,6 +287,39 @@ class Queries:
             return sa.select(sa.func.count()).select_from(root).where(*where)
 
         return self._compile("", chunk, make)
+
+    def dirty_roots(self, node: NodeSpec, count: int) -> Select[Any]:
+        """The keys of the root rows whose documents read rows linked to `count` value rows of
+        `node`'s link (parameters `val{row}_{i}`, the node's own side of the link): the roots
+        reached from the node's parent rows holding those values, up the mapping's join chain,
+        set-based. The mapping's `where` is not applied: a root it now leaves out is dirty too
+        (its document is deleted)."""
+        assert node.parent_id is not None
+        current = self.spec.node(node.parent_id)
+        source = self._source_of(current)
+        theirs = [self._col(source, current.table, t) for _, t in node.link]
+        condition: ColumnElement[bool] = in_values(theirs, count, prefix="val")
+        while current.parent_id is not None:
+            up = self.spec.node(current.parent_id)
+            ours = [self._col(source, current.table, o) for o, _ in current.link]
+            inner: Select[Any] = sa.select(*ours).select_from(source).where(condition)
+            up_source = self._source_of(up)
+            upper = [self._col(up_source, up.table, t) for _, t in current.link]
+            condition = upper[0].in_(inner) if len(upper) == 1 else sa.tuple_(*upper).in_(inner)
+            current, source = up, up_source
+        return sa.select(*self._pk(source)).select_from(source).where(condition)
+
+    def root_keys_in(self, chunk: ChunkRange) -> Select[Any]:
+        """The root keys of `chunk` (its range, and its keys when it names some), without the
+        mapping's `where`: which of them exist, in the database's own key order."""
+        root = self._from(self.spec.root_table)
+        pk = self._pk(root)
+        return sa.select(*pk).select_from(root).where(*range_predicate(pk, chunk)).order_by(*pk)
+
+    def _source_of(self, node: NodeSpec) -> From:
+        if node.parent_id is None:
+            return self._from(node.table)
+        return self._from(node.table, self._alias(node))
 
     def rows(self, node: NodeSpec, chunk: ChunkRange) -> tuple[str, Params]:
         """A node's rows for a chunk: the root by range, every other node by semi-joins up to it

@@ -1,0 +1,447 @@
+"""Delta: bring a loaded service's documents up to date with the source's logged changes.
+
+A change to any row a mapping reads marks the roots whose documents it touches (set-based,
+through the mapping's join chain: `Snapshot.dirty_roots`); those documents are rebuilt whole
+from the source under one snapshot, with the same compiled plan as the bulk run, and written; a
+root gone from the source (or now left out by the mapping's `where`) loses its document; a root
+whose key changed loses the document under its old key. The ledger's register of the run's
+documents is kept exact root by root (collisions included), and each touched chunk's record is
+recounted from it, so later verifications hold.
+
+Resumable and idempotent like a bulk run: the roots to rebuild are recorded, in batches of one
+chunk, before any is applied; each batch is applied inside one ledger transaction that commits
+only after the target acknowledged its writes and deletes; the change-log position advances
+only when every batch is done. Killed at any moment, `migrate delta` finishes the batches left,
+and rebuilding a document twice writes the same bytes.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, replace
+from typing import Any
+
+import pyarrow as pa
+
+from migrate.capture import require as require_capture
+from migrate.config import ServiceConfig
+from migrate.document import Document, Reject
+from migrate.errors import ConfigError, VerificationError
+from migrate.events import EventSink, Note, ignore
+from migrate.files import private_writer
+from migrate.ledger import ChunkRecord, RunStatus
+from migrate.ledger.claims import Registered
+from migrate.ledger.cutover import DeltaBatch, DeltaRecord
+from migrate.mapping import DocPlan
+from migrate.mapping.collisions import claims as claims_of
+from migrate.project import Project, actor
+from migrate.register import describe, recount, rejected_rows
+from migrate.source import ChunkRange, Snapshot
+from migrate.source.capture import CaptureEngine, Change
+from migrate.source.chunks import _decode_bound, _encode_bound
+from migrate.source.normalize import to_arrow
+from migrate.source.types import arrow_type
+from migrate.target.chunks import with_chunk_index
+
+Key = tuple[Any, ...]
+
+
+@dataclass(frozen=True, slots=True)
+class DeltaReport:
+    service: str
+    delta_id: str | None  # None: nothing to do
+    resumed: bool
+    changes: int
+    roots: int
+    written: int
+    deleted: int
+    rejects: int
+    position: str
+    seconds: float
+
+    def as_json(self) -> dict[str, object]:
+        return {
+            "service": self.service,
+            "delta_id": self.delta_id,
+            "resumed": self.resumed,
+            "changes": self.changes,
+            "roots": self.roots,
+            "written": self.written,
+            "deleted": self.deleted,
+            "rejects": self.rejects,
+            "position": self.position,
+            "seconds": round(self.seconds, 3),
+        }
+
+
+def delta_services(
+    project: Project,
+    names: Sequence[str] = (),
+    *,
+    command: str = "migrate delta",
+    on_event: EventSink = ignore,
+) -> list[DeltaReport]:
+    """Apply the logged changes of the named services (all with capture, when none are named),
+    holding their leases."""
+    if names:
+        services = project.config.select(list(names))
+    else:
+        services = [s for s in project.config.select([]) if s.capture is not None]
+    with project.hold([s.name for s in services], command):
+        return [DeltaRun(project, s, on_event=on_event).execute() for s in services]
+
+
+def delta_service(
+    project: Project, service: ServiceConfig, *, on_event: EventSink = ignore
+) -> DeltaReport:
+    """One service's delta, for a caller that already holds its lease (the cutover's sync)."""
+    return DeltaRun(project, service, on_event=on_event).execute()
+
+
+class DeltaRun:
+    def __init__(
+        self, project: Project, service: ServiceConfig, *, on_event: EventSink = ignore
+    ) -> None:
+        self.project = project
+        self.service = service
+        self.emit = on_event
+        self.ledger = project.ledger
+        self.plan = project.plan(service)
+        self.plans = {d.name: d for d in self.plan.doc_types}
+        self.max_bytes = project.config.run.max_document_bytes
+
+    def execute(self) -> DeltaReport:
+        started = time.monotonic()
+        name = self.service.name
+        if self.service.capture is None:
+            raise ConfigError(
+                f"{name} has no change capture configured, so no delta can catch it up",
+                where=str(self.project.config.path),
+                hint=f'set capture = "triggers" under [services.{name}], then `migrate capture '
+                f"install {name}` and `migrate run {name} --fresh`",
+            )
+        run = self.ledger.latest_run(name)
+        if run is None or run.status is not RunStatus.COMPLETE:
+            raise VerificationError(
+                f"{name} has no complete run to catch up",
+                hint=f"`migrate run {name}` first: delta applies the changes made since it",
+            )
+        capture = require_capture(self.project, self.service)
+        position = self.ledger.position(name)
+        if position is None or position.run_id != run.run_id:
+            raise VerificationError(
+                f"{name}'s last run ({run.run_id}) did not record where its change log starts "
+                "(capture was installed after it)",
+                hint=f"`migrate run {name} --fresh`: a new bulk run under capture",
+            )
+        self.run_id = run.run_id
+        self.chunks = {(c.doc_type, c.index): c for c in self.ledger.chunks(run.run_id)}
+        stale = [
+            c.chunk_id
+            for c in self.chunks.values()
+            if c.doc_type not in self.plans
+            or c.transform_fingerprint
+            != f"{self.plans[c.doc_type].fingerprint}/max={self.max_bytes}"
+        ]
+        if stale:
+            raise VerificationError(
+                f"{name}'s mapping (or max_document_bytes) changed since its run loaded "
+                f"{len(stale)} chunk(s): a delta would mix two mappings in the target",
+                hint=f"`migrate run {name}` first (it builds those chunks again from staging), "
+                "then `migrate delta`",
+            )
+        pending = self.ledger.open_delta(name)
+        with self.project.source.snapshot() as snapshot:
+            if pending is None:
+                to = snapshot.capture_position(capture)
+                changes = (
+                    [] if to == position.position else snapshot.changes(capture, position.position)
+                )
+                if not changes:
+                    if to != position.position:
+                        self.ledger.set_position(name, run_id=run.run_id, position=to)
+                    return DeltaReport(
+                        name, None, False, 0, 0, 0, 0, 0, to, time.monotonic() - started
+                    )
+                batches, roots = self._batches(snapshot, capture, changes)
+                delta = self.ledger.start_delta(
+                    name,
+                    run_id=run.run_id,
+                    from_position=position.position,
+                    to_position=to,
+                    changes=len(changes),
+                    batches=batches,
+                    roots=roots,
+                    actor=actor(),
+                )
+                resumed = False
+            else:
+                delta, resumed = pending, True
+                self.emit(Note(name, f"resuming delta {delta.delta_id}"))
+            self._apply_all(snapshot, delta)
+        done = self.ledger.delta(delta.delta_id)
+        with self.ledger.together():
+            self.ledger.finish_delta(done, RunStatus.COMPLETE)
+            self.ledger.record_audit(
+                actor=actor(),
+                service=name,
+                action="delta",
+                detail={
+                    "delta_id": done.delta_id,
+                    "run_id": done.run_id,
+                    "from": done.from_position,
+                    "to": done.to_position,
+                    "changes": done.changes,
+                    "roots": done.roots,
+                    "written": done.written,
+                    "deleted": done.deleted,
+                    "rejects": done.rejects,
+                    "resumed": resumed,
+                },
+            )
+        return DeltaReport(
+            name,
+            done.delta_id,
+            resumed,
+            done.changes,
+            done.roots,
+            done.written,
+            done.deleted,
+            done.rejects,
+            done.to_position,
+            time.monotonic() - started,
+        )
+
+    # -- which roots ---------------------------------------------------------------------------
+
+    def _batches(
+        self, snapshot: Snapshot, capture: CaptureEngine, changes: Sequence[Change]
+    ) -> tuple[list[tuple[str, int, str]], int]:
+        """The roots the changes touch, by document type and chunk, as delta batches."""
+        batches: list[tuple[str, int, str]] = []
+        total = 0
+        for doc in self.plan.doc_types:
+            keys, raw = self._dirty(snapshot, capture, doc, changes)
+            if not keys and not raw:
+                continue
+            ranges = [self._range(c) for c in self._doc_chunks(doc)]
+            located = snapshot.locate(doc.extract, ranges, sorted(keys, key=repr))
+            gone = sorted(raw, key=repr)  # logged roots no longer in the source
+            by_chunk: dict[int, tuple[list[Key], list[str]]] = {}
+            for key, index in located.items():
+                by_chunk.setdefault(index, ([], []))[0].append(key)
+            if gone:
+                texts = key_texts(doc, gone)
+                for row in self.ledger.roots(self.run_id, doc.name, texts):
+                    index = self._index_of(row.chunk_id)
+                    by_chunk.setdefault(index, ([], []))[1].append(row.source_key)
+            for index in sorted(by_chunk):
+                present, removed = by_chunk[index]
+                for start in range(0, max(len(present), 1), _BATCH):
+                    part = present[start : start + _BATCH]
+                    batches.append(
+                        (doc.name, index, _batch_json(part, removed if not start else []))
+                    )
+                total += len(present) + len(removed)
+        return batches, total
+
+    def _dirty(
+        self, snapshot: Snapshot, capture: CaptureEngine, doc: DocPlan, changes: Sequence[Change]
+    ) -> tuple[set[Key], set[Key]]:
+        """Roots the changes touch: keys the database gave (reached through links), and root
+        keys as logged (which may be gone)."""
+        spec = doc.extract
+        found: set[Key] = set()
+        raw: set[Key] = set()
+        for node in spec.nodes:
+            logged = capture.plan.table(node.table)
+            rows = [c for c in changes if c.table.casefold() == node.table.casefold()]
+            if logged is None or not rows:
+                continue
+            columns = [c.casefold() for c in logged.columns]
+            if node.parent_id is None:
+                at = [columns.index(k.casefold()) for k in spec.primary_key]
+            else:
+                at = [columns.index(child.casefold()) for child, _ in node.link]
+            values: set[Key] = set()
+            for change in rows:
+                for side in (change.old, change.new):
+                    if side is not None:
+                        value = tuple(side[i] for i in at)
+                        if None not in value:
+                            values.add(value)
+            if node.parent_id is None:
+                raw |= values
+            elif values:
+                found |= snapshot.dirty_roots(spec, node, sorted(values, key=repr))
+        if raw:  # logged root keys: those the database still holds, as it gives them
+            existing = self._existing(snapshot, spec, raw)
+            found |= set(existing)
+            kept = set(key_texts(doc, existing))
+            ordered = sorted(raw, key=repr)
+            texts = key_texts(doc, ordered)
+            raw = {key for key, text in zip(ordered, texts, strict=True) if text not in kept}
+        return found, raw
+
+    def _existing(self, snapshot: Snapshot, spec: Any, keys: set[Key]) -> list[Key]:
+        ordered = sorted(keys, key=repr)
+        found: list[Key] = []
+        for start in range(0, len(ordered), _BATCH):
+            batch = tuple(ordered[start : start + _BATCH])
+            found += snapshot.existing_roots(spec, ChunkRange(-1, None, None, keys=batch))
+        return found
+
+    # -- applying ------------------------------------------------------------------------------
+
+    def _apply_all(self, snapshot: Snapshot, delta: DeltaRecord) -> None:
+        while True:
+            left = [b for b in self.ledger.delta_batches(delta.delta_id) if not b.done]
+            if not left:
+                return
+            for batch in left:
+                self._apply(snapshot, delta, batch)
+
+    def _apply(self, snapshot: Snapshot, delta: DeltaRecord, batch: DeltaBatch) -> None:
+        """Rebuild one batch of roots, register them, write and delete on the target, all inside
+        one ledger transaction that commits once the target has acknowledged."""
+        doc = self.plans[batch.doc_type]
+        chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
+        present, gone = _read_batch(batch.keys)
+        result = None
+        tables = None
+        if present:
+            wanted = replace(self._range(chunk), keys=tuple(present))
+            tables = snapshot.extract(doc.extract, wanted)
+            result = doc.build(tables, max_bytes=self.max_bytes)
+        roots = [*key_texts(doc, present), *gone]
+        fingerprint = chunk.transform_fingerprint or ""
+        target = self.project.target
+        with self.ledger.together():
+            found = self.ledger.replace_roots(
+                self.run_id,
+                chunk.chunk_id,
+                doc.name,
+                bucket_type=doc.bucket_type,
+                bucket=doc.bucket,
+                roots=roots,
+                claims=claims_of(result) if result else [],
+                fingerprint=fingerprint,
+                collided={c.key for c in result.collided} if result else set(),
+                rejected=rejected_rows(result.rejects) if result else [],
+            )
+            if result is not None and tables is not None and found.others:
+                known = describe(found.others, self.plans)
+                result = doc.build(tables, max_bytes=self.max_bytes, collided=known)
+            documents: list[Document] = []
+            rejects: list[Reject] = []
+            if result is not None:
+                documents = [with_chunk_index(d, chunk.index) for d in result.documents]
+                rejects = result.rejects
+            touched = {chunk.chunk_id} | {r.chunk_id for r in found.newly_collided}
+            for chunk_id in sorted(touched):
+                recount(self.ledger, self.run_id, chunk_id, f"delta {delta.delta_id}")
+            if found.released:
+                self.ledger.add_batches(delta.delta_id, self._released(found.released))
+            deletions = set(found.vanished)
+            deletions |= {
+                (o.bucket_type, o.bucket, o.key) for r in found.others.values() for o in r
+            }
+            deleted = sum(int(target.delete(*identity)) for identity in sorted(deletions))
+            meta = {
+                "migrate-run": self.run_id,
+                "migrate-chunk": chunk.chunk_id,
+                "migrate-delta": delta.delta_id,
+            }
+            stats = target.write(documents, meta=meta)
+            self._write_rejects(delta, rejects)
+            self.ledger.finish_batch(
+                delta.delta_id,
+                batch.batch,
+                written=stats.written,
+                deleted=deleted,
+                rejects=len(rejects),
+            )
+
+    def _released(self, rows: Sequence[Registered]) -> list[tuple[str, int, str]]:
+        """Batches rebuilding rows left alone on a key by this delta (no longer a collision).
+        Their keys are known by their text forms, which the database reads back by its own
+        casts (a number's text for a number)."""
+        batches = []
+        for row in rows:
+            values = [None if v is None else v for v in json.loads(row.source_key)]
+            batches.append(
+                (row.doc_type, self._index_of(row.chunk_id), _batch_json([tuple(values)], []))
+            )
+        return batches
+
+    def _write_rejects(self, delta: DeltaRecord, rejects: Sequence[Reject]) -> None:
+        if not rejects:
+            return
+        folder = self.project.config.work_dir / self.service.name / "deltas" / delta.delta_id
+        path = folder / "rejects.jsonl"
+        before = path.read_bytes() if path.is_file() else b""
+        with private_writer(path) as handle:
+            handle.write(before)
+            for reject in rejects:
+                record = {
+                    "service": self.service.name,
+                    "delta_id": delta.delta_id,
+                    "doc_type": reject.doc_type,
+                    "source_key": reject.source_key,
+                    "key": reject.key,
+                    "field": reject.field,
+                    "reason": reject.reason,
+                }
+                handle.write(json.dumps(record, ensure_ascii=False).encode() + b"\n")
+
+    # -- helpers -------------------------------------------------------------------------------
+
+    def _doc_chunks(self, doc: DocPlan) -> list[ChunkRecord]:
+        return sorted(
+            (c for c in self.chunks.values() if c.doc_type == doc.name), key=lambda c: c.index
+        )
+
+    @staticmethod
+    def _range(chunk: ChunkRecord) -> ChunkRange:
+        return ChunkRange.from_bounds_json(chunk.index, chunk.lo, chunk.hi)
+
+    @staticmethod
+    def _index_of(chunk_id: str) -> int:
+        """A chunk's index from its id (`DOC_TYPE:00005`, as the ledger plans them)."""
+        return int(chunk_id.rsplit(":", 1)[1])
+
+
+_BATCH = 500  # roots per batch: one chunk's, at most this many
+
+
+def _batch_json(present: Sequence[Key], gone: Sequence[str]) -> str:
+    return json.dumps({"keys": [_encode_bound(k) for k in present], "gone": list(gone)})
+
+
+def _read_batch(text: str) -> tuple[list[Key], list[str]]:
+    data = json.loads(text)
+    keys = [_decode_bound(k) for k in data["keys"]]
+    return [k for k in keys if k is not None], list(data["gone"])
+
+
+def key_texts(doc: DocPlan, keys: Sequence[Key]) -> list[str]:
+    """The register's names (source-key texts) of these root keys, as the builder names rows:
+    the keys staged through the same normalisers, then the same text forms."""
+    if not keys:
+        return []
+    builder = doc.builder
+    root = builder._root
+    by_name = {name.casefold(): i for i, name in enumerate(doc.extract.primary_key)}
+    columns = []
+    for name in root.spec.columns:
+        info = root.table.column(name)
+        assert info is not None
+        at = by_name.get(name.casefold())
+        if at is None:
+            columns.append(pa.array([None] * len(keys), type=arrow_type(info.type)))
+        else:
+            columns.append(to_arrow([key[at] for key in keys], info.type, {}))
+    table = pa.Table.from_arrays(columns, names=list(root.spec.columns))
+    return builder.source_key_texts({root.spec.node_id: table})
