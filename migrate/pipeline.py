@@ -168,9 +168,13 @@ def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -
     from dataclasses import replace
 
     from migrate.reconcile import Against, Options, reconcile_service
+    from migrate.reconcile.service import changed_by_deltas
 
     # The rejected rows the run let through under [run] max_rejects are accepted by that setting.
-    options = Options(against=Against.STAGING, accept_rejects=True)
+    # Once deltas changed the run's documents, its staged rows no longer say what it holds.
+    run = project.ledger.get_run(report.run_id)
+    against = Against.SOURCE if changed_by_deltas(project, run) else Against.STAGING
+    options = Options(against=against, accept_rejects=True)
     check = reconcile_service(project, service, options)
     return replace(report, verification=check)
 

@@ -1,11 +1,14 @@
-"""Where each service stands, from the ledger alone (no source or target needed)."""
+"""Where each service stands: the weekend board. From the ledger, and for a service with change
+capture, the changes its source has logged since the last delta (the lag); a source that cannot
+be reached leaves the lag unknown, never the board."""
 
 from __future__ import annotations
 
 from collections import Counter
 from dataclasses import dataclass, field, replace
-from datetime import datetime
+from datetime import UTC, datetime
 
+from migrate.errors import MigrateError
 from migrate.ledger import ChunkState, Ledger, RunStatus, VerificationRecord
 from migrate.project import Project
 
@@ -25,6 +28,17 @@ class ServiceStatus:
     rejects: int = 0
     next_step: str = ""
     verification: VerificationRecord | None = None
+    cutover: str | None = None  # the cutover phase, once the service is loaded
+    pending: int | None = None  # changes logged since the last delta (None: unknown or none)
+    oldest: datetime | None = None  # when the oldest of them was logged
+
+    def lag_text(self) -> str:
+        if self.pending is None:
+            return "-"
+        if not self.pending or self.oldest is None:
+            return "0"
+        age = (datetime.now(UTC) - self.oldest).total_seconds()
+        return f"{self.pending:,} ({age:.0f} s)"
 
     def verification_text(self) -> str:
         """The last verification for people: outcome, against what, when."""
@@ -47,6 +61,11 @@ class ServiceStatus:
             "documents": self.documents,
             "rejects": self.rejects,
             "next_step": self.next_step,
+            "cutover_phase": self.cutover,
+            "lag": {
+                "pending": self.pending,
+                "oldest_pending_at": self.oldest.isoformat() if self.oldest else None,
+            },
             "last_verification": (
                 None
                 if self.verification is None
@@ -64,7 +83,30 @@ class ServiceStatus:
 
 def project_status(project: Project) -> list[ServiceStatus]:
     """Every configured service's state, in cutover order."""
-    return [service_status(project.ledger, s.name) for s in project.config.select([])]
+    return [
+        _with_cutover(project, service_status(project.ledger, s.name))
+        for s in project.config.select([])
+    ]
+
+
+def _with_cutover(project: Project, status: ServiceStatus) -> ServiceStatus:
+    """The status with its cutover phase, its lag and, once the cutover began, its next step."""
+    from migrate.capture import status as capture_status
+    from migrate.cutover import current_phase, next_step
+
+    phase = current_phase(project, status.service)
+    if phase is None:
+        return status
+    changed = replace(status, cutover=phase.value, phase=phase.value)
+    if project.ledger.phase(status.service) is not None:
+        changed = replace(changed, next_step=next_step(phase, status.service))
+    if project.config.service(status.service).capture is None:
+        return changed
+    try:
+        lag = capture_status(project, status.service)
+    except MigrateError:
+        return changed
+    return replace(changed, pending=lag.pending, oldest=lag.oldest)
 
 
 def service_status(ledger: Ledger, service: str) -> ServiceStatus:

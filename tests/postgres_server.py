@@ -92,10 +92,11 @@ class PostgresServer:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
-    def connect(self, url: str) -> object:
-        """A psycopg connection (autocommit) to a database created by `create_database`."""
+    def connect(self, url: str, *, autocommit: bool = True) -> object:
+        """A psycopg connection (autocommit unless asked) to a database `create_database`
+        made."""
         import psycopg
 
         database = url.rsplit("/", 1)[1]
         dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname={database}"
-        return psycopg.connect(dsn, autocommit=True)
+        return psycopg.connect(dsn, autocommit=autocommit)

@@ -92,3 +92,49 @@ def share_then_block(database: Path, writers: list[WaitingWriter]) -> Callable[.
         return replace(view, busy_seconds=0.05)
 
     return share
+
+
+def dump_by_key(invoke: Invoke, service: str, **kwargs: Any) -> dict[tuple[str, str, str], Any]:
+    """`migrate dump SERVICE` as {identity: (indexes, value text)}."""
+    import json
+
+    dump = invoke("dump", service, **kwargs)
+    assert dump.exit_code == 0, dump.output
+    got = {}
+    for line in dump.stdout.splitlines():
+        record = json.loads(line)
+        value_text = line.split(',"value":', 1)[1][:-1]
+        got[(record["bucket_type"], record["bucket"], record["key"])] = (
+            record["indexes"],
+            value_text,
+        )
+    return got
+
+
+def assert_matches_reference(invoke: Invoke, project: Path, service: str, **kwargs: Any) -> int:
+    """The target's documents of SERVICE equal, byte for byte, what the plain reference builder
+    makes of the source as it is now. Returns how many documents there are."""
+    from reference_builder import build_reference
+
+    got = dump_by_key(invoke, service, **kwargs)
+    expected, _rejects = build_reference(
+        project / "legacy.db", project / "mappings" / f"{service}.yaml"
+    )
+    want = {(d["bucket_type"], d["bucket"], d["key"]): d for d in expected}
+    missing = sorted(set(want) - set(got))[:5]
+    extra = sorted(set(got) - set(want))[:5]
+    assert not missing and not extra, f"missing {missing}, extra {extra}"
+    for identity, doc in want.items():
+        indexes, value_text = got[identity]
+        assert value_text == doc["canonical"], f"{service} {identity}: value differs"
+        assert indexes == doc["indexes"], f"{service} {identity}: indexes differ"
+    return len(want)
+
+
+def use_capture(project: Path, service: str = "pds") -> None:
+    """Give a demo project's service change capture by triggers."""
+    config = project / "migrate.toml"
+    line = f'mapping = "mappings/{service}.yaml"\n'
+    text = config.read_text()
+    assert line in text
+    config.write_text(text.replace(line, line + 'capture = "triggers"\n'))

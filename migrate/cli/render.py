@@ -219,6 +219,7 @@ class Renderer:
             "chunks loaded",
             "documents",
             "rejects",
+            "lag",
             "last verification",
             "next step",
         ):
@@ -233,6 +234,7 @@ class Renderer:
                 chunks,
                 f"{s.documents:,}",
                 f"{s.rejects:,}",
+                s.lag_text(),
                 s.verification_text(),
                 s.next_step,
             )

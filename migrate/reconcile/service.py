@@ -82,6 +82,11 @@ def reconcile_service(
             f"{service.name} never ran, so nothing is staged to verify against",
             hint=f"verify against the source: migrate reconcile {service.name}",
         )
+    if options.against is Against.STAGING and run is not None and changed_by_deltas(project, run):
+        raise VerificationError(
+            f"{service.name}'s staged rows predate the deltas applied since its run",
+            hint=f"verify against the source: migrate reconcile {service.name}",
+        )
     with contextlib.ExitStack() as stack:
         if builders is None:
             builders = stack.enter_context(Builders(_workers(project, options)))
@@ -180,6 +185,11 @@ def recheck_collisions(checkers: list[DocCheck], tracker: KeyTracker) -> None:
         found_known = known.get((id(checker), position))
         if found_known:
             checker.recheck(position, found_known)
+
+
+def changed_by_deltas(project: Project, run: RunRecord) -> bool:
+    """Whether deltas rebuilt documents of the run since it staged its chunks."""
+    return any(d.run_id == run.run_id and d.roots for d in project.ledger.deltas(run.service))
 
 
 def _workers(project: Project, options: Options) -> int:
