@@ -184,3 +184,27 @@ def test_positions_are_checked(tmp_path: Path) -> None:
 
     with pytest.raises(SourceError, match="not a SQLite capture position"):
         capture.read("pg:1:2:")
+
+
+def test_a_sqlite_snapshot_keeps_writers_of_other_processes_out(make_db: MakeDb) -> None:
+    """The snapshot's SHARED lock must hold for its whole life. Reading the file's header with a
+    descriptor that was then closed dropped it (POSIX locks belong to the process): another
+    process's write committed under the snapshot, which then read two states of the data."""
+    import subprocess
+    import sys
+
+    path = make_db("CREATE TABLE T (ID INTEGER PRIMARY KEY);", {"T": [(1,)]})
+    write = (
+        "import sqlite3, sys\n"
+        "db = sqlite3.connect(sys.argv[1], timeout=0.5)\n"
+        "db.execute('INSERT INTO T VALUES (2)')\n"
+        "db.commit()\n"
+    )
+    source = Source(f"sqlite:///{path}")
+    with source.snapshot() as snapshot:
+        assert snapshot.token is not None  # its header was read, as a shared view reads it
+        blocked = subprocess.run([sys.executable, "-c", write, str(path)], capture_output=True)
+        assert blocked.returncode != 0 and b"locked" in blocked.stderr
+    done = subprocess.run([sys.executable, "-c", write, str(path)], capture_output=True)
+    assert done.returncode == 0, done.stderr
+    source.close()

@@ -11,6 +11,7 @@ WAL mode each reader has its own view and no way to share it: no token.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
@@ -123,8 +124,7 @@ class SQLiteDialect(SourceDialect):
         if database is None:
             return None
         try:
-            with Path(database).open("rb") as file:
-                header = file.read(100)
+            header = _header(database)
         except OSError:
             return None
         if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
@@ -169,6 +169,22 @@ class SQLiteDialect(SourceDialect):
                 resolved = declared
             columns.append((str(row[1]), resolved, not row[3]))
         return columns
+
+
+# Descriptors of source files whose header this process reads, kept open for its whole life.
+# POSIX locks belong to the process, not to a descriptor: closing ANY descriptor of a file drops
+# every lock the process holds on it, the SHARED lock of a snapshot's read transaction included.
+# A header read with open()/close() therefore let writers commit under a snapshot that thought it
+# kept them out (readers then saw torn pages: "database disk image is malformed", or documents
+# built from two states). SQLite's own connections are safe: it tracks them per file.
+_HEADERS: dict[str, int] = {}
+
+
+def _header(database: str) -> bytes:
+    fd = _HEADERS.get(database)
+    if fd is None:
+        fd = _HEADERS[database] = os.open(database, os.O_RDONLY)
+    return os.pread(fd, 100, 0)
 
 
 def _read(connection: Connection) -> None:
