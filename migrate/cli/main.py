@@ -30,9 +30,12 @@ if TYPE_CHECKING:
     from migrate.reconcile import ServiceResult
 
 
+_ARGV: list[str] = []  # this command's arguments, as `_Group.main` was given them
+
+
 def command_line() -> str:
     """This command as typed (secrets masked), for the ledger's leases and audit log."""
-    return mask_secrets(" ".join(["migrate", *sys.argv[1:]]))
+    return mask_secrets(" ".join(["migrate", *_ARGV]))
 
 
 class _State:
@@ -67,7 +70,9 @@ class _Group(click.Group):
 
     def main(self, *args: Any, **kwargs: Any) -> Any:
         """Every command's outputs behave (`outputs`): quiet when the reader leaves, exit 3 with
-        the path when they cannot be written."""
+        the path when they cannot be written. The arguments are kept for `command_line`."""
+        given = args[0] if args else kwargs.get("args")
+        _ARGV[:] = list(given) if given is not None else sys.argv[1:]
         with guarded_streams():
             return super().main(*args, **kwargs)
 
