@@ -117,3 +117,19 @@ def test_a_resumed_view_refuses_a_file_changed_while_it_was_paused(make_db: Make
     finally:
         planning.close()
         worker.close()
+
+
+def test_two_snapshots_never_share_a_marker(make_db: MakeDb) -> None:
+    """The ledger tells a run's snapshots apart by their markers (a resumed run says when it
+    reads under a new one): two snapshots within one second, of an unchanged file, differ."""
+    path = make_db(DDL, ROWS)
+    source = Source(f"sqlite:///{path}")
+    try:
+        markers = []
+        for _ in range(3):
+            with source.snapshot() as snapshot:
+                markers.append(snapshot.marker)
+        assert len(set(markers)) == 3
+        assert all(m.startswith("sqlite:data_version=") and ";counter=" in m for m in markers)
+    finally:
+        source.close()

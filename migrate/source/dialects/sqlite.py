@@ -16,6 +16,7 @@ to read 4 bytes would silently let writers in under a view that claims to keep t
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sqlite3
 import threading
@@ -29,7 +30,7 @@ from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from migrate.errors import SourceError
 from migrate.schema import ColumnType
-from migrate.source.dialects.base import SourceDialect, View, first_row, now
+from migrate.source.dialects.base import SourceDialect, View, first_row
 from migrate.source.normalize import tolerant_text
 from migrate.source.types import resolve_type
 
@@ -157,8 +158,15 @@ class SQLiteDialect(SourceDialect):
         try:
             _read(connection)
             (version,) = first_row(connection, "PRAGMA data_version")
-            marker = f"sqlite:data_version={version};at={now()}"
-            return View(connection, marker, token=self._token(connection))
+            token = self._token(connection)
+            # Told apart from any other snapshot: SQLite has no snapshot id (data_version counts
+            # only from this connection's start), so the marker takes the time to the
+            # microsecond and, where there is one, the file change counter the token proves.
+            stamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+            marker = f"sqlite:data_version={version};at={stamp.replace('+00:00', 'Z')}"
+            if token is not None:
+                marker += f";{token.removeprefix('sqlite:')}"
+            return View(connection, marker, token=token)
         except BaseException:
             self._release_header()
             raise
