@@ -12,6 +12,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import subprocess
+import threading
 import time
 from pathlib import Path
 
@@ -99,6 +100,67 @@ def _reconcile_pds(migrate_cli: Invoke) -> tuple[int, dict[str, object]]:
     report = json.loads(result.stdout)
     (service,) = report["services"]
     return result.exit_code, service
+
+
+@pytest.mark.slow
+def test_a_writer_waits_for_the_run_and_the_run_reads_one_snapshot(
+    demo_project: Path, migrate_cli: Invoke
+) -> None:
+    set_run_option(demo_project, "chunk_size", 50)
+    nhs = _pds_patient(demo_project)
+    process = _start_run(demo_project)
+    committed: list[str] = []
+    try:
+        _when_pds_is_loading(demo_project, process)
+        # A writer with no busy timeout (the sqlite3 shell's default) is refused at once.
+        assert _try_write(demo_project / "legacy.db", nhs, timeout=0) == "database is locked"
+        # One that waits commits once the run has read what it reads.
+        writer = threading.Thread(
+            target=lambda: committed.append(
+                _try_write(demo_project / "legacy.db", nhs, timeout=600)
+            )
+        )
+        writer.start()
+        _, stderr = process.communicate(timeout=600)
+        writer.join(600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert process.returncode == 0, stderr
+    assert committed == ["committed"]
+    assert set(_snapshots_per_run(demo_project).values()) == {1}
+    # pds loaded the patient as it was before the write; the write is the one difference now.
+    code, pds = _reconcile_pds(migrate_cli)
+    assert code == 1
+    assert pds["counts"]["changed"] == 1  # type: ignore[index]
+    (doc_type,) = pds["document_types"]  # type: ignore[misc]
+    assert [c["key"] for c in doc_type["differences"]["changed"]] == [nhs]
+
+
+@pytest.mark.slow
+def test_in_wal_mode_writers_never_wait_and_the_run_reads_one_snapshot(
+    demo_project: Path, migrate_cli: Invoke
+) -> None:
+    set_run_option(demo_project, "chunk_size", 50)
+    with sqlite3.connect(demo_project / "legacy.db") as db:
+        assert db.execute("PRAGMA journal_mode = WAL").fetchone() == ("wal",)
+    nhs = _pds_patient(demo_project)
+    process = _start_run(demo_project)
+    try:
+        _when_pds_is_loading(demo_project, process)
+        written = _try_write(demo_project / "legacy.db", nhs, timeout=0)
+        _, stderr = process.communicate(timeout=600)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.communicate()
+    assert written == "committed"
+    assert process.returncode == 0, stderr
+    assert set(_snapshots_per_run(demo_project).values()) == {1}
+    code, pds = _reconcile_pds(migrate_cli)
+    assert code == 1
+    assert pds["counts"]["changed"] == 1  # type: ignore[index]
 
 
 class _Stop(Exception):
