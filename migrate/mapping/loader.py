@@ -61,6 +61,14 @@ _FORM_KEYS = {
     "lookup": ("lookup", "on", "fields", "field"),
 }
 _Pairs = list[tuple[str, int, Node]]
+# What a YAML tag reads a scalar as, for messages about a scalar it cannot read.
+_TAG_KINDS = {
+    "timestamp": "date or date-time",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "binary": "base64 binary value",
+}
 
 
 def load_mapping(path: Path, *, default_bucket_type: str = "default") -> Mapping:
@@ -260,6 +268,19 @@ class _Reader:
             value = self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
             self.problem(_line(node), path, f"unsupported YAML tag `{node.tag}`", "remove the tag")
+            return False, None
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            # PyYAML's own readers of a tagged or implicitly typed scalar fail with Python's
+            # exceptions: an impossible date (2024-02-30), `!!timestamp foo`, `!!int abc`...
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            kind = _TAG_KINDS.get(tag, f"`!!{tag}` value")
+            reason = f" ({exc})" if tag == "timestamp" and isinstance(exc, ValueError) else ""
+            self.problem(
+                _line(node),
+                path,
+                f"`{node.value}` is not a valid {kind}{reason}",
+                "correct it, or quote it to make it a string",
+            )
             return False, None
         if value is None or isinstance(value, str | bool | int):
             return True, value

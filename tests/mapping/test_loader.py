@@ -324,6 +324,28 @@ def test_constants_that_json_cannot_hold(tmp_path: Path) -> None:
     assert (problem.line, problem.field) == (7, "documents.d.fields.x.literal")
 
 
+@pytest.mark.parametrize(
+    ("constant", "message"),
+    [  # found by tests/mapping/test_fuzz.py: each crashed the loader with a Python exception
+        ("2024-02-30", "`2024-02-30` is not a valid date or date-time (day is out of range"),
+        ("!!timestamp foo", "`foo` is not a valid date or date-time"),
+        ("2001-12-14 21:59:43.10 -25:00", "is not a valid date or date-time (offset must be"),
+        ("!!int abc", "`abc` is not a valid integer"),
+        ("!!float abc", "`abc` is not a valid number"),
+        ("!!bool maybe", "`maybe` is not a valid boolean"),
+    ],
+)
+def test_constants_yaml_cannot_read_are_problems(
+    tmp_path: Path, constant: str, message: str
+) -> None:
+    text = "service: s\ndocuments:\n  d:\n    table: T\n    bucket: b\n    fields:\n"
+    text += f"      x: {{literal: {constant}}}\n"
+    [problem] = problems_of(tmp_path, text)
+    assert (problem.line, problem.field) == (7, "documents.d.fields.x.literal")
+    assert message in problem.message
+    assert problem.hint == "correct it, or quote it to make it a string"
+
+
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:
     text = """\
 documents:
