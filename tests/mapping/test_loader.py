@@ -197,6 +197,29 @@ def test_a_mapping_nested_too_deep_is_a_problem_not_a_crash(tmp_path: Path, dept
     assert len(problems) == 1 and "nests deeper than 64 levels" in problems[0].message
 
 
+@pytest.mark.parametrize("levels", [6])
+def test_a_mapping_whose_aliases_expand_past_a_limit_is_a_problem(
+    tmp_path: Path, levels: int
+) -> None:
+    """Nested anchors each used nine times ("billion laughs"): 9**6 values once expanded, which
+    the loader and the plan walked one by one (4 s here; each level more takes nine times the
+    time and the memory)."""
+    anchors = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    text = "service: s\ndocuments:\n  d:\n    table: T\n    bucket: b\n    fields:\n"
+    text += "      x:\n        literal:\n" + "".join(f"          {a}\n" for a in anchors)
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1
+    assert "more than 100,000 values once its aliases are expanded" in problems[0].message
+    assert problems[0].line == 9 + 5  # the anchor whose uses first pass the limit
+
+
+def test_a_recursive_alias_is_not_counted_forever(tmp_path: Path) -> None:
+    text = "service: s\ndocuments:\n  d:\n    table: T\n    bucket: b\n    fields:\n"
+    text += "      x: {literal: &y [*y, *y]}\n"
+    assert "recursive" in problems_of(tmp_path, text)[0].message
+
+
 def test_not_a_mapping(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "- one\n- two\n")
     assert where(problems) == [(1, "")]
