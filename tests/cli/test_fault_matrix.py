@@ -35,7 +35,7 @@ from pathlib import Path
 import pytest
 from click.testing import CliRunner
 from support import ledger_evidence_problems, set_run_option
-from test_resume_kill import MIGRATE
+from test_resume_kill import MIGRATE, _migrate
 from test_signals import _group_alive
 
 from migrate.cli.main import cli
@@ -47,16 +47,6 @@ SEED = 15
 PATIENTS = 300
 CHUNK_SIZE = 25
 SERVICES = ("ods", "pds", "scr", "eps")
-
-
-def _migrate(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [str(MIGRATE), "--config", str(project / "migrate.toml"), *args],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        check=False,
-    )
 
 
 def _nothing(_project: Path) -> None:
