@@ -118,7 +118,8 @@ def test_a_writer_waits_for_the_run_and_the_run_reads_one_snapshot(
         writer = threading.Thread(
             target=lambda: committed.append(
                 _try_write(demo_project / "legacy.db", nhs, timeout=600)
-            )
+            ),
+            daemon=True,
         )
         writer.start()
         _, stderr = process.communicate(timeout=600)
