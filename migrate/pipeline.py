@@ -28,7 +28,7 @@ import os
 import shutil
 import threading
 import time
-from collections import deque
+from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import (
     FIRST_COMPLETED,
@@ -436,6 +436,8 @@ class _ServiceRun:
                         self.ledger.set_position(
                             self.service.name, run_id=run.run_id, position=position
                         )
+            else:
+                self._say_if_mixed(run, chunks, snapshot.marker)
             if self.pool is not None:
                 self.view = ahead.view if ahead is not None else self._shared_view(snapshot)
             try:
@@ -443,6 +445,33 @@ class _ServiceRun:
             finally:
                 self.view = None
                 self.close_read_ahead()  # its snapshot with it
+
+    def _say_if_mixed(self, run: RunRecord, chunks: list[ChunkRecord], marker: str) -> None:
+        """A resumed run reads the chunks it still has to read under a new snapshot: say so (and
+        record it) when it keeps chunks read under an earlier one, as it then holds rows read at
+        more than one point in time."""
+        earlier = Counter(
+            c.snapshot
+            for c in chunks
+            if c.snapshot and c.snapshot != marker and (self._done(c) or not self._needs_extract(c))
+        )
+        if not earlier:
+            return
+        kept = sum(earlier.values())
+        self.emit(
+            Note(
+                self.service.name,
+                f"run {run.run_id} continues under a new snapshot of the source ({marker}); "
+                f"{kept} chunk{'s' if kept != 1 else ''} keep the rows read under "
+                f"{', '.join(sorted(earlier))} (`migrate status` shows the run's snapshots)",
+            )
+        )
+        self.ledger.record_audit(
+            actor=actor(),
+            service=self.service.name,
+            action="run.new_snapshot",
+            detail={"run_id": run.run_id, "snapshot": marker, "earlier": dict(earlier)},
+        )
 
     def _shared_view(self, snapshot: Snapshot) -> SharedView | None:
         specs = [d.extract for d in self.plan.doc_types]

@@ -22,6 +22,9 @@ class ServiceStatus:
     started_at: datetime | None = None
     finished_at: datetime | None = None
     snapshot: str | None = None
+    # The snapshots the run's chunks were read under: more than one after a run resumed under a
+    # new snapshot (see `migrate.pipeline`).
+    snapshots: tuple[str, ...] = ()
     chunks_total: int = 0
     chunks_by_state: dict[str, int] = field(default_factory=dict)
     documents: int = 0
@@ -57,6 +60,7 @@ class ServiceStatus:
             "started_at": self.started_at.isoformat() if self.started_at else None,
             "finished_at": self.finished_at.isoformat() if self.finished_at else None,
             "snapshot": self.snapshot,
+            "snapshots": list(self.snapshots),
             "chunks": {"total": self.chunks_total, **self.chunks_by_state},
             "documents": self.documents,
             "rejects": self.rejects,
@@ -153,6 +157,7 @@ def _run_status(ledger: Ledger, service: str) -> ServiceStatus:
         started_at=run.started_at,
         finished_at=run.finished_at,
         snapshot=run.snapshot or None,
+        snapshots=tuple(sorted({c.snapshot for c in chunks if c.snapshot})),
         chunks_total=len(chunks),
         chunks_by_state={state.value: states.get(state.value, 0) for state in ChunkState},
         documents=documents,

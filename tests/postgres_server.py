@@ -92,6 +92,44 @@ class PostgresServer:
             connection.execute(f'CREATE DATABASE "{name}"')
         return self.url(name)
 
+    def create_login(self, user: str, password: str) -> str:
+        """A role that must give `password` to log in (scram-sha-256 over TCP, ahead of the trust
+        rule everyone else meets) and a fresh database it owns; returns the database's URL,
+        without the password."""
+        import time
+
+        import psycopg
+        from psycopg import sql
+
+        name = f"t_{uuid.uuid4().hex[:12]}"
+        dsn = f"host=127.0.0.1 port={self.port} user=postgres dbname=postgres"
+        with psycopg.connect(dsn, autocommit=True) as connection:
+            connection.execute(
+                sql.SQL("CREATE ROLE {} LOGIN PASSWORD {}").format(
+                    sql.Identifier(user), sql.Literal(password)
+                )
+            )
+            connection.execute(
+                sql.SQL("CREATE DATABASE {} OWNER {}").format(
+                    sql.Identifier(name), sql.Identifier(user)
+                )
+            )
+            hba = self.data / "pg_hba.conf"
+            hba.write_text(f"host all {user} 127.0.0.1/32 scram-sha-256\n" + hba.read_text())
+            connection.execute("SELECT pg_reload_conf()")
+        deadline = time.monotonic() + 30
+        while True:  # the reload is asynchronous: until a login without the password fails
+            try:
+                psycopg.connect(
+                    f"host=127.0.0.1 port={self.port} user={user} dbname={name}"
+                ).close()
+            except psycopg.OperationalError:
+                break
+            if time.monotonic() > deadline:
+                raise RuntimeError(f"the server still lets {user} in without a password")
+            time.sleep(0.05)
+        return f"postgresql+psycopg://{user}@127.0.0.1:{self.port}/{name}"
+
     def connect(self, url: str, *, autocommit: bool = True) -> object:
         """A psycopg connection (autocommit unless asked) to a database `create_database`
         made."""

@@ -138,3 +138,69 @@ def use_capture(project: Path, service: str = "pds") -> None:
     text = config.read_text()
     assert line in text
     config.write_text(text.replace(line, line + 'capture = "triggers"\n'))
+
+
+# A chunk phase's evidence: the chunk columns that phase sets (`migrate.ledger.states`).
+PHASES = ("planned", "extracted", "transformed", "loaded")
+EVIDENCE = {
+    "extracted": ("staged_path", "staged_checksum", "snapshot"),
+    "transformed": ("transform_fingerprint", "documents", "rejects", "doc_checksum"),
+    "loaded": ("written", "unchanged"),
+}
+
+
+def ledger_evidence_problems(url: str) -> list[str]:
+    """Every way the ledger at `url` shows a phase without its evidence: a chunk in a phase
+    lacking a column that phase or an earlier one sets, keeping one a later phase sets, or with
+    no checkpoint of its phase whose checksum is the chunk's; a complete run with a chunk not
+    loaded. Empty when the ledger is consistent."""
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(url)
+    try:
+        with engine.connect() as conn:
+            chunks = [dict(r) for r in conn.execute(sa.text("SELECT * FROM chunks")).mappings()]
+            checkpoints = [
+                dict(r)
+                for r in conn.execute(
+                    sa.text(
+                        "SELECT run_id, chunk_id, phase, checksum, note FROM checkpoints "
+                        "WHERE chunk_id IS NOT NULL ORDER BY id"
+                    )
+                ).mappings()
+            ]
+            runs = {r[0]: r[1] for r in conn.execute(sa.text("SELECT run_id, status FROM runs"))}
+    finally:
+        engine.dispose()
+    latest: dict[tuple[str, str, str], dict[str, Any]] = {}
+    for point in checkpoints:
+        if point["phase"] == "amended":  # documents withdrawn in place: the phase's checksum
+            for phase in ("transformed", "loaded"):
+                key = (point["run_id"], point["chunk_id"], phase)
+                if key in latest:
+                    latest[key] = point
+        else:
+            latest[(point["run_id"], point["chunk_id"], point["phase"])] = point
+    problems = []
+    for chunk in chunks:
+        name = f"run {chunk['run_id']} chunk {chunk['chunk_id']} ({chunk['state']})"
+        rank = PHASES.index(chunk["state"])
+        for phase, columns in EVIDENCE.items():
+            reached = PHASES.index(phase) <= rank
+            for column in columns:
+                if reached and chunk[column] is None:
+                    problems.append(f"{name}: no {column}")
+                if not reached and chunk[column] is not None:
+                    problems.append(f"{name}: keeps {column} of the later phase {phase}")
+        if rank >= 1 and chunk["rows"] in ("{}", None):
+            problems.append(f"{name}: no staged row counts")
+        point = latest.get((chunk["run_id"], chunk["chunk_id"], chunk["state"]))
+        if point is None:
+            problems.append(f"{name}: no checkpoint of its phase")
+        elif rank >= 1:
+            want = chunk["staged_checksum"] if rank == 1 else chunk["doc_checksum"]
+            if point["checksum"] != want:
+                problems.append(f"{name}: its last checkpoint has checksum {point['checksum']}")
+        if runs.get(chunk["run_id"]) == "complete" and chunk["state"] != "loaded":
+            problems.append(f"{name}: its run is complete")
+    return problems

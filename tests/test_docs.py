@@ -85,3 +85,22 @@ def test_no_document_points_outside_the_repository() -> None:
         assert "../shared" not in text and "MAPPING.md" not in text, path
     readme = (ROOT / "README.md").read_text()
     assert "(docs/mapping.md)" in readme
+
+
+def test_every_command_a_runbook_names_exists() -> None:
+    """Runbook steps are `migrate` commands: every command (and cutover step) they name is one."""
+    import re
+
+    from migrate.cli.main import cli
+    from migrate.cutover import CUTOVER_STEPS
+
+    runbooks = Path(__file__).parents[1] / "runbooks"
+    named: set[str] = set()
+    steps: set[str] = set()
+    for page in runbooks.glob("*.md"):
+        text = page.read_text()
+        named |= set(re.findall(r"`migrate ([a-z]+)", text))
+        steps |= set(re.findall(r"`migrate cutover [A-Za-z_]+ ([a-z]+)", text))
+    assert {"capture", "run", "delta", "cutover", "audit", "runbook"} <= named
+    assert named <= set(cli.commands), named - set(cli.commands)
+    assert steps and steps <= set(CUTOVER_STEPS), steps - set(CUTOVER_STEPS)

@@ -239,6 +239,13 @@ class Renderer:
                 s.next_step,
             )
         self.out.print(table)
+        for s in statuses:
+            if len(s.snapshots) > 1:
+                self.out.print(
+                    f"{s.service}: run {s.run_id} holds chunks read under {len(s.snapshots)} "
+                    f"snapshots of the source (it resumed under a new one): "
+                    f"{', '.join(s.snapshots)}"
+                )
 
     def demo_summary(self, summary: DemoSummary) -> None:
         if self.quiet:

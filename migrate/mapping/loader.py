@@ -61,6 +61,14 @@ _FORM_KEYS = {
     "lookup": ("lookup", "on", "fields", "field"),
 }
 _Pairs = list[tuple[str, int, Node]]
+# What a YAML tag reads a scalar as, for messages about a scalar it cannot read.
+_TAG_KINDS = {
+    "timestamp": "date or date-time",
+    "int": "integer",
+    "float": "number",
+    "bool": "boolean",
+    "binary": "base64 binary value",
+}
 
 
 def load_mapping(path: Path, *, default_bucket_type: str = "default") -> Mapping:
@@ -102,6 +110,9 @@ def parse_mapping(text: str, path: Path, *, default_bucket_type: str = "default"
     deepest = _deepest(root)
     if deepest is not None:
         raise MappingError([_too_deep(file, deepest)])
+    oversized = _oversized(root)
+    if oversized is not None:
+        raise MappingError([_too_big(file, oversized)])
     reader = _Reader(file, default_bucket_type)
     try:
         mapping = reader.mapping(root, path)
@@ -147,6 +158,53 @@ def _deepest(root: Node | None) -> int | None:
         elif isinstance(node, SequenceNode):
             stack.extend((item, depth + 1) for item in node.value)
     return None
+
+
+MAX_VALUES = 100_000  # YAML nodes a mapping may hold with its aliases expanded: ~300 in the demo
+
+
+def _too_big(file: str, line: int) -> Problem:
+    return Problem(
+        file,
+        line,
+        "",
+        f"the mapping holds more than {MAX_VALUES:,} values once its aliases are expanded",
+        "an alias (`*name`) repeats everything its anchor holds: repeat less, or write the "
+        "values out",
+    )
+
+
+def _oversized(root: Node | None) -> int | None:
+    """The line of the first node that holds more than MAX_VALUES nodes once aliases are
+    expanded (each use of an alias counts what it refers to again: a few nested anchors used
+    a few times each make billions), counted without expanding them or recursing."""
+    if root is None:
+        return None
+    sizes: dict[int, int] = {}
+    on_path: set[int] = set()  # an alias to a node being counted refers to itself: counted once
+    stack: list[tuple[Node, bool]] = [(root, False)]
+    while stack:
+        node, counted = stack.pop()
+        key = id(node)
+        if counted:
+            on_path.discard(key)
+            size = 1 + sum(sizes.get(id(child), 1) for child in _children(node))
+            if size > MAX_VALUES:
+                return _line(node)
+            sizes[key] = size
+        elif key not in sizes and key not in on_path:
+            on_path.add(key)
+            stack.append((node, True))
+            stack.extend((child, False) for child in _children(node))
+    return None
+
+
+def _children(node: Node) -> list[Node]:
+    if isinstance(node, MappingNode):
+        return [part for pair in node.value for part in pair]
+    if isinstance(node, SequenceNode):
+        return list(node.value)
+    return []
 
 
 def _line(node: Node) -> int:
@@ -260,6 +318,19 @@ class _Reader:
             value = self._constructor.construct_object(node, deep=True)
         except yaml.YAMLError:
             self.problem(_line(node), path, f"unsupported YAML tag `{node.tag}`", "remove the tag")
+            return False, None
+        except (ValueError, TypeError, AttributeError, KeyError, OverflowError) as exc:
+            # PyYAML's own readers of a tagged or implicitly typed scalar fail with Python's
+            # exceptions: an impossible date (2024-02-30), `!!timestamp foo`, `!!int abc`...
+            tag = str(node.tag).rsplit(":", 1)[-1]
+            kind = _TAG_KINDS.get(tag, f"`!!{tag}` value")
+            reason = f" ({exc})" if tag == "timestamp" and isinstance(exc, ValueError) else ""
+            self.problem(
+                _line(node),
+                path,
+                f"`{node.value}` is not a valid {kind}{reason}",
+                "correct it, or quote it to make it a string",
+            )
             return False, None
         if value is None or isinstance(value, str | bool | int):
             return True, value

@@ -7,7 +7,10 @@ no secret: the worker reads the password from the environment variable the proje
 
 A SQLite writer waiting to commit (it holds PENDING until the snapshot ends) keeps new readers
 out, so a worker may not get in: after `busy_seconds` its read fails with `ViewBusy`, and the
-caller reads that chunk on the snapshot's own connection, which holds its lock already. A MariaDB
+caller reads that chunk on the snapshot's own connection, which holds its lock already. A worker
+waits so once per view: a writer that waits for the snapshot to end waits for as long as the
+service's run, so the worker's later chunks of that view are handed back at once while it is
+there (they are read as soon as it is gone: a writer whose own timeout ran out). A MariaDB
 worker whose own snapshot is not at the view's binary-log position fails the same way (and says
 so at once for the view's later chunks).
 
@@ -92,6 +95,7 @@ class _Joined:
     def __init__(self) -> None:
         self.key: tuple[str, str] | None = None
         self.refused: tuple[str, str] | None = None  # a view this process cannot join
+        self.waited: tuple[str, str] | None = None  # a view a writer kept this process out of
         self.source: Source | None = None
         self.snapshot: Snapshot | None = None
         self._stack = ExitStack()
@@ -121,7 +125,8 @@ class _Joined:
                 )
         url = view.url
         if view.token.startswith("sqlite:"):
-            url = str(make_url(url).update_query_dict({"timeout": str(view.busy_seconds)}))
+            wait = 0.0 if self.waited == key else view.busy_seconds
+            url = str(make_url(url).update_query_dict({"timeout": str(wait)}))
         try:
             source = Source(
                 url, password=password, password_env=view.password_env, schema=view.schema
@@ -169,10 +174,16 @@ def _read_once(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
         raise
     except Exception as exc:
         if _busy(exc):
+            key = (read.view.url, read.view.token)
+            what = (
+                f"a worker waited {read.view.busy_seconds:g} s for a read lock on the source"
+                if _JOINED.waited != key
+                else "a writer waiting to commit still keeps the workers out of the source"
+            )
             _JOINED.leave()
+            _JOINED.waited = key  # the next chunks of this view do not wait for the writer
             raise ViewBusy(
-                f"a worker waited {read.view.busy_seconds:g} s for a read lock on the source "
-                f"(chunk {read.index})",
+                f"{what} (chunk {read.index})",
                 hint="a writer is waiting to commit; the chunk is read on the snapshot's own "
                 "connection instead",
             ) from None
@@ -206,7 +217,7 @@ def settle(outcome: Future[_T], here: Callable[[], _T] | None) -> _T:
 def leave_view() -> None:
     """Close this process's joined view (the next read joins again)."""
     _JOINED.leave()
-    _JOINED.refused = None
+    _JOINED.refused = _JOINED.waited = None
 
 
 __all__ = [

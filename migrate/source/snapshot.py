@@ -362,7 +362,10 @@ class Snapshot:
             try:
                 self._connection.rollback()
             finally:
-                self._connection.close()
+                try:
+                    self._connection.close()
+                finally:
+                    self._rules.end(self._view)
 
 
 @contextmanager

@@ -85,6 +85,7 @@ def test_public_api_is_exactly_all() -> None:
     public = {name for name in dir(migrate.ledger) if not name.startswith("_")}
     modules = {
         "claims",
+        "cutover",
         "engine",
         "leases",
         "records",

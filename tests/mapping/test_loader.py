@@ -197,6 +197,29 @@ def test_a_mapping_nested_too_deep_is_a_problem_not_a_crash(tmp_path: Path, dept
     assert len(problems) == 1 and "nests deeper than 64 levels" in problems[0].message
 
 
+@pytest.mark.parametrize("levels", [6])
+def test_a_mapping_whose_aliases_expand_past_a_limit_is_a_problem(
+    tmp_path: Path, levels: int
+) -> None:
+    """Nested anchors each used nine times ("billion laughs"): 9**6 values once expanded, which
+    the loader and the plan walked one by one (4 s here; each level more takes nine times the
+    time and the memory)."""
+    anchors = ["a0: &a0 [x, x, x, x, x, x, x, x, x]"]
+    anchors += [f"a{i}: &a{i} [{', '.join([f'*a{i - 1}'] * 9)}]" for i in range(1, levels)]
+    text = "service: s\ndocuments:\n  d:\n    table: T\n    bucket: b\n    fields:\n"
+    text += "      x:\n        literal:\n" + "".join(f"          {a}\n" for a in anchors)
+    problems = problems_of(tmp_path, text)
+    assert len(problems) == 1
+    assert "more than 100,000 values once its aliases are expanded" in problems[0].message
+    assert problems[0].line == 9 + 5  # the anchor whose uses first pass the limit
+
+
+def test_a_recursive_alias_is_not_counted_forever(tmp_path: Path) -> None:
+    text = "service: s\ndocuments:\n  d:\n    table: T\n    bucket: b\n    fields:\n"
+    text += "      x: {literal: &y [*y, *y]}\n"
+    assert "recursive" in problems_of(tmp_path, text)[0].message
+
+
 def test_not_a_mapping(tmp_path: Path) -> None:
     problems = problems_of(tmp_path, "- one\n- two\n")
     assert where(problems) == [(1, "")]
@@ -322,6 +345,28 @@ def test_constants_that_json_cannot_hold(tmp_path: Path) -> None:
     text += "      x: {literal: .nan}\n"
     [problem] = problems_of(tmp_path, text)
     assert (problem.line, problem.field) == (7, "documents.d.fields.x.literal")
+
+
+@pytest.mark.parametrize(
+    ("constant", "message"),
+    [  # found by tests/mapping/test_fuzz.py: each crashed the loader with a Python exception
+        ("2024-02-30", "`2024-02-30` is not a valid date or date-time (day is out of range"),
+        ("!!timestamp foo", "`foo` is not a valid date or date-time"),
+        ("2001-12-14 21:59:43.10 -25:00", "is not a valid date or date-time (offset must be"),
+        ("!!int abc", "`abc` is not a valid integer"),
+        ("!!float abc", "`abc` is not a valid number"),
+        ("!!bool maybe", "`maybe` is not a valid boolean"),
+    ],
+)
+def test_constants_yaml_cannot_read_are_problems(
+    tmp_path: Path, constant: str, message: str
+) -> None:
+    text = "service: s\ndocuments:\n  d:\n    table: T\n    bucket: b\n    fields:\n"
+    text += f"      x: {{literal: {constant}}}\n"
+    [problem] = problems_of(tmp_path, text)
+    assert (problem.line, problem.field) == (7, "documents.d.fields.x.literal")
+    assert message in problem.message
+    assert problem.hint == "correct it, or quote it to make it a string"
 
 
 def test_every_problem_is_reported_at_once(tmp_path: Path) -> None:

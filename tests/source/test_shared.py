@@ -229,6 +229,27 @@ def test_a_writer_waiting_to_commit_keeps_workers_out(make_db: MakeDb) -> None:
     source.close()
 
 
+def test_a_worker_waits_for_a_waiting_writer_once_per_view(make_db: MakeDb) -> None:
+    """A writer waiting to commit waits for the snapshot to end, so a worker that waited
+    `busy_seconds` once hands the view's next chunks back at once (no wait per chunk)."""
+    path = make_db(DDL, ROWS)
+    source = Source(f"sqlite:///{path}")
+    with source.snapshot() as snapshot:
+        view = share_view(source, snapshot, [SPEC])
+        assert view is not None
+        (chunk,) = snapshot.plan_chunks(SPEC, 100)
+        writer = WaitingWriter(path)
+        first = ChunkRead(replace(view, busy_seconds=0.05), 0, *chunk.bounds_json())
+        with pytest.raises(ViewBusy, match=r"waited 0\.05 s for a read lock"):
+            read_chunk(first, SPEC)
+        # The worker does not wait for this view again (it would fail with the first message).
+        later = ChunkRead(replace(view, busy_seconds=3), 0, *chunk.bounds_json())
+        with pytest.raises(ViewBusy, match="a writer waiting to commit still keeps the workers"):
+            read_chunk(later, SPEC)
+    writer.finish()
+    source.close()
+
+
 REGIONS_SPEC = ExtractSpec(
     "geo", "region", "REGIONS", ("REGION",), None,
     (NodeSpec("root", NodeKind.ROOT, "REGIONS", ("REGION", "NAME")),),

@@ -136,6 +136,10 @@ class SourceDialect:
     def resume(self, view: View) -> None:
         """Start the read transaction `pause` ended, proving it sees the same view."""
 
+    def end(self, view: View) -> None:
+        """Release what `begin` or `join` took for the view besides its connection, once that
+        connection is closed."""
+
     # -- reading ---------------------------------------------------------------------------
 
     def cursor(self, connection: Connection) -> Any:

@@ -7,12 +7,19 @@ Another connection sees the same view in a rollback-journal mode: the first read
 SHARED lock keeps every writer out until it ends, and the file change counter in the database
 header (bytes 24-27, changed by every commit) proves a later transaction sees the same data. In
 WAL mode each reader has its own view and no way to share it: no token.
+
+The header is read through a descriptor that stays open while any view of the file is open in
+this process (`_Headers`): SQLite's locks are POSIX record locks, which belong to the process
+and are all released when it closes any descriptor of the file, so opening and closing the file
+to read 4 bytes would silently let writers in under a view that claims to keep them out.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
 import sqlite3
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
@@ -23,7 +30,7 @@ from sqlalchemy.engine.interfaces import ReflectedColumn
 
 from migrate.errors import SourceError
 from migrate.schema import ColumnType
-from migrate.source.dialects.base import SourceDialect, View, first_row, now
+from migrate.source.dialects.base import SourceDialect, View, first_row
 from migrate.source.normalize import tolerant_text
 from migrate.source.types import resolve_type
 
@@ -48,6 +55,59 @@ def _file(database: str | None) -> str | None:
     if not database or database == ":memory:" or database.startswith("file:"):
         return None
     return database
+
+
+class _Headers:
+    """One read-only descriptor per database file, open while this process holds a view of it.
+
+    Closing a descriptor of a file drops every POSIX lock the process holds on that file, the
+    SHARED lock of an open read transaction included (SQLite itself never closes one while a
+    lock is held). So the header is read through a descriptor opened before a view takes its
+    lock and closed only when no view of the file is left in this process."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._open: dict[str, tuple[int, int]] = {}  # path -> (descriptor, views using it)
+
+    def acquire(self, path: str) -> None:
+        with self._lock:
+            found = self._open.get(path)
+            if found is None:
+                try:
+                    fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+                except OSError:
+                    return  # no file (yet): `counter` reads None, the view gets no token
+                found = (fd, 0)
+            self._open[path] = (found[0], found[1] + 1)
+
+    def release(self, path: str) -> None:
+        with self._lock:
+            found = self._open.get(path)
+            if found is None:
+                return
+            fd, users = found
+            if users > 1:
+                self._open[path] = (fd, users - 1)
+                return
+            del self._open[path]
+        os.close(fd)  # no view of the file is left in this process: no lock to lose
+
+    def counter(self, path: str) -> int | None:
+        """The file change counter (header bytes 24-27), or None without a header."""
+        with self._lock:
+            found = self._open.get(path)
+            if found is None:
+                return None
+            try:
+                header = os.pread(found[0], 100, 0)
+            except OSError:
+                return None
+        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
+            return None
+        return int.from_bytes(header[24:28], "big")
+
+
+_HEADERS = _Headers()
 
 
 class SQLiteDialect(SourceDialect):
@@ -94,15 +154,52 @@ class SQLiteDialect(SourceDialect):
             connection.text_factory = str
 
     def begin(self, connection: Connection) -> View:
-        _read(connection)
-        (version,) = first_row(connection, "PRAGMA data_version")
-        marker = f"sqlite:data_version={version};at={now()}"
-        return View(connection, marker, token=self._token(connection))
+        self._hold_header()
+        try:
+            _read(connection)
+            (version,) = first_row(connection, "PRAGMA data_version")
+            token = self._token(connection)
+            # Told apart from any other snapshot: SQLite has no snapshot id (data_version counts
+            # only from this connection's start), so the marker takes the time to the
+            # microsecond and, where there is one, the file change counter the token proves.
+            stamp = dt.datetime.now(dt.UTC).isoformat(timespec="microseconds")
+            marker = f"sqlite:data_version={version};at={stamp.replace('+00:00', 'Z')}"
+            if token is not None:
+                marker += f";{token.removeprefix('sqlite:')}"
+            return View(connection, marker, token=token)
+        except BaseException:
+            self._release_header()
+            raise
 
     def join(self, connection: Connection, value: str) -> Connection:
-        _read(connection)
-        self._same_view(connection, f"{self.token_kind}:{value}")
+        self._hold_header()
+        try:
+            _read(connection)
+            self._same_view(connection, f"{self.token_kind}:{value}")
+        except BaseException:
+            self._release_header()
+            raise
         return connection
+
+    def end(self, view: View) -> None:
+        """The view's connection is closed: its header descriptor may go with it."""
+        self._release_header()
+
+    def _database(self) -> str | None:
+        """The database file as the header registry knows it (one entry per file, however its
+        path is spelled)."""
+        database = _file(self.engine.url.database)
+        return None if database is None else os.path.realpath(database)
+
+    def _hold_header(self) -> None:
+        database = self._database()
+        if database is not None:
+            _HEADERS.acquire(database)
+
+    def _release_header(self) -> None:
+        database = self._database()
+        if database is not None:
+            _HEADERS.release(database)
 
     def pause(self, view: View) -> bool:
         """Between chunks a worker holds no lock: the next read proves by the token that the
@@ -119,17 +216,10 @@ class SQLiteDialect(SourceDialect):
         self._same_view(view.connection, view.token)
 
     def _counter(self) -> int | None:
-        """The database file's change counter, or None when it has no header."""
-        database = _file(self.engine.url.database)
-        if database is None:
-            return None
-        try:
-            header = _header(database)
-        except OSError:
-            return None
-        if len(header) < 100 or not header.startswith(b"SQLite format 3\x00"):
-            return None
-        return int.from_bytes(header[24:28], "big")
+        """The database file's change counter, or None when it has no header (read through the
+        descriptor the view holds: never one opened and closed here)."""
+        database = self._database()
+        return None if database is None else _HEADERS.counter(database)
 
     def _token(self, connection: Connection) -> str | None:
         """The view's token, read while the connection's read transaction holds its SHARED
@@ -169,22 +259,6 @@ class SQLiteDialect(SourceDialect):
                 resolved = declared
             columns.append((str(row[1]), resolved, not row[3]))
         return columns
-
-
-# Descriptors of source files whose header this process reads, kept open for its whole life.
-# POSIX locks belong to the process, not to a descriptor: closing ANY descriptor of a file drops
-# every lock the process holds on it, the SHARED lock of a snapshot's read transaction included.
-# A header read with open()/close() therefore let writers commit under a snapshot that thought it
-# kept them out (readers then saw torn pages: "database disk image is malformed", or documents
-# built from two states). SQLite's own connections are safe: it tracks them per file.
-_HEADERS: dict[str, int] = {}
-
-
-def _header(database: str) -> bytes:
-    fd = _HEADERS.get(database)
-    if fd is None:
-        fd = _HEADERS[database] = os.open(database, os.O_RDONLY)
-    return os.pread(fd, 100, 0)
 
 
 def _read(connection: Connection) -> None:
