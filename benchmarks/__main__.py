@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import build, end_to_end, extract, memory, reconcile, riak
+from benchmarks import build, delta, end_to_end, extract, memory, reconcile, riak
 from benchmarks.harness import (
     Case,
     Settings,
@@ -25,6 +25,7 @@ CASES: dict[str, Case] = {
     "extract": extract.run,
     "end_to_end": end_to_end.run,
     "memory": memory.run,
+    "delta": delta.run,
 }
 
 
