@@ -112,3 +112,29 @@ def test_a_holder_killed_elsewhere_is_taken_over_after_its_lease_expires(
     time.sleep(2.5)
     result = migrate_cli("run", "pds")
     assert result.exit_code == 0, result.output
+
+
+@pytest.mark.postgres
+def test_a_shared_postgresql_ledger_keeps_two_processes_off_one_service(
+    demo_project: Path, migrate_cli: Invoke, pg_url: str
+) -> None:
+    """Two operators sharing a PostgreSQL ledger: a second `run` of a service is refused while a
+    real process holds it, another service runs meanwhile, and the ledger stays whole."""
+    config = demo_project / "migrate.toml"
+    config.write_text(config.read_text().replace('"sqlite:///.migrate/state.db"', f'"{pg_url}"'))
+    assert migrate_cli("run", "ods").exit_code == 0
+    holder = _hold_in_a_process(demo_project, 60)
+    try:
+        refused = migrate_cli("run", "pds")
+        assert refused.exit_code == 1 and f"(pid {holder.pid})" in refused.output
+        other = migrate_cli("run", "scr")
+        assert other.exit_code == 0, other.output
+    finally:
+        holder.kill()
+        holder.wait()
+        assert holder.stdout is not None
+        holder.stdout.close()
+    done = migrate_cli("run", "pds")
+    assert done.exit_code == 0, done.output
+    status = migrate_cli("status", "--format", "json")
+    assert status.exit_code == 0 and '"loaded"' in status.stdout
