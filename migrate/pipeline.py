@@ -352,7 +352,10 @@ class _ServiceRun:
     def _open_run(self) -> tuple[RunRecord, bool]:
         name = self.service.name
         run = self.ledger.latest_run(name)
-        if run is not None and not self.fresh:
+        moved = run is not None and not self.fresh and self._target_changed(run)
+        if moved:
+            self.emit(Note(name, f"the run loaded another target ({moved}): starting a new run"))
+        if run is not None and not self.fresh and not moved:
             changed = self._extract_changed(run)
             if changed is None:
                 if run.mapping_fingerprint != self.plan.fingerprint:
@@ -378,14 +381,29 @@ class _ServiceRun:
         if self._ahead is not None:
             self._ahead.adopted = True
         self.ledger.record_audit(
-            actor=actor(), service=name, action="run.start", detail={"run_id": run.run_id}
+            actor=actor(),
+            service=name,
+            action="run.start",
+            detail={"run_id": run.run_id, "target": self.project.target.display_url},
         )
         return run, False
+
+    def _target_changed(self, run: RunRecord) -> str | None:
+        """The target the run loaded into, when it is not the one configured now (a rehearsal on
+        the embedded target, then Riak: resuming would load nothing into Riak)."""
+        for row in reversed(self.ledger.audit_log(self.service.name)):
+            if row["action"] == "run.start" and row["detail"].get("run_id") == run.run_id:
+                loaded = row["detail"].get("target")
+                current = self.project.target.display_url
+                return loaded if loaded is not None and loaded != current else None
+        return None
 
     def _starts_afresh(self) -> bool:
         """Whether `_open_run` would start a new run now (it reads the ledger the same way)."""
         run = self.ledger.latest_run(self.service.name)
-        return run is None or self.fresh or self._extract_changed(run) is not None
+        if run is None or self.fresh or self._target_changed(run):
+            return True
+        return self._extract_changed(run) is not None
 
     def _extract_changed(self, run: RunRecord) -> str | None:
         """The first document type whose planned chunks were extracted for a different read."""

@@ -13,7 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from support import WaitingWriter, share_then_block
+from support import Invoke, WaitingWriter, share_then_block
 
 from migrate.document import Document
 from migrate.errors import SourceError, TargetError
@@ -412,3 +412,16 @@ def test_a_read_ahead_that_fails_leaves_the_service_to_its_own_turn(
     ]
     runs = [p.name for p in (project.config.work_dir / "scr").iterdir() if p.name != "reconcile"]
     assert runs == [reports[1].run_id]
+
+
+def test_a_run_into_another_target_starts_afresh(demo_project: Path, migrate_cli: Invoke) -> None:
+    """Rehearsed on the embedded target, then pointed at another: resuming would load nothing
+    there, so the run starts afresh and loads everything."""
+    assert migrate_cli("run", "ods").exit_code == 0
+    config = demo_project / "migrate.toml"
+    config.write_text(config.read_text().replace("target.db", "other-target.db"))
+    again = migrate_cli("run", "ods")
+    assert again.exit_code == 0, again.output
+    assert "loaded another target" in again.output
+    dumped = migrate_cli("dump", "ods")
+    assert dumped.exit_code == 0 and dumped.stdout.count("\n") > 0
