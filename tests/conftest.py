@@ -1,5 +1,6 @@
 """Fixtures shared across test folders: a small demo project copied fresh for each test, a fake
-Riak node, and a throwaway PostgreSQL server."""
+Riak node, real Riak nodes (from the Riak test server folder beside the checkout, skipped when it
+is absent), and a throwaway PostgreSQL server."""
 
 from __future__ import annotations
 
@@ -13,6 +14,8 @@ from postgres_server import PostgresServer, find_bin_dir
 from riak_fake import SIBLINGS_TYPE_PROPS, RiakFake
 from support import DEMO_CHUNK_SIZE, DEMO_PATIENTS, DEMO_SEED, Invoke, set_run_option
 
+from benchmarks.riak_node import RiakNodes, absent_reason, riak_home
+
 
 @pytest.fixture
 def riak_fake() -> Iterator[RiakFake]:
@@ -24,6 +27,33 @@ def riak_fake() -> Iterator[RiakFake]:
         yield fake
     finally:
         fake.stop()
+
+
+def _start_riak(folder: Path, nodes: int) -> RiakNodes:
+    if riak_home() is None:
+        pytest.skip(absent_reason())
+    return RiakNodes.start(folder, nodes=nodes)
+
+
+@pytest.fixture(scope="session")
+def riak_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RiakNodes]:
+    """A real three-node Riak cluster for the whole session (about 19 s to start): tests that
+    stop one of its nodes start it again before they end."""
+    cluster = _start_riak(tmp_path_factory.mktemp("riak-cluster"), 3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def riak_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RiakNodes]:
+    """A real one-node Riak of the module's own, which its tests may stop and start again."""
+    node = _start_riak(tmp_path_factory.mktemp("riak-node"), 1)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")
