@@ -46,6 +46,7 @@ def open_target(config: TargetConfig, *, base_dir: Path, read_only: bool = False
             pw=config.pw,
             r=config.r,
             failure_threshold=config.failure_threshold,
+            patience=config.patience,
         )
     raise ConfigError(
         f"[target] url scheme {scheme or url!r} is not supported",

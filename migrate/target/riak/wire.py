@@ -19,8 +19,9 @@ from collections.abc import Collection, Coroutine
 from typing import Any, TypeVar
 
 from migrate.errors import TargetError, TransientTargetError, register_secret
-from migrate.target.riak.client import Reply, RiakURL, judge, tls_context
-from migrate.target.riak.hosts import Host, HostRing
+from migrate.target.riak.answers import NodeUnavailable, Reply, judge, needs_ping
+from migrate.target.riak.client import RiakURL, tls_context
+from migrate.target.riak.hosts import PROBE_PATH, Host, HostRing
 
 MAX_HEAD_BYTES = 64 * 1024
 _NO_BODY = frozenset((204, 304))
@@ -291,8 +292,25 @@ class AsyncRiakHTTP:
                 conn.close()  # cancelled mid-request: the connection's state is unknown
                 raise
             self._give_back(host, conn)
-            return judge(reply, ok, f"{method} {path} on {host.host}:{host.port}", self.url)
+            up = not needs_ping(reply) or await self._answers(host, "/ping", (200,))
+            where = f"{method} {path} on {host.host}:{host.port}"
+            try:
+                return judge(reply, ok, where, self.url.display, node_up=up)
+            except NodeUnavailable:
+                host.mark_down(self.cool_off)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    async def serving(self) -> bool:
+        """True when some host serves again: /ping answers OK and riak_kv answers a read (the
+        probe of a load waiting out an outage; hosts that serve are no longer cooled off)."""
+        found = False
+        for host in self._hosts:
+            ping = await self._answers(host, "/ping", (200,))
+            if ping and await self._answers(host, PROBE_PATH, (200, 404)):
+                host.mark_up()
+                found = True
+        return found
 
     async def close(self) -> None:
         for conn in list(self._all):
@@ -349,6 +367,25 @@ class AsyncRiakHTTP:
             raise self._failed(host, method, path, reason) from exc
         self._all.add(conn)
         return conn
+
+    async def _answers(self, host: _Host, path: str, statuses: Collection[int]) -> bool:
+        """Whether `host` answers GET `path` with one of `statuses` from Riak KV itself (OK for
+        /ping, text/plain for a 404), on a connection of its own; any failure is a no."""
+        try:
+            conn = await self._borrow(host, "GET", path, fresh=True)
+        except TargetError:
+            return False
+        request = b"GET %s HTTP/1.1\r\n%s%s\r\n" % (path.encode(), conn.host_line, self.auth_line)
+        try:
+            reply = await conn.send(request, head_only=False, timeout=self.timeout)
+        except (OSError, MalformedAnswer):
+            return False
+        finally:
+            conn.close()
+            self._all.discard(conn)
+        if reply.status not in statuses or needs_ping(reply):
+            return False
+        return path != "/ping" or reply.body.strip() == b"OK"
 
     def _give_back(self, host: _Host, conn: Connection) -> None:
         host.mark_up()
