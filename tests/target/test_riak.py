@@ -1,9 +1,9 @@
-"""RiakTarget against the fake Riak node, or against a real node when RIAK_URL is set.
+"""RiakTarget against the fake Riak node and, when RIAK_URL is set, against a real node too.
 
-With RIAK_URL (e.g. http://127.0.0.1:8098) the same tests run unchanged against that node, which
-needs a bucket type `siblings` with allow_mult=true (`riak admin bucket-type create siblings
-'{"props":{"allow_mult":true}}'` then `activate`); only fault-injection, TLS and auth tests, which
-need the fake's controls, are skipped there.
+With RIAK_URL (e.g. http://127.0.0.1:8098; CI starts a node and sets it) the tests that take `node`
+run against that node as well, which needs a bucket type `siblings` with allow_mult=true (`riak
+admin bucket-type create siblings '{"props":{"allow_mult":true}}'` then `activate`); fault-
+injection, TLS and auth tests need the fake's controls and run against the fake only.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from migrate.target.riak import store as riak_store
 from migrate.target.riak.batch import PlannedDocuments
 
 REAL_NODE = os.environ.get("RIAK_URL")
-fake_only = pytest.mark.skipif(bool(REAL_NODE), reason="needs the fake's fault/TLS/auth controls")
 META = {"migrate-run": "run-1", "migrate-chunk": "7"}
 
 
@@ -53,14 +52,19 @@ class Node:
         return None if self.fake is None else self.fake.writes
 
 
-@pytest.fixture
-def node(request: pytest.FixtureRequest) -> Iterator[Node]:
+@pytest.fixture(
+    params=[
+        "fake",
+        pytest.param("real", marks=pytest.mark.skipif(not REAL_NODE, reason="RIAK_URL is not set")),
+    ]
+)
+def node(request: pytest.FixtureRequest) -> Node:
     bucket = f"people-{uuid.uuid4().hex[:8]}"
-    if REAL_NODE:
-        yield Node(REAL_NODE, None, bucket)
-        return
+    if request.param == "real":
+        assert REAL_NODE is not None
+        return Node(REAL_NODE, None, bucket)
     fake: RiakFake = request.getfixturevalue("riak_fake")
-    yield Node(fake.url, fake, bucket)
+    return Node(fake.url, fake, bucket)
 
 
 @pytest.fixture
@@ -104,7 +108,6 @@ def test_awkward_keys_and_bucket_names_round_trip(node: Node, target: RiakTarget
         assert node.fake.keys("default", bucket) == sorted(AWKWARD_KEYS)
 
 
-@fake_only
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -248,7 +251,6 @@ def test_node_calls(node: Node, target: RiakTarget) -> None:
         target.get("nosuchtype", "b", "k")
 
 
-@fake_only
 def test_write_under_faults_ends_exact(riak_fake: RiakFake) -> None:
     riak_fake.faults.error_rate = 0.10
     riak_fake.faults.drop_rate = 0.04
@@ -283,7 +285,6 @@ def test_unreachable_target_fails_within_seconds() -> None:
     assert time.monotonic() - started < 5
 
 
-@fake_only
 def test_a_down_host_is_skipped(riak_fake: RiakFake) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -297,7 +298,6 @@ def test_a_down_host_is_skipped(riak_fake: RiakFake) -> None:
         riak.close()
 
 
-@fake_only
 def test_basic_auth_comes_from_the_environment(riak_fake: RiakFake) -> None:
     riak_fake.auth = ("migrator", "s3cret-pw")
     anonymous = RiakTarget(riak_fake.url)
@@ -383,7 +383,6 @@ def _write_pair(
     )
 
 
-@fake_only
 def test_tls_with_a_private_ca_and_a_client_certificate(tmp_path: Path) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("test CA", ca_key, None, ca=True)

@@ -154,11 +154,23 @@ class RiakTarget:
         return StoredObject(bucket_type, bucket, key, reply.body, indexes, meta)
 
     def delete(self, bucket_type: str, bucket: str, key: str) -> bool:
+        """Delete one object; True when it existed. The DELETE carries the vclock just read, so
+        its tombstone replaces exactly what was read (every sibling of it on allow_mult types),
+        and a write that the read did not see is kept beside it rather than lost."""
         path = object_path(bucket_type, bucket, key)
-        reply: Reply = self._retrying(
-            lambda: self._request("DELETE", path, query=self._write_q, ok=(204, 404))
+        head: Reply = self._retrying(
+            lambda: self._request("HEAD", path, query=self._read_q, ok=(200, 300, 404))
         )
-        return not missing(reply, self.display_url, path)
+        if missing(head, self.display_url, path):
+            return False
+        vclock = head.header("x-riak-vclock")
+        headers = [("X-Riak-Vclock", vclock)] if vclock else []
+        self._retrying(
+            lambda: self._request(
+                "DELETE", path, query=self._write_q, headers=headers, ok=(204, 404)
+            )
+        )
+        return True
 
     def query_index(
         self,
