@@ -12,6 +12,7 @@ import pytest
 from click.testing import CliRunner, Result
 from postgres_server import PostgresServer, find_bin_dir
 from riak_fake import SIBLINGS_TYPE_PROPS, RiakFake
+from riak_projects import embedded_dumps_of
 from support import DEMO_CHUNK_SIZE, DEMO_PATIENTS, DEMO_SEED, Invoke, set_run_option
 
 from benchmarks.riak_node import RiakNodes, absent_reason, riak_home
@@ -85,6 +86,15 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     create_demo(directory, patients=DEMO_PATIENTS, seed=DEMO_SEED)
     set_run_option(directory, "chunk_size", DEMO_CHUNK_SIZE)
     return directory
+
+
+@pytest.fixture(scope="session")
+def embedded_dumps(
+    demo_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, bytes]:
+    """`migrate dump` of every demo service after the demo ran into the embedded target: what a
+    run into Riak must dump byte for byte."""
+    return embedded_dumps_of(demo_template, tmp_path_factory.mktemp("embedded"))
 
 
 @pytest.fixture
