@@ -138,9 +138,7 @@ class RiakTarget:
 
     def get(self, bucket_type: str, bucket: str, key: str) -> StoredObject | None:
         path = object_path(bucket_type, bucket, key)
-        reply: Reply = self._retrying(
-            lambda: self._request("GET", path, query=self._read_q, ok=(200, 300, 404))
-        )
+        reply = self._read_object("GET", path)
         if missing(reply, self.display_url, path):
             return None
         if reply.status == 300:
@@ -158,9 +156,7 @@ class RiakTarget:
         its tombstone replaces exactly what was read (every sibling of it on allow_mult types),
         and a write that the read did not see is kept beside it rather than lost."""
         path = object_path(bucket_type, bucket, key)
-        head: Reply = self._retrying(
-            lambda: self._request("HEAD", path, query=self._read_q, ok=(200, 300, 404))
-        )
+        head = self._read_object("HEAD", path)
         if missing(head, self.display_url, path):
             return False
         vclock = head.header("x-riak-vclock")
@@ -171,6 +167,21 @@ class RiakTarget:
             )
         )
         return True
+
+    def _read_object(self, method: str, path: str) -> Reply:
+        """GET or HEAD an object at the read quorum; one found nowhere is asked for once more of
+        every replica (r=all) before it is called absent. While a node is down, a key with two
+        of its three replicas there (rings are not always even) is answered not found by two
+        empty fallback vnodes at r=quorum (notfound_ok), though its third replica holds it."""
+        reply: Reply = self._retrying(
+            lambda: self._request(method, path, query=self._read_q, ok=(200, 300, 404))
+        )
+        if reply.status == 404 and self._read_q.get("r") != "all":
+            every = {**self._read_q, "r": "all"}
+            reply = self._retrying(
+                lambda: self._request(method, path, query=every, ok=(200, 300, 404))
+            )
+        return reply
 
     def query_index(
         self,
