@@ -3,7 +3,11 @@
 from __future__ import annotations
 
 import json
+import os
 import shutil
+import subprocess
+import sys
+import threading
 from pathlib import Path
 
 from click.testing import CliRunner, Result
@@ -13,6 +17,7 @@ from migrate.project import Project
 
 SERVICES = ["ods", "pds", "scr", "eps"]
 LOCAL_URL = 'url = "local:///.migrate/target.db"'
+MIGRATE = Path(sys.executable).parent / "migrate"
 
 
 def invoke(project: Path, *args: str) -> Result:
@@ -80,3 +85,55 @@ def loaded_counts(project: Path, service: str) -> tuple[int, int]:
 def no_traceback(result: Result) -> None:
     assert "Traceback" not in result.output
     assert result.exception is None or isinstance(result.exception, SystemExit)
+
+
+def start(project: Path, *args: str) -> subprocess.Popen[str]:
+    """`migrate ARGS` as a subprocess (the installed command); its output is read on by a thread
+    into `.lines`, and `.seen(text)` waits until a line holds `text`."""
+    process = subprocess.Popen(
+        [str(MIGRATE), *args],
+        cwd=project,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env={**os.environ, "COLUMNS": "200"},
+    )
+    lines: list[str] = []
+    grew = threading.Condition()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            with grew:
+                lines.append(line)
+                grew.notify_all()
+        with grew:
+            lines.append("")  # the end
+            grew.notify_all()
+
+    def seen(text: str) -> bool:
+        with grew:
+            return grew.wait_for(lambda: any(text in line for line in lines) or "" in lines, 120)
+
+    reader = threading.Thread(target=read, daemon=True)
+    reader.start()
+    process.lines = lines  # type: ignore[attr-defined]
+    process.reader = reader  # type: ignore[attr-defined]
+    process.seen = seen  # type: ignore[attr-defined]
+    return process
+
+
+def run_until(project: Path, marker: str, *args: str) -> subprocess.Popen[str]:
+    """`start`, returned once the command printed a line holding `marker`."""
+    process = start(project, *args)
+    assert process.seen(marker), "".join(process.lines)  # type: ignore[attr-defined]
+    assert process.poll() is None, "".join(process.lines)  # type: ignore[attr-defined]
+    return process
+
+
+def finish(process: subprocess.Popen[str]) -> str:
+    process.wait(timeout=300)
+    process.reader.join(10)  # type: ignore[attr-defined]
+    assert process.stdout is not None
+    process.stdout.close()
+    return "".join(process.lines)  # type: ignore[attr-defined]

@@ -10,17 +10,23 @@ skipped without it), since its tests stop and start it.
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
-import threading
 import time
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from riak_projects import SERVICES, dump, invoke, no_traceback, unsuffixed, use_riak
+from riak_projects import (
+    SERVICES,
+    dump,
+    finish,
+    invoke,
+    no_traceback,
+    run_until,
+    start,
+    unsuffixed,
+    use_riak,
+)
 from support import set_run_option
 
 from benchmarks.riak_node import RiakNodes
@@ -28,7 +34,6 @@ from migrate.target.riak import RiakTarget
 
 pytestmark = pytest.mark.riak_node
 
-MIGRATE = Path(sys.executable).parent / "migrate"
 TRUE_PAUSE = ("does not serve on any host", "unreachable on every host")
 
 
@@ -49,58 +54,6 @@ def slow_project(project: Path, node: RiakNodes, *options: str) -> str:
     use_riak(project, node.url, "max_in_flight = 1", *options, suffix=suffix)
     set_run_option(project, "chunk_size", 100)
     return suffix
-
-
-def start(project: Path, *args: str) -> subprocess.Popen[str]:
-    """`migrate ARGS` as a subprocess (the installed command); its output is read on by a thread
-    into `.lines`, and `.seen(text)` waits until a line holds `text`."""
-    process = subprocess.Popen(
-        [str(MIGRATE), *args],
-        cwd=project,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-        env={**os.environ, "COLUMNS": "200"},
-    )
-    lines: list[str] = []
-    grew = threading.Condition()
-
-    def read() -> None:
-        assert process.stdout is not None
-        for line in process.stdout:
-            with grew:
-                lines.append(line)
-                grew.notify_all()
-        with grew:
-            lines.append("")  # the end
-            grew.notify_all()
-
-    def seen(text: str) -> bool:
-        with grew:
-            return grew.wait_for(lambda: any(text in line for line in lines) or "" in lines, 120)
-
-    reader = threading.Thread(target=read, daemon=True)
-    reader.start()
-    process.lines = lines  # type: ignore[attr-defined]
-    process.reader = reader  # type: ignore[attr-defined]
-    process.seen = seen  # type: ignore[attr-defined]
-    return process
-
-
-def run_until(project: Path, marker: str, *args: str) -> subprocess.Popen[str]:
-    """`start`, returned once the command printed a line holding `marker`."""
-    process = start(project, *args)
-    assert process.seen(marker), "".join(process.lines)  # type: ignore[attr-defined]
-    assert process.poll() is None, "".join(process.lines)  # type: ignore[attr-defined]
-    return process
-
-
-def finish(process: subprocess.Popen[str]) -> str:
-    process.wait(timeout=300)
-    process.reader.join(10)  # type: ignore[attr-defined]
-    assert process.stdout is not None
-    process.stdout.close()
-    return "".join(process.lines)  # type: ignore[attr-defined]
 
 
 def assert_exact(
