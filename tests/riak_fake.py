@@ -369,6 +369,8 @@ class RiakFake:
         """Answer one request; the second item names a fault to apply to the answer."""
         with self._lock:
             self.requests[method] += 1
+            if method == "PUT" and headers.get("If-None-Match"):
+                self.requests["conditional PUT"] += 1
         if self.state != "up":
             return self._not_serving(method, target), None
         fault = self._draw_fault()

@@ -465,3 +465,90 @@ def test_a_document_riak_refuses_is_left_for_the_write_to_report(
     with pytest.raises(TargetError, match="town_bin"):
         target.write(prepare(documents), meta=META)
     assert target.get("default", node.bucket, "ok") is None
+
+
+# ---- first loads: plain PUTs, proven equal to the conditional writes ---------------------------
+
+
+def _stored(target: RiakTarget, docs: list[Document]) -> list[tuple[object, ...]]:
+    out = []
+    for d in docs:
+        stored = target.get(d.bucket_type, d.bucket, d.key)  # raises on siblings
+        assert stored is not None
+        meta = {k: v for k, v in stored.meta.items() if k != "migrate-chunk"}
+        out.append((d.key, stored.value, stored.indexes, meta))
+    return out
+
+
+@pytest.mark.parametrize("bucket_type", ["default", "siblings"])
+def test_a_first_load_stores_what_a_conditional_write_stores(
+    node: Node, target: RiakTarget, bucket_type: str
+) -> None:
+    indexes: dict[str, tuple[IndexValue, ...]] = {
+        "born_int": (19800229,),
+        "postcode_bin": ("LS1 4HR", "LS6 2AB"),
+    }
+
+    def batch(bucket: str) -> list[Document]:
+        return [
+            doc(k, {"k": k}, bucket=bucket, bucket_type=bucket_type, indexes=indexes)
+            for k in AWKWARD_KEYS
+        ]
+
+    first, conditional = node.bucket + "/first", node.bucket + "/conditional"
+    requests = dict(node.fake.requests) if node.fake else {}
+    assert target.write(batch(first), meta=META, first_load=True).written == len(AWKWARD_KEYS)
+    if node.fake is not None:  # plain PUTs where allow_mult is false; read-first where true
+        sent = {k: node.fake.requests[k] - requests.get(k, 0) for k in ("PUT", "HEAD")}
+        plain = bucket_type == "default"
+        assert sent == {"PUT": len(AWKWARD_KEYS), "HEAD": 0 if plain else len(AWKWARD_KEYS)}
+        assert node.fake.requests["conditional PUT"] == requests.get("conditional PUT", 0)
+    assert target.write(batch(conditional), meta=META).written == len(AWKWARD_KEYS)
+    assert _stored(target, batch(first)) == _stored(target, batch(conditional))
+    for bucket in (first, conditional):
+        found = target.query_index(bucket_type, bucket, "postcode_bin", "LS6 2AB")
+        assert sorted(found) == sorted(AWKWARD_KEYS)
+
+    # A first load cut short and sent again writes the same bytes: no sibling, the same state.
+    again = target.write(batch(first), meta=META, first_load=True)
+    assert again.written + again.unchanged == len(AWKWARD_KEYS)
+    assert _stored(target, batch(first)) == _stored(target, batch(conditional))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12),
+            st.integers(min_value=-(2**40), max_value=2**40),
+            st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ]{0,8}[A-Za-z0-9]", fullmatch=True),
+                     max_size=3),
+        ),
+        min_size=1,
+        max_size=15,
+        unique_by=lambda row: row[0],
+    )
+)  # fmt: skip
+def test_first_loads_and_conditional_writes_store_the_same(
+    riak_fake: RiakFake, rows: list[tuple[str, int, list[str]]]
+) -> None:
+    riak = RiakTarget(riak_fake.url, max_in_flight=4)
+    bucket = uuid.uuid4().hex
+    try:
+
+        def batch(name: str) -> list[Document]:
+            return [
+                doc(key, {"n": n}, bucket=name,
+                    indexes={"n_int": (n,), "tags_bin": tuple(tags)})
+                for key, n, tags in rows
+            ]  # fmt: skip
+
+        riak.write(batch(bucket + "-first"), meta=META, first_load=True)
+        riak.write(batch(bucket + "-conditional"), meta=META)
+        assert _stored(riak, batch(bucket + "-first")) == _stored(
+            riak, batch(bucket + "-conditional")
+        )
+    finally:
+        riak.close()

@@ -1,6 +1,10 @@
 """The write engine: idempotent, sibling-free writes of a batch over the asyncio client.
 
-A write must not blindly replace what is stored:
+A first load of documents the ledger has never seen loaded (`first_load`) into a bucket type
+without allow_mult is one plain PUT per document: nothing can be stored there but what an earlier,
+interrupted try of the same load sent, and a PUT of the same bytes over it changes nothing (no
+sibling without allow_mult, nothing lost). Otherwise, and always where allow_mult keeps siblings,
+a write must not blindly replace what is stored:
 
 - Create-first: a PUT with `If-None-Match: *` stores a new key and Riak refuses it (412) when the
   key exists. Only then is the object read with HEAD (vclock, checksum metadata, indexes): stored
@@ -45,6 +49,7 @@ class Planned:
     target: bytes  # path and quorum query, percent-encoded
     headers: bytes  # its index header lines and checksum metadata
     read_first: bool = False  # its bucket keeps siblings: never write without reading the vclock
+    plain: bool = False  # a first load into a bucket without siblings: one plain PUT
     put_sent: bool = False  # a PUT that may have been applied was sent
 
 
@@ -126,6 +131,10 @@ class Loader:
 
     async def _attempt(self, plan: Planned, common: bytes) -> bool:
         """One try; True when a PUT was made (now or by an earlier attempt)."""
+        if plan.plain:
+            plan.put_sent = True
+            await self._put(plan, common, b"", _CREATED)
+            return True
         if plan.read_first or self.reads_first:
             # On a bucket with allow_mult a create-only PUT over a tombstone would leave the
             # tombstone as a sibling: only a write carrying the tombstone's vclock replaces it.

@@ -121,7 +121,16 @@ class RiakTarget:
         client's CPU per PUT, taken off the process that loads."""
         return plan_documents
 
-    def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
+    def write(
+        self,
+        documents: Sequence[Document],
+        *,
+        meta: Mapping[str, str],
+        first_load: bool = False,
+    ) -> WriteStats:
+        """`first_load`: the ledger has never seen these documents loaded, so where the bucket
+        keeps no siblings each is one plain PUT (see `loader`); elsewhere, and always on
+        allow_mult buckets, writes read or create conditionally."""
         common = common_headers(meta_headers(meta), self._async.auth_line)
         plans = plans_of(documents)  # refuses a bad document before any request
         if not plans:
@@ -131,6 +140,7 @@ class RiakTarget:
         self._breaker.trial()
         for plan in plans:
             plan.read_first = self._keeps_siblings(plan.doc.bucket_type, plan.doc.bucket)
+            plan.plain = first_load and not plan.read_first
         written = self._loop.run(self._loader.write(plans, common))
         return WriteStats(written=written, unchanged=len(plans) - written)
 
