@@ -238,6 +238,7 @@ class _ServiceRun:
         self.on_drain: Callable[[], None] | None = None  # once every chunk is handed out
         self._ahead: _ReadAhead | None = None
         self._load_failed = threading.Event()  # once set, the loader writes no further chunk
+        self._loaded_before = True  # whether an earlier run may have written (see _process)
 
     def execute(self) -> ServiceReport:
         try:
@@ -355,6 +356,18 @@ class _ServiceRun:
             if doc is None or doc.extract.fingerprint() != fingerprint:
                 return doc_type
         return None
+
+    def _earlier_run_wrote(self, run: RunRecord) -> bool:
+        """Whether an earlier run of the service may have written documents: one of its chunks
+        got to TRANSFORMED, which is recorded right before the chunk's write. A chunk of this run
+        below TRANSFORMED when the run (or its resume) began has never been written, then: the
+        target may load it without asking what it holds (`Target.write(first_load=...)`)."""
+        return any(
+            chunk.state.rank >= ChunkState.TRANSFORMED.rank
+            for earlier in self.ledger.runs(self.service.name)
+            if earlier.run_id != run.run_id
+            for chunk in self.ledger.chunks(earlier.run_id)
+        )
 
     def _needs_extract(self, chunk: ChunkRecord) -> bool:
         return chunk.state is ChunkState.PLANNED or not (
@@ -490,6 +503,7 @@ class _ServiceRun:
     ) -> None:
         self.rejects = rejects_before
         self.target = self.project.target  # opened here, not first in the loader thread
+        self._loaded_before = self._earlier_run_wrote(run)
         pending = deque(todo)
         transforming: deque[_Transforming] = deque()
         loading: deque[_Loading] = deque()
@@ -665,7 +679,8 @@ class _ServiceRun:
                 doc_checksum=output.checksum,
             )
         meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
-        stats = self.target.write(output.documents, meta=meta)
+        first_load = chunk.state.rank < ChunkState.TRANSFORMED.rank and not self._loaded_before
+        stats = self.target.write(output.documents, meta=meta, first_load=first_load)
         self.ledger.mark_loaded(
             run.run_id,
             chunk.chunk_id,
