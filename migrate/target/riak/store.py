@@ -28,6 +28,7 @@ from migrate.target.riak.batch import plan_documents, plans_of
 from migrate.target.riak.breaker import DEFAULT_THRESHOLD, CircuitBreaker, CircuitOpenError
 from migrate.target.riak.client import RiakHTTP, parse_url, segment
 from migrate.target.riak.loader import Loader, common_headers
+from migrate.target.riak.loop import LoopThread, Pacing
 from migrate.target.riak.objects import (
     CHECKSUM_META,
     INDEX_NAME,
@@ -38,7 +39,7 @@ from migrate.target.riak.objects import (
     parse_headers,
 )
 from migrate.target.riak.retry import Outage, RetryPolicy
-from migrate.target.riak.wire import AsyncRiakHTTP, LoopThread
+from migrate.target.riak.wire import AsyncRiakHTTP
 
 __all__ = ["CHECKSUM_META", "JSON_TYPE", "PAGE_SIZE", "RiakTarget"]
 
@@ -86,14 +87,16 @@ class RiakTarget:
             "password": env.get("RIAK_PASSWORD"),
         }
         self._http = RiakHTTP(self._url, **options)
-        self._async = AsyncRiakHTTP(self._url, **options)
+        pacing = Pacing()
+        pacing.window = max_in_flight
+        self._async = AsyncRiakHTTP(self._url, **options, pacing=pacing)
         self.max_in_flight = max_in_flight
         self.policy = RetryPolicy(max_attempts, backoff_initial, backoff_max)
         self._write_q = _quorum({"w": w, "dw": dw, "pw": pw})
         self._read_q = _quorum({"r": r})
         self._breaker = CircuitBreaker(self._url.display, threshold=failure_threshold)
         self.outage = Outage(self._breaker, patience)
-        self._loop = LoopThread("riak-loop")
+        self._loop = LoopThread("riak-loop", pacing)
         self._loader = Loader(
             self._async,
             self._breaker,

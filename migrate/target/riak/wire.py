@@ -12,16 +12,15 @@ from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import ssl
-import threading
-from collections.abc import Collection, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import TypeVar
 
 from migrate.errors import TargetError, TransientTargetError, register_secret
 from migrate.target.riak.answers import NodeUnavailable, Reply, judge, needs_ping
 from migrate.target.riak.client import RiakURL, tls_context
 from migrate.target.riak.hosts import PROBE_PATH, Host, HostRing
+from migrate.target.riak.loop import Pacing
 
 MAX_HEAD_BYTES = 64 * 1024
 _NO_BODY = frozenset((204, 304))
@@ -235,11 +234,13 @@ class AsyncRiakHTTP:
         cool_off: float = 5.0,
         user: str | None = None,
         password: str | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.cool_off = cool_off
+        self.pacing = pacing or Pacing()
         self._ring: _Ring = HostRing(url.hosts)
         self._hosts = self._ring.hosts
         self._context = tls_context(url) if url.tls else None
@@ -267,6 +268,13 @@ class AsyncRiakHTTP:
         right after the request line, per host. A keep-alive connection the node closed while idle
         is retried once at once on a fresh one; any other failure is a TransientTargetError.
         """
+        self.pacing.in_flight += 1
+        try:
+            return await self._request(method, path, head, ok=ok)
+        finally:
+            self.pacing.in_flight -= 1
+
+    async def _request(self, method: str, path: str, head: bytes, *, ok: Collection[int]) -> Reply:
         host, conn = await self._borrow_any(method, path)
         line_end = head.index(b"\r\n") + 2
         for attempt in (1, 2):
@@ -407,54 +415,3 @@ class AsyncRiakHTTP:
             f"{self.url.display}: the TLS certificate of {host.host} is not trusted ({exc.reason})",
             hint="pass the CA bundle that signed it as ?ca=/path/ca.pem in the target URL",
         )
-
-
-class LoopThread:
-    """An event loop in a daemon thread, started on first use; `run` waits for a coroutine."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._started())
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the work too
-            raise
-
-    def stop(self, last: Coroutine[Any, Any, None] | None = None) -> None:
-        """Run `last` (cleanup) on the loop, then stop and close it."""
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            if last is not None:
-                last.close()
-            return
-        if last is not None:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(last, loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-
-    def _started(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                thread = threading.Thread(target=main, name=self.name, daemon=True)
-                thread.start()
-                ready.wait()
-                self._loop, self._thread = loop, thread
-            return self._loop
