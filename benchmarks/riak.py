@@ -37,6 +37,7 @@ from pathlib import Path
 
 import msgspec
 
+from benchmarks.hand_parser import HandConnection
 from benchmarks.harness import Figure, Goal, Settings, repeat, skipped
 from benchmarks.sink import ServerProcess
 from benchmarks.wrk import CONNECTIONS, wrk_load, wrk_path
@@ -387,11 +388,14 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
     with ServerProcess("sink") as sink:
         url = f"riak://127.0.0.1:{sink.port}"
         target = RiakTarget(url, max_in_flight=IN_FLIGHT)
+        hand = RiakTarget(url, max_in_flight=IN_FLIGHT)
+        hand._async.protocol = HandConnection
         client = RiakHTTP(parse_url(url))
         pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="bench-put")
         try:
             warm = list(docs[: min(len(docs), 200)])
             target.write(in_bucket(warm, "bench-warm-up"), meta=META)
+            hand.write(in_bucket(warm, "bench-warm-up-hand"), meta=META)
             for _ in pool.map(lambda d: client.request("HEAD", object_path(d), ok=(404,)), warm):
                 pass
             runs = [
@@ -399,16 +403,18 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
                 lambda: naive_load(parse_url(url), in_bucket(docs, buckets.next()), plan, sink),
                 lambda: put_only_load(client, pool, in_bucket(docs, buckets.next()), plan, sink),
                 lambda: planned_load(target, in_bucket(docs, buckets.next()), plan, sink),
+                lambda: target_load(hand, in_bucket(docs, buckets.next()), plan, sink),
             ]
             wrk = wrk_path()
             if wrk is not None:
                 c_run = partial(c_client_load, wrk, parse_url(url), plan=plan, server=sink)
                 runs.append(lambda: c_run(in_bucket(docs, buckets.next())))
-            tgt, naive, idea, planned, *c_loads = repeat(plan.repeats, *runs)
+            tgt, naive, idea, planned, handmade, *c_loads = repeat(plan.repeats, *runs)
         finally:
             pool.shutdown(wait=True)
             client.close()
             target.close()
+            hand.close()
     heads, puts = _per_doc(tgt, lambda x: x.heads), _per_doc(tgt, lambda x: x.puts)
     shape = (
         f"RiakTarget sent {heads:.2f} HEAD + {puts:.2f} PUT per document; "
@@ -436,6 +442,16 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             note="the loading process's share when `migrate run` loads: batches planned by the "
             "target's preparer and pickled beforehand, as a worker sends them; unpickling them "
             "is counted here, unpickling the baseline's documents is not",
+        ),
+        Figure(
+            CASE,
+            "client CPU per PUT, httptools vs the hand-made parser (sink)",
+            "us/PUT",
+            _samples(tgt, lambda x: x.cpu_per_put_us),
+            "hand-made parser (benchmarks/hand_parser.py)",
+            _samples(handmade, lambda x: x.cpu_per_put_us),
+            note="the same RiakTarget.write, its answers parsed by httptools (llhttp) or by the "
+            "parser it replaced; httptools stays unless it costs more CPU per PUT",
         ),
         Figure(
             CASE,
