@@ -58,7 +58,7 @@ class HandConnection(Connection):
 
     # ---- use -----------------------------------------------------------------------------------
 
-    def send(self, request: bytes, *, head_only: bool, timeout: float) -> asyncio.Future[Reply]:
+    def send(self, request: bytes, *, head_only: bool, deadline: float) -> asyncio.Future[Reply]:
         """Write a whole request; the future holds its answer or a foreign exception."""
         assert self.transport is not None and self._waiter is None
         loop = asyncio.get_running_loop()
@@ -67,7 +67,7 @@ class HandConnection(Connection):
         self._head_only = head_only
         self._in_body = False
         self._buffer.clear()
-        self._timer = loop.call_later(timeout, self._timed_out)
+        self.deadline = deadline
         self.transport.write(request)
         return self._waiter
 
@@ -162,7 +162,6 @@ class HandConnection(Connection):
 
     def _finish(self) -> None:
         waiter, self._waiter = self._waiter, None
-        self._cancel_timer()
         self._in_body = False
         if not self._keep_alive:
             self.close()
@@ -171,16 +170,5 @@ class HandConnection(Connection):
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
-        self._cancel_timer()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        self._fail(TimeoutError("no answer in time"))
-        self.close()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None

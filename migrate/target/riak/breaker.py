@@ -110,6 +110,8 @@ class CircuitBreaker:
             raise CircuitOpenError(error.message, hint=error.hint)
 
     def record_success(self) -> None:
+        if self._failures == 0 and self._error is None and self._outage_since is None:
+            return  # closed already: every request's success, without taking the lock
         with self._lock:
             self._failures = 0
             self._error = None
