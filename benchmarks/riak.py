@@ -8,7 +8,9 @@ measured against the naive baseline in the same run: one PUT at a time on one ke
   measured, per PUT and per request: RiakTarget's first load is one create-only PUT per document
   (`If-None-Match: *`) on its asyncio client. The previous client (RiakHTTP, http.client on 64
   threads) doing the same PUTs is measured beside it, so the client change has its own figure.
-- Against the Riak fake (its own process) and, with RIAK_URL set, a real node: documents/s.
+- Against the Riak fake (its own process) and a real node (RIAK_URL's, or one the bench starts
+  from the Riak test server folder beside the checkout): documents/s; on that node and on a
+  three-node cluster, a whole `migrate run` beside wrk (`benchmarks.riak_run`).
 - Against all three, RiakTarget's documents/s beside wrk's (a C client, `benchmarks.wrk`, 16
   connections) sending the same first-load PUTs: goal 3's ">= 0.9x what a C client gets from the
   same node" is the node's line; the sink's shows the client's own cost, the fake's a slow server.
@@ -39,6 +41,7 @@ import msgspec
 
 from benchmarks.hand_parser import HandConnection
 from benchmarks.harness import Figure, Goal, Settings, repeat, skipped
+from benchmarks.riak_run import bench_nodes, cluster_figures, node_run_figures
 from benchmarks.sink import ServerProcess
 from benchmarks.wrk import CONNECTIONS, wrk_load, wrk_path
 from migrate.document import Document
@@ -568,16 +571,18 @@ def _median(loads: Sequence[Load], metric: Callable[[Load], float]) -> float:
 
 
 NODE_FIGURES = (
-    ("documents/s into the node (RIAK_URL)", "docs/s"),
-    ("client CPU per PUT, node (RIAK_URL)", "us/PUT"),
-    ("documents/s into the node vs wrk (RIAK_URL)", "docs/s"),
+    ("documents/s into the node", "docs/s"),
+    ("client CPU per PUT, node", "us/PUT"),
+    ("documents/s into the node vs wrk", "docs/s"),
 )
 
 
-def node_figures(docs: Sequence[Document], plan: Plan, riak_url: str | None) -> list[Figure]:
+def node_figures(
+    docs: Sequence[Document], plan: Plan, riak_url: str | None, reason: str = "RIAK_URL not set"
+) -> list[Figure]:
     """The same two loads against a real node, in new buckets (nothing is deleted)."""
     if not riak_url:
-        return [skipped(CASE, name, unit, "RIAK_URL not set") for name, unit in NODE_FIGURES]
+        return [skipped(CASE, name, unit, reason) for name, unit in NODE_FIGURES]
     buckets = Buckets(f"migrate-bench-{secrets.token_hex(4)}")
     try:
         url = parse_url(riak_url)
@@ -625,11 +630,13 @@ def node_figures(docs: Sequence[Document], plan: Plan, riak_url: str | None) -> 
 
 
 def run(settings: Settings) -> list[Figure]:
-    """The whole Riak case: sink, fake, and a real node when RIAK_URL is set."""
+    """The whole Riak case: sink, fake, and a real node (RIAK_URL's, or one started here from
+    the Riak test server folder) and a three-node cluster (started here) when there is one."""
     plan = plan_for(settings)
     docs = demo_documents(plan.documents)
-    return [
-        *sink_figures(docs, plan),
-        *fake_figures(docs, plan),
-        *node_figures(docs, plan, os.environ.get("RIAK_URL")),
-    ]
+    figures = [*sink_figures(docs, plan), *fake_figures(docs, plan)]
+    with bench_nodes(1) as (url, reason):
+        figures += node_figures(docs, plan, url, reason)
+        figures += node_run_figures(settings, 1, url, reason)
+    figures += cluster_figures(settings)
+    return figures
