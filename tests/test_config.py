@@ -126,3 +126,21 @@ def test_find_config(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     assert find_config() == path.resolve()
     with pytest.raises(ConfigError, match="does not exist"):
         find_config(tmp_path / "nope.toml")
+
+
+def test_target_patience_is_seconds_from_zero(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, BASE)).target.patience == 0.0
+    waiting = BASE.replace(
+        'url = "local:///.migrate/target.db"', 'url = "riak://h:8098"\npatience = 120'
+    )
+    assert load_config(_write(tmp_path, waiting)).target.patience == 120.0
+    for bad in ("-1", '"long"', "true"):
+        text = BASE.replace(
+            'url = "local:///.migrate/target.db"', f'url = "riak://h:8098"\npatience = {bad}'
+        )
+        with pytest.raises(ConfigError, match="patience must be a number of seconds >= 0") as e:
+            load_config(_write(tmp_path, text))
+        assert "migrate.toml:7" in e.value.render()
+    timeout = BASE.replace('url = "local:///.migrate/target.db"', 'url = "riak://h"\ntimeout = 0')
+    with pytest.raises(ConfigError, match="timeout must be a number of seconds > 0"):
+        load_config(_write(tmp_path, timeout))
