@@ -62,6 +62,7 @@ def test_a_node_stopped_mid_load_the_load_carries_on_and_handoff_makes_it_exact(
     running = run_until(demo_project, "pds: 3/", "run")
 
     cluster.stop_node(2)
+    assert running.poll() is None, "".join(running.lines)  # type: ignore[attr-defined]
     output = finish(running)
 
     assert running.returncode == 0, output
