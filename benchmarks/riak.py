@@ -8,7 +8,9 @@ measured against the naive baseline in the same run: one PUT at a time on one ke
   measured, per PUT and per request: RiakTarget's first load is one create-only PUT per document
   (`If-None-Match: *`) on its asyncio client. The previous client (RiakHTTP, http.client on 64
   threads) doing the same PUTs is measured beside it, so the client change has its own figure.
-- Against the Riak fake (its own process) and, with RIAK_URL set, a real node: documents/s.
+- Against the Riak fake (its own process) and a real node (RIAK_URL's, or one the bench starts
+  from the Riak test server folder beside the checkout): documents/s; on that node and on a
+  three-node cluster, a whole `migrate run` beside wrk (`benchmarks.riak_run`).
 - Against all three, RiakTarget's documents/s beside wrk's (a C client, `benchmarks.wrk`, 16
   connections) sending the same first-load PUTs: goal 3's ">= 0.9x what a C client gets from the
   same node" is the node's line; the sink's shows the client's own cost, the fake's a slow server.
@@ -37,7 +39,9 @@ from pathlib import Path
 
 import msgspec
 
+from benchmarks.hand_parser import HandConnection
 from benchmarks.harness import Figure, Goal, Settings, repeat, skipped
+from benchmarks.riak_run import bench_nodes, cluster_figures, node_run_figures
 from benchmarks.sink import ServerProcess
 from benchmarks.wrk import CONNECTIONS, wrk_load, wrk_path
 from migrate.document import Document
@@ -387,11 +391,14 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
     with ServerProcess("sink") as sink:
         url = f"riak://127.0.0.1:{sink.port}"
         target = RiakTarget(url, max_in_flight=IN_FLIGHT)
+        hand = RiakTarget(url, max_in_flight=IN_FLIGHT)
+        hand._async.protocol = HandConnection
         client = RiakHTTP(parse_url(url))
         pool = ThreadPoolExecutor(IN_FLIGHT, thread_name_prefix="bench-put")
         try:
             warm = list(docs[: min(len(docs), 200)])
             target.write(in_bucket(warm, "bench-warm-up"), meta=META)
+            hand.write(in_bucket(warm, "bench-warm-up-hand"), meta=META)
             for _ in pool.map(lambda d: client.request("HEAD", object_path(d), ok=(404,)), warm):
                 pass
             runs = [
@@ -399,16 +406,18 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
                 lambda: naive_load(parse_url(url), in_bucket(docs, buckets.next()), plan, sink),
                 lambda: put_only_load(client, pool, in_bucket(docs, buckets.next()), plan, sink),
                 lambda: planned_load(target, in_bucket(docs, buckets.next()), plan, sink),
+                lambda: target_load(hand, in_bucket(docs, buckets.next()), plan, sink),
             ]
             wrk = wrk_path()
             if wrk is not None:
                 c_run = partial(c_client_load, wrk, parse_url(url), plan=plan, server=sink)
                 runs.append(lambda: c_run(in_bucket(docs, buckets.next())))
-            tgt, naive, idea, planned, *c_loads = repeat(plan.repeats, *runs)
+            tgt, naive, idea, planned, handmade, *c_loads = repeat(plan.repeats, *runs)
         finally:
             pool.shutdown(wait=True)
             client.close()
             target.close()
+            hand.close()
     heads, puts = _per_doc(tgt, lambda x: x.heads), _per_doc(tgt, lambda x: x.puts)
     shape = (
         f"RiakTarget sent {heads:.2f} HEAD + {puts:.2f} PUT per document; "
@@ -436,6 +445,16 @@ def sink_figures(docs: Sequence[Document], plan: Plan) -> list[Figure]:
             note="the loading process's share when `migrate run` loads: batches planned by the "
             "target's preparer and pickled beforehand, as a worker sends them; unpickling them "
             "is counted here, unpickling the baseline's documents is not",
+        ),
+        Figure(
+            CASE,
+            "client CPU per PUT, httptools vs the hand-made parser (sink)",
+            "us/PUT",
+            _samples(tgt, lambda x: x.cpu_per_put_us),
+            "hand-made parser (benchmarks/hand_parser.py)",
+            _samples(handmade, lambda x: x.cpu_per_put_us),
+            note="the same RiakTarget.write, its answers parsed by httptools (llhttp) or by the "
+            "parser it replaced; httptools stays unless it costs more CPU per PUT",
         ),
         Figure(
             CASE,
@@ -552,16 +571,18 @@ def _median(loads: Sequence[Load], metric: Callable[[Load], float]) -> float:
 
 
 NODE_FIGURES = (
-    ("documents/s into the node (RIAK_URL)", "docs/s"),
-    ("client CPU per PUT, node (RIAK_URL)", "us/PUT"),
-    ("documents/s into the node vs wrk (RIAK_URL)", "docs/s"),
+    ("documents/s into the node", "docs/s"),
+    ("client CPU per PUT, node", "us/PUT"),
+    ("documents/s into the node vs wrk", "docs/s"),
 )
 
 
-def node_figures(docs: Sequence[Document], plan: Plan, riak_url: str | None) -> list[Figure]:
+def node_figures(
+    docs: Sequence[Document], plan: Plan, riak_url: str | None, reason: str = "RIAK_URL not set"
+) -> list[Figure]:
     """The same two loads against a real node, in new buckets (nothing is deleted)."""
     if not riak_url:
-        return [skipped(CASE, name, unit, "RIAK_URL not set") for name, unit in NODE_FIGURES]
+        return [skipped(CASE, name, unit, reason) for name, unit in NODE_FIGURES]
     buckets = Buckets(f"migrate-bench-{secrets.token_hex(4)}")
     try:
         url = parse_url(riak_url)
@@ -609,11 +630,13 @@ def node_figures(docs: Sequence[Document], plan: Plan, riak_url: str | None) -> 
 
 
 def run(settings: Settings) -> list[Figure]:
-    """The whole Riak case: sink, fake, and a real node when RIAK_URL is set."""
+    """The whole Riak case: sink, fake, and a real node (RIAK_URL's, or one started here from
+    the Riak test server folder) and a three-node cluster (started here) when there is one."""
     plan = plan_for(settings)
     docs = demo_documents(plan.documents)
-    return [
-        *sink_figures(docs, plan),
-        *fake_figures(docs, plan),
-        *node_figures(docs, plan, os.environ.get("RIAK_URL")),
-    ]
+    figures = [*sink_figures(docs, plan), *fake_figures(docs, plan)]
+    with bench_nodes(1) as (url, reason):
+        figures += node_figures(docs, plan, url, reason)
+        figures += node_run_figures(settings, 1, url, reason)
+    figures += cluster_figures(settings)
+    return figures

@@ -30,6 +30,7 @@ _SECTIONS: dict[str, set[str]] = {
         "max_in_flight",
         "timeout",
         "failure_threshold",
+        "patience",
     },
     "state": {"url", "password_env", "lease_seconds"},
     "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir"},
@@ -80,6 +81,7 @@ class TargetConfig:
     max_in_flight: int = 64
     timeout: float = 10.0
     failure_threshold: int = 20  # transient failures in a row that pause the load
+    patience: float = 0.0  # seconds to wait for a node that stopped serving (0: pause at once)
 
 
 @dataclass(frozen=True, slots=True)
@@ -211,6 +213,7 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
         failure_threshold=_int(
             target_table, "failure_threshold", lines, 20, minimum=1, section="target"
         ),
+        patience=_seconds(target_table, "patience", lines, 0.0, minimum=0.0),
     )
     state = _table(data, "state", lines, required=True)
     state_url = _required(state, "url", "state", lines)
@@ -380,12 +383,21 @@ def _quorum(table: dict[str, Any], key: str, lines: _Lines) -> str | None:
 
 
 def _seconds(
-    table: dict[str, Any], key: str, lines: _Lines, default: float, *, section: str = "target"
+    table: dict[str, Any],
+    key: str,
+    lines: _Lines,
+    default: float,
+    *,
+    section: str = "target",
+    minimum: float | None = None,
 ) -> float:
+    """A number of seconds: > 0, or >= `minimum` when one is given."""
     value = table.get(key, default)
-    if isinstance(value, bool) or not isinstance(value, int | float) or value <= 0:
+    number = isinstance(value, int | float) and not isinstance(value, bool)
+    if not number or (value < minimum if minimum is not None else value <= 0):
+        bound = f">= {minimum:g}" if minimum is not None else "> 0"
         raise ConfigError(
-            f"[{section}] {key} must be a number of seconds > 0", where=lines.at(section, key)
+            f"[{section}] {key} must be a number of seconds {bound}", where=lines.at(section, key)
         )
     return float(value)
 

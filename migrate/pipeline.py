@@ -276,6 +276,7 @@ class _ServiceRun:
         # What a chunk's recorded transform must match to count as done: the mapping and the
         # size limit (a raised limit takes the rejected documents again).
         self.max_bytes = project.config.run.max_document_bytes
+        self._loaded_before = True  # whether an earlier run may have written (see _process)
 
     def execute(self) -> ServiceReport:
         try:
@@ -413,6 +414,32 @@ class _ServiceRun:
             if doc is None or doc.extract.fingerprint() != fingerprint:
                 return doc_type
         return None
+
+    def _earlier_run_wrote(self, run: RunRecord) -> bool:
+        """Whether an earlier run of the service may have written documents: one of its chunks
+        got to TRANSFORMED, which is recorded right before the chunk's write. A chunk of this run
+        below TRANSFORMED when the run (or its resume) began has never been written, then: the
+        target may load it without asking what it holds (`Target.write(first_load=...)`).
+        A run recorded as loading only another target (the rehearsal's embedded one) wrote
+        nothing here; a run with no target recorded may have."""
+        elsewhere = self._runs_into_other_targets()
+        return any(
+            chunk.state.rank >= ChunkState.TRANSFORMED.rank
+            for earlier in self.ledger.runs(self.service.name)
+            if earlier.run_id != run.run_id and earlier.run_id not in elsewhere
+            for chunk in self.ledger.chunks(earlier.run_id)
+        )
+
+    def _runs_into_other_targets(self) -> set[str]:
+        """The service's runs whose every `run.start` audit row names another target than the
+        configured one."""
+        current = self.project.target.display_url
+        targets: dict[str, set[str | None]] = {}
+        for row in self.ledger.audit_log(self.service.name):
+            if row["action"] == "run.start":
+                seen = targets.setdefault(str(row["detail"].get("run_id")), set())
+                seen.add(row["detail"].get("target"))
+        return {run_id for run_id, seen in targets.items() if not seen & {current, None}}
 
     def _needs_extract(self, chunk: ChunkRecord) -> bool:
         return chunk.state is ChunkState.PLANNED or not (
@@ -590,6 +617,7 @@ class _ServiceRun:
         self.register = Register(self.ledger, run.run_id, self.doc_plans, self._add_chunk_rejects)
         if self.rejects > self.max_rejects:  # stopped for them before: still stopped
             raise self._too_many_rejects(None)
+        self._loaded_before = self._earlier_run_wrote(run)
         pending = deque(todo)
         transforming: deque[_Transforming] = deque()
         loading: deque[_Loading] = deque()
@@ -785,7 +813,8 @@ class _ServiceRun:
         for bucket_type, bucket, key in settled.deletions:
             self.target.delete(bucket_type, bucket, key)
         meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
-        stats = self.target.write(output.documents, meta=meta)
+        first_load = chunk.state.rank < ChunkState.TRANSFORMED.rank and not self._loaded_before
+        stats = self.target.write(output.documents, meta=meta, first_load=first_load)
         self.ledger.mark_loaded(
             run.run_id,
             chunk.chunk_id,

@@ -1,5 +1,6 @@
 """Fixtures shared across test folders: a small demo project copied fresh for each test, a fake
-Riak node, and throwaway PostgreSQL and MariaDB servers."""
+Riak node, real Riak nodes (from the Riak test server folder beside the checkout, skipped when it
+is absent), and throwaway PostgreSQL and MariaDB servers."""
 
 from __future__ import annotations
 
@@ -13,7 +14,10 @@ from click.testing import CliRunner, Result
 from mariadb_server import PASSWORD, PASSWORD_ENV, MariaDBServer, find_server
 from postgres_server import PostgresServer, find_bin_dir
 from riak_fake import SIBLINGS_TYPE_PROPS, RiakFake
+from riak_projects import embedded_dumps_of
 from support import DEMO_CHUNK_SIZE, DEMO_PATIENTS, DEMO_SEED, Invoke, set_run_option
+
+from benchmarks.riak_node import RiakNodes, absent_reason, riak_home
 
 # Set before any worker process starts (the forkserver passes its environment on to every
 # worker), as a shell that runs migrate would export it.
@@ -30,6 +34,33 @@ def riak_fake() -> Iterator[RiakFake]:
         yield fake
     finally:
         fake.stop()
+
+
+def _start_riak(folder: Path, nodes: int) -> RiakNodes:
+    if riak_home() is None:
+        pytest.skip(absent_reason())
+    return RiakNodes.start(folder, nodes=nodes)
+
+
+@pytest.fixture(scope="session")
+def riak_cluster(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RiakNodes]:
+    """A real three-node Riak cluster for the whole session (about 19 s to start): tests that
+    stop one of its nodes start it again before they end."""
+    cluster = _start_riak(tmp_path_factory.mktemp("riak-cluster"), 3)
+    try:
+        yield cluster
+    finally:
+        cluster.stop()
+
+
+@pytest.fixture(scope="module")
+def riak_node(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RiakNodes]:
+    """A real one-node Riak of the module's own, which its tests may stop and start again."""
+    node = _start_riak(tmp_path_factory.mktemp("riak-node"), 1)
+    try:
+        yield node
+    finally:
+        node.stop()
 
 
 @pytest.fixture(scope="session")
@@ -80,6 +111,15 @@ def demo_template(tmp_path_factory: pytest.TempPathFactory) -> Path:
     create_demo(directory, patients=DEMO_PATIENTS, seed=DEMO_SEED)
     set_run_option(directory, "chunk_size", DEMO_CHUNK_SIZE)
     return directory
+
+
+@pytest.fixture(scope="session")
+def embedded_dumps(
+    demo_template: Path, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, bytes]:
+    """`migrate dump` of every demo service after the demo ran into the embedded target: what a
+    run into Riak must dump byte for byte."""
+    return embedded_dumps_of(demo_template, tmp_path_factory.mktemp("embedded"))
 
 
 @pytest.fixture

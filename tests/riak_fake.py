@@ -3,8 +3,9 @@
 Built to Riak's documentation and to the exchanges recorded from a real Riak 3.2 node in
 `/work/shared/riak-http/` (a test replays every one of them against this fake). It keeps objects
 with dotted version vectors per key, so a blind PUT on an `allow_mult` type makes a sibling and a
-PUT carrying the current vclock replaces them all, as Riak does. Tombstones are kept until the next
-PUT of the key (a real node reaps them after `delete_mode`, 3 s by default).
+PUT carrying the current vclock replaces them all, as Riak does. A DELETE leaves a tombstone (a 404
+that still carries the vclock) until it is reaped `delete_mode` seconds later (3, Riak's default)
+on the fake's clock, which `advance` moves on without waiting.
 
 Secondary indexes are kept as a real node's sorted backend keeps them: per bucket and index, a
 sorted list of (term, key) entries updated on every write and delete, so an exact or range query
@@ -15,7 +16,10 @@ as they fall after it or not), and an unpaginated query comes in no particular o
 
 Faults are drawn from a seeded RNG per request: a rate of 503s, drops (the connection is closed
 without an answer), stalls (the request is applied, then the answer never comes before the client's
-timeout) and a fixed delay before every answer.
+timeout) and a fixed delay before every answer. A node's life is played as a real node answers
+(`tests/riak_recordings/09-stopping-starting.txt`, `10-quorum.txt`): `state` "stopping" answers
+every path, /ping included, with the web server's 404 page; "starting" answers /ping but no read,
+write or index query; `primaries_up` below a request's pw or pr refuses it with a 503.
 """
 
 from __future__ import annotations
@@ -105,10 +109,21 @@ PRECONDITION_FAILED = (
     b"<p><hr><address>mochiweb+webmachine web server</address></body></html>"
 )
 NO_ROUTE = (
-    b"<html><head><title>404 Not Found</title></head><body><h1>Not Found</h1>The requested "
-    b"document was not found on this server.<p><hr><address>mochiweb+webmachine web server"
-    b"</address></body></html>"
+    b"<HTML><HEAD><TITLE>404 Not Found</TITLE></HEAD><BODY><H1>Not Found</H1>The requested "
+    b"document was not found on this server.<P><HR><ADDRESS>mochiweb+webmachine web server"
+    b"</ADDRESS></BODY></HTML>"
 )
+NOT_SERVING = (
+    b"<html><head><title>500 Internal Server Error</title></head><body><h1>Internal Server "
+    b"Error</h1>The server encountered an error while processing this request:<br><pre>"
+    b"{error,insufficient_vnodes_available}</pre><P><HR><ADDRESS>mochiweb+webmachine web server"
+    b"</ADDRESS></body></html>"
+)
+NOT_ACCEPTABLE = (
+    b"<html><head><title>406 Not Acceptable</title></head><body><h1>Not Acceptable</h1><p><hr>"
+    b"<address>mochiweb+webmachine web server</address></body></html>"
+)
+DELETE_MODE = 3.0  # seconds a tombstone is kept, as Riak's delete_mode default
 LINK_WALK = (
     b"Invalid link walk query submitted. Valid link walk query format is: "
     b"/riak/some_bucket/some_key/<bucket>,<riaktag>,0|1/..."
@@ -121,8 +136,10 @@ REASONS = {
     300: "Multiple Choices",
     400: "Bad Request",
     401: "Unauthorized",
+    406: "Not Acceptable",
     404: "Object Not Found",
     412: "Precondition Failed",
+    500: "Internal Server Error",
     503: "Service Unavailable",
 }
 VTAG_ALPHABET = string.ascii_letters + string.digits
@@ -156,6 +173,7 @@ class StoredKey:
     clock: dict[str, int]
     siblings: list[Sibling] = field(default_factory=list)
     deleted: bool = False
+    deleted_at: float = 0.0  # on the fake's clock, for reaping the tombstone
 
 
 @dataclass
@@ -229,6 +247,10 @@ class RiakFake:
         self.requests: Counter[str] = Counter()
         self.injected: Counter[str] = Counter()
         self.auth: tuple[str, str] | None = None
+        self.state = "up"  # "stopping", "starting": see the module's docstring
+        self.primaries_up: int | None = None  # None: every primary replica is up
+        self.delete_mode = DELETE_MODE
+        self._clock_offset = 0.0
         self._lock = threading.Lock()
         self._rng = random.Random(seed)
         self._actor = f"fake-{seed:04x}"
@@ -278,6 +300,15 @@ class RiakFake:
                 **props,
                 "active": True,
             }
+
+    def now(self) -> float:
+        """The fake's clock (monotonic, moved on by `advance`)."""
+        return time.monotonic() + self._clock_offset
+
+    def advance(self, seconds: float) -> None:
+        """Move the fake's clock on (tombstones are reaped by it) without waiting."""
+        with self._lock:
+            self._clock_offset += seconds
 
     def reset(self) -> None:
         """Forget every object and counter (bucket types stay)."""
@@ -338,6 +369,10 @@ class RiakFake:
         """Answer one request; the second item names a fault to apply to the answer."""
         with self._lock:
             self.requests[method] += 1
+            if method == "PUT" and headers.get("If-None-Match"):
+                self.requests["conditional PUT"] += 1
+        if self.state != "up":
+            return self._not_serving(method, target), None
         fault = self._draw_fault()
         if self.faults.delay:
             self._stopping.wait(self.faults.delay)
@@ -359,6 +394,22 @@ class RiakFake:
         except UnicodeDecodeError:
             response = _text(400, b"Bad path encoding\n")
         return response, fault
+
+    def _not_serving(self, method: str, target: str) -> Response:
+        """A node stopping (the web server's 404 page to everything) or starting (/ping only)."""
+        if self.state == "stopping":
+            return _text(404, NO_ROUTE, "text/html")
+        path = target.partition("?")[0]
+        if path == "/ping":
+            return _text(200, b"OK", "text/html")
+        if "/index/" in path:
+            response = _text(500, NOT_SERVING, "text/html")
+        elif method in ("GET", "HEAD"):
+            return _text(500, b"Error:\n{insufficient_vnodes,0,need,2}\n")
+        else:
+            response = _text(500, b"Error:\nall_nodes_down\n")
+        response.headers.insert(0, ("Vary", "Accept-Encoding"))
+        return response
 
     def _route(
         self, method: str, seg: list[str], query: dict[str, str], headers: Any, body: bytes
@@ -453,8 +504,11 @@ class RiakFake:
     ) -> Response:
         request_type = headers.get("Content-Type") or "application/octet-stream"
         bad = _quorum_error(query, int(props["n_val"]), request_type)
+        if bad is None:
+            bad = self._primaries_short(method, query, int(props["n_val"]), request_type)
         if bad is not None:
             return bad
+        self._reap(ident)
         if method in ("GET", "HEAD"):
             with self._lock:
                 self._stats["gets"] += 1
@@ -462,10 +516,20 @@ class RiakFake:
         if method == "PUT" or method == "POST":
             return self._write(ident, props, query, headers, body, request_type)
         if method == "DELETE":
+            given: dict[str, int] | None = None
+            if headers.get("X-Riak-Vclock"):
+                try:
+                    given = _decode_clock(headers["X-Riak-Vclock"])
+                except ValueError:
+                    return _text(400, b"Invalid X-Riak-Vclock\n")
             with self._lock:
                 stored = self._data.get(ident)
                 if stored is None or stored.deleted:
-                    return _text(404, NOT_FOUND)
+                    response = _text(404, NOT_FOUND)
+                    response.headers.insert(0, ("Vary", "Accept-Encoding"))
+                    return response
+                for actor, count in (given or {}).items():
+                    stored.clock[actor] = max(stored.clock.get(actor, 0), count)
                 stored.clock[self._actor] = stored.clock.get(self._actor, 0) + 1
                 tombstone = Sibling(
                     self._vtag(),
@@ -477,11 +541,47 @@ class RiakFake:
                     stored.clock[self._actor],
                     deleted=True,
                 )
+                # Without a vclock Riak reads the object first, so the tombstone replaces all of
+                # it. With one, on allow_mult, what the vclock has not seen stays as a sibling.
+                kept: list[Sibling] = []
+                if given is not None and props.get("allow_mult"):
+                    seen = given.get(self._actor, 0)
+                    kept = [sib for sib in stored.siblings if sib.dot > seen]
                 before = _entries(ident[2], stored)
-                stored.siblings, stored.deleted = [tombstone], True
-                self._reindex(ident, before, {})
+                stored.siblings, stored.deleted = [*kept, tombstone], not kept
+                stored.deleted_at = self.now()
+                self._reindex(ident, before, _entries(ident[2], stored))
             return Response(204, [("Vary", "Accept-Encoding"), ("Content-Type", "text/html")])
         return _text(404, NO_ROUTE, "text/html")
+
+    def _reap(self, ident: tuple[str, str, str]) -> None:
+        """Forget a tombstone older than `delete_mode` (Riak reaps it then)."""
+        with self._lock:
+            stored = self._data.get(ident)
+            if stored is None or not stored.deleted:
+                return
+            if self.now() - stored.deleted_at >= self.delete_mode:
+                del self._data[ident]
+
+    def _primaries_short(
+        self, method: str, query: dict[str, str], n_val: int, content_type: str
+    ) -> Response | None:
+        """A 503 when fewer primaries are up than the request's pw (writes) or pr (reads)."""
+        up = self.primaries_up
+        name = "pr" if method in ("GET", "HEAD") else "pw"
+        if up is None or name not in query:
+            return None
+        value = query[name]
+        words = {"one": 1, "quorum": n_val // 2 + 1, "all": n_val, "default": 0}
+        wanted = words[value] if value in words else int(value)
+        if wanted <= up:
+            return None
+        text = f"{name.upper()}-value unsatisfied: {up}/{wanted}\n".encode()
+        if name == "pr":
+            return _text(503, text)
+        response = _text(503, text, content_type)
+        response.headers.insert(0, ("Vary", "Accept-Encoding"))
+        return response
 
     def _write(
         self,
@@ -579,6 +679,9 @@ class RiakFake:
             if not chosen:
                 return _text(404, NOT_FOUND)
             siblings = chosen
+        accept = headers.get("Accept")
+        if len(siblings) == 1 and _negotiate(accept, [siblings[0].content_type]) is None:
+            return _text(406, NOT_ACCEPTABLE, "text/html")
         if len(siblings) == 1:
             sib = siblings[0]
             out = [("X-Riak-Vclock", clock), *[(n, wire_header(v)) for n, v in sib.meta]]
@@ -598,7 +701,7 @@ class RiakFake:
             ("Last-Modified", formatdate(max(s.modified for s in siblings), usegmt=True)),
             ("ETag", f'"{self._vtag()}"'),
         ]
-        if "multipart/mixed" in (headers.get("Accept") or ""):
+        if _negotiate(accept, ["text/plain", "multipart/mixed"]) == "multipart/mixed":
             boundary = self._vtag() + "aBc12"
             parts = [b""]
             for sib in siblings:
@@ -718,6 +821,25 @@ def _unorder(entry: Entry) -> tuple[IndexTerm, str]:
 def _successor(term: bytes | int) -> bytes | int:
     """The least term above `term`: a range's end is inclusive, bisecting wants it exclusive."""
     return term + 1 if isinstance(term, int) else term + b"\x00"
+
+
+def _negotiate(accept: str | None, offered: list[str]) -> str | None:
+    """The offered content type an Accept header prefers, as webmachine chooses: the highest q,
+    the server's order between equals; None when it takes none (no header takes the first)."""
+    if not accept:
+        return offered[0]
+    ranges = []
+    for part in accept.split(","):
+        media, *params = (p.strip().lower() for p in part.split(";"))
+        q = next((float(p[2:]) for p in params if p.startswith("q=")), 1.0)
+        ranges.append((media, q))
+    best: tuple[float, str] | None = None
+    for kind in offered:
+        main = kind.split("/", maxsplit=1)[0] + "/*"
+        q = max((q for media, q in ranges if media in (kind, main, "*/*")), default=0.0)
+        if q > 0 and (best is None or q > best[0]):
+            best = (q, kind)
+    return None if best is None else best[1]
 
 
 def _json(status: int, payload: Any) -> Response:

@@ -181,3 +181,21 @@ def test_source_types_are_table_column_pairs(tmp_path: Path) -> None:
     with pytest.raises(ConfigError, match=r"must be TABLE\.COLUMN") as info:
         load_config(_write(tmp_path, bad))
     assert info.value.where is not None and info.value.where.endswith(":5")
+
+
+def test_target_patience_is_seconds_from_zero(tmp_path: Path) -> None:
+    assert load_config(_write(tmp_path, BASE)).target.patience == 0.0
+    waiting = BASE.replace(
+        'url = "local:///.migrate/target.db"', 'url = "riak://h:8098"\npatience = 120'
+    )
+    assert load_config(_write(tmp_path, waiting)).target.patience == 120.0
+    for bad in ("-1", '"long"', "true"):
+        text = BASE.replace(
+            'url = "local:///.migrate/target.db"', f'url = "riak://h:8098"\npatience = {bad}'
+        )
+        with pytest.raises(ConfigError, match="patience must be a number of seconds >= 0") as e:
+            load_config(_write(tmp_path, text))
+        assert "migrate.toml:7" in e.value.render()
+    timeout = BASE.replace('url = "local:///.migrate/target.db"', 'url = "riak://h"\ntimeout = 0')
+    with pytest.raises(ConfigError, match="timeout must be a number of seconds > 0"):
+        load_config(_write(tmp_path, timeout))

@@ -56,19 +56,23 @@ class ThrottledTarget:
         self.fail_at = fail_at
         self.fail_when = fail_when
         self.calls: list[tuple[str, int, str]] = []  # chunk, chunks staged, thread
+        self.first_loads: dict[str, bool] = {}  # chunk: the write's first_load
         self.kinds: list[type] = []  # what each write was handed
         self.lock = threading.Lock()
 
-    def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
+    def write(
+        self, documents: Sequence[Document], *, meta: Mapping[str, str], first_load: bool = False
+    ) -> WriteStats:
         with self.lock:
             staged = len(list(self.staged.glob("*/staged/*/[0-9]*")))
             self.calls.append((meta["migrate-chunk"], staged, threading.current_thread().name))
+            self.first_loads[meta["migrate-chunk"]] = first_load
             self.kinds.append(type(documents))
             if len(self.calls) - 1 == self.fail_at:
                 assert self.fail_when is None or self.fail_when.wait(timeout=60)
                 raise TargetError("the target went away (injected)")
         time.sleep(self.pause)
-        stats: WriteStats = self.inner.write(documents, meta=meta)
+        stats: WriteStats = self.inner.write(documents, meta=meta, first_load=first_load)
         return stats
 
     def __getattr__(self, name: str) -> Any:
@@ -214,6 +218,27 @@ def test_a_load_that_fails_stops_the_run_and_a_rerun_finishes_it(
     assert report.verification is not None and report.verification.outcome == "equal"
     objects = sum(1 for _ in project.target.iter_bucket("default", "prescriptions"))
     assert objects == report.documents
+
+
+def test_only_chunks_the_ledger_never_saw_written_are_first_loads(project: Project) -> None:
+    """A chunk is a first load when it had not reached TRANSFORMED (recorded right before its
+    write) as its run began or resumed, and no earlier run of the service wrote anything."""
+    throttled = _throttle(project, "eps", pause=0.0, fail_at=3)
+    with pytest.raises(TargetError, match="went away"):
+        run_services(project, ["eps"], workers=1)
+    assert list(throttled.first_loads.values()) == [True] * 4
+    failed = throttled.calls[3][0]  # its write began: it is TRANSFORMED in the ledger
+
+    throttled.first_loads.clear()
+    throttled.fail_at = -1
+    run_services(project, ["eps"], workers=1)
+    assert throttled.first_loads[failed] is False
+    others = [first for chunk, first in throttled.first_loads.items() if chunk != failed]
+    assert others and all(others)  # the resumed run's chunks that no write had reached
+
+    throttled.first_loads.clear()
+    run_services(project, ["eps"], workers=1, fresh=True)  # a new run: the keys were loaded
+    assert throttled.first_loads and not any(throttled.first_loads.values())
 
 
 def _not_here(*_: object) -> None:
@@ -425,3 +450,20 @@ def test_a_run_into_another_target_starts_afresh(demo_project: Path, migrate_cli
     assert "loaded another target" in again.output
     dumped = migrate_cli("dump", "ods")
     assert dumped.exit_code == 0 and dumped.stdout.count("\n") > 0
+
+
+def test_the_first_run_into_another_target_is_a_first_load(demo_project: Path) -> None:
+    """After a rehearsal on one embedded target, the run into another writes nothing there that
+    an earlier run wrote: its chunks are first loads; a fresh run after it is not."""
+    with contextlib.closing(Project.load(demo_project / "migrate.toml")) as rehearsal:
+        run_services(rehearsal, ["eps"], workers=1)
+    config = demo_project / "migrate.toml"
+    config.write_text(config.read_text().replace("target.db", "other-target.db"))
+    with contextlib.closing(Project.load(config)) as project:
+        throttled = _throttle(project, "eps", pause=0.0)
+        [report] = run_services(project, ["eps"], workers=1)
+        assert report.status is RunStatus.COMPLETE
+        assert throttled.first_loads and all(throttled.first_loads.values())
+        throttled.first_loads.clear()
+        run_services(project, ["eps"], workers=1, fresh=True)
+        assert throttled.first_loads and not any(throttled.first_loads.values())

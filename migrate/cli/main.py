@@ -323,6 +323,8 @@ def run(
     while the one before finishes its loads. Interrupted or killed, a re-run resumes where the
     ledger says the last one stopped and never writes a document twice. A run whose rejected rows
     pass [run] max_rejects stops with exit 1; the rejects file it names says which rows and why.
+    A target that stops serving (every host of a Riak URL down, stopping or starting) pauses the
+    run with exit 3, saying so; with [target] patience it waits that long, then carries on.
     """
     from migrate.pipeline import run_services
 

@@ -53,6 +53,7 @@ def open_target(config: TargetConfig, *, base_dir: Path, read_only: bool = False
             pw=config.pw,
             r=config.r,
             failure_threshold=config.failure_threshold,
+            patience=config.patience,
         )
     raise ConfigError(
         f"[target] url scheme {scheme or url!r} is not supported", hint=_UNSUPPORTED_HINT

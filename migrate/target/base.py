@@ -48,8 +48,18 @@ class Target(Protocol):
         where `write` takes documents as they are built."""
         ...
 
-    def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
-        """Store every document (`meta` as user metadata); return once all are durable."""
+    def write(
+        self,
+        documents: Sequence[Document],
+        *,
+        meta: Mapping[str, str],
+        first_load: bool = False,
+    ) -> WriteStats:
+        """Store every document (`meta` as user metadata); return once all are durable.
+
+        `first_load`: the ledger has never seen these documents loaded (no earlier write of
+        them can have begun, but an interrupted try of this same write), so a target may store
+        them without first asking what it holds; the result must be the same either way."""
         ...
 
     def get(self, bucket_type: str, bucket: str, key: str) -> StoredObject | None: ...

@@ -160,8 +160,15 @@ class LocalTarget:
         that writes only hands them to SQLite."""
         return prepare_documents
 
-    def write(self, documents: Sequence[Document], *, meta: Mapping[str, str]) -> WriteStats:
-        """Store the batch in one transaction; returns after the commit is durable."""
+    def write(
+        self,
+        documents: Sequence[Document],
+        *,
+        meta: Mapping[str, str],
+        first_load: bool = False,
+    ) -> WriteStats:
+        """Store the batch in one transaction; returns after the commit is durable. A first
+        load costs the same here as any other write (an upsert that skips unchanged rows)."""
         meta_text = json.dumps(dict(meta), sort_keys=True, ensure_ascii=False)
         batch = prepare(documents)  # every document checked before any write
         with self._lock:

@@ -39,13 +39,14 @@ def test_riak_case_runs_end_to_end(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
     monkeypatch.delenv("RIAK_URL", raising=False)
+    monkeypatch.setenv("MIGRATE_TEST_RIAK_DIR", str(tmp_path / "no-riak-here"))  # as a user's
     output = tmp_path / "out" / "bench.json"
     args = ["--only", "riak", "--documents", "30", "--repeats", "1", "--output", str(output)]
     assert main(args) == 0
 
     printed = capsys.readouterr().out
     assert "documents/s into the fake" in printed
-    assert "skipped (RIAK_URL not set)" in printed
+    assert "skipped (no Riak test server at" in printed
     report = json.loads(output.read_text("utf-8"))
     figures = {f["name"]: f for f in report["figures"]}
     assert all(f["case"] == "riak" for f in figures.values())
@@ -74,18 +75,25 @@ def test_riak_case_runs_end_to_end(
         assert c_client["goal"] is None  # goal 3's 0.9x is judged against a real node only
 
     for name in (
-        "documents/s into the node (RIAK_URL)",
-        "client CPU per PUT, node (RIAK_URL)",
-        "documents/s into the node vs wrk (RIAK_URL)",
+        "documents/s into the node",
+        "client CPU per PUT, node",
+        "documents/s into the node vs wrk",
+        "migrate run documents/s vs wrk, one node",
+        "whole-run CPU per document, one node",
+        "dry-run reconcile documents/s, node",
+        "migrate run documents/s vs wrk, three-node cluster",
+        "whole-run CPU per document, three-node cluster",
     ):
         assert figures[name]["value"] is None
-        assert figures[name]["note"] == "skipped (RIAK_URL not set)"
+        assert figures[name]["note"].startswith("skipped (no Riak test server at")
+        assert "MIGRATE_TEST_RIAK_DIR" in figures[name]["note"]
 
 
 def test_node_loads_use_riak_url(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    """With RIAK_URL at a node (the fake stands in), both node figures are measured."""
+    """With RIAK_URL at a node (the fake stands in), the node figures are measured, a whole
+    `migrate run` among them; no cluster is started beside RIAK_URL's node."""
     with ServerProcess("fake") as fake:
         monkeypatch.setenv("RIAK_URL", fake.url)
         output = tmp_path / "bench.json"
@@ -94,19 +102,28 @@ def test_node_loads_use_riak_url(
         counts = fake.counts()
     capsys.readouterr()
     figures = {f["name"]: f for f in json.loads(output.read_text("utf-8"))["figures"]}
-    node = figures["documents/s into the node (RIAK_URL)"]
+    node = figures["documents/s into the node"]
     assert node["value"] > 0 and node["baseline"] > 0
     assert "migrate-bench-" in node["note"]
     # 12 documents by RiakTarget (a create-only PUT each) and 12 by the baseline, plus the ping,
-    # then wrk's PUTs: each document at most once, into a bucket of its own.
+    # then wrk's PUTs: each document at most once, into a bucket of its own; then the whole
+    # runs: 12 by `migrate run`, up to 12 by wrk, 12 by the run the reconcile figure reads.
     assert counts["HEAD"] == 0
-    c_client = figures["documents/s into the node vs wrk (RIAK_URL)"]
+    c_client = figures["documents/s into the node vs wrk"]
+    cluster = figures["migrate run documents/s vs wrk, three-node cluster"]
+    assert cluster["note"] == "skipped (RIAK_URL names the node: no cluster is started beside it)"
     if wrk_path() is None and not os.environ.get("CI"):
         assert counts["PUT"] == 24
         return
-    assert 24 < counts["PUT"] <= 36
+    assert 24 + 12 + 12 < counts["PUT"] <= 36 + 12 + 12 + 12
     assert c_client["value"] > 0 and c_client["baseline"] > 0
     assert c_client["goal"] == ">= 0.9x" and c_client["met"] == (c_client["ratio"] >= 0.9)
+    whole = figures["migrate run documents/s vs wrk, one node"]
+    assert whole["value"] > 0 and whole["baseline"] > 0 and whole["goal"] == ">= 0.9x"
+    cpu = figures["whole-run CPU per document, one node"]
+    assert cpu["value"] > 0 and cpu["goal"] == "<= 100"
+    reconcile = figures["dry-run reconcile documents/s, node"]
+    assert reconcile["value"] > 0 and reconcile["baseline"] > 0 and reconcile["goal"] == ">= 25x"
 
 
 def test_unreachable_riak_url_is_reported_not_raised(
@@ -118,7 +135,7 @@ def test_unreachable_riak_url_is_reported_not_raised(
     assert main(args) == 0
     capsys.readouterr()
     figures = {f["name"]: f for f in json.loads(output.read_text("utf-8"))["figures"]}
-    note = figures["documents/s into the node (RIAK_URL)"]["note"]
+    note = figures["documents/s into the node"]["note"]
     assert note.startswith("skipped (") and "127.0.0.1:1" in note
 
 

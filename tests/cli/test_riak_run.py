@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import socket
 import sqlite3
 import time
@@ -22,18 +21,23 @@ from pathlib import Path
 
 import pytest
 import xxhash
-from click.testing import CliRunner, Result
 from riak_fake import SIBLINGS_TYPE_PROPS, RiakFake
+from riak_projects import (
+    SERVICES,
+    dump,
+    dumped_keys,
+    invoke,
+    loaded_counts,
+    no_traceback,
+    use_riak,
+)
 from support import Invoke, set_run_option
 
-from migrate.cli.main import cli
 from migrate.project import Project
 from migrate.target.chunks import CHUNK_INDEX, chunk_prefix_range
 from migrate.target.riak import RiakTarget
 
-SERVICES = ["ods", "pds", "scr", "eps"]
 REAL_NODE = os.environ.get("RIAK_URL")
-LOCAL_URL = 'url = "local:///.migrate/target.db"'
 
 
 @dataclass
@@ -81,28 +85,6 @@ def node(request: pytest.FixtureRequest) -> Node:
     return Node(fake_url(fake), fake)
 
 
-@pytest.fixture(scope="module")
-def embedded_dumps(
-    demo_template: Path, tmp_path_factory: pytest.TempPathFactory
-) -> dict[str, bytes]:
-    """`migrate dump` of every service after the demo ran into the embedded target."""
-    project = tmp_path_factory.mktemp("embedded") / "project"
-    shutil.copytree(demo_template, project)
-    result = invoke(project, "run")
-    assert result.exit_code == 0, result.output
-    return {service: dump(project, service) for service in SERVICES}
-
-
-def invoke(project: Path, *args: str) -> Result:
-    return CliRunner().invoke(cli, ["--config", str(project / "migrate.toml"), *args])
-
-
-def dump(project: Path, service: str) -> bytes:
-    result = invoke(project, "dump", service)
-    assert result.exit_code == 0, result.output
-    return result.stdout_bytes
-
-
 def fake_url(fake: RiakFake) -> str:
     return f"riak://127.0.0.1:{fake.port}"
 
@@ -110,49 +92,6 @@ def fake_url(fake: RiakFake) -> str:
 # refused PUTs a re-run may send before it reads first: the documents in flight before the first
 # answers (max_in_flight, 64 by default) and a window's worth more
 RERUN_PROBES = 64 + 8
-
-
-def use_riak(project: Path, url: str, *options: str, timeout: float = 2, suffix: str = "") -> None:
-    """Point the project's [target] at a Riak node (a short timeout, so stalls resolve quickly);
-    with `suffix`, every bucket of the mappings is renamed (a real node's buckets outlive tests)."""
-    config = project / "migrate.toml"
-    text = config.read_text()
-    assert LOCAL_URL in text
-    lines = [f'url = "{url}"', f"timeout = {timeout}", *options]
-    config.write_text(text.replace(LOCAL_URL, "\n".join(lines)))
-    if suffix:
-        for mapping in (project / "mappings").glob("*.yaml"):
-            lines = mapping.read_text().splitlines(keepends=True)
-            renamed = [
-                line.rstrip("\n") + suffix + "\n" if line.lstrip().startswith("bucket: ") else line
-                for line in lines
-            ]
-            mapping.write_text("".join(renamed))
-
-
-def dumped_keys(lines: bytes) -> dict[tuple[str, str], list[str]]:
-    keys: dict[tuple[str, str], list[str]] = {}
-    for line in lines.splitlines():
-        row = json.loads(line)
-        keys.setdefault((row["bucket_type"], row["bucket"]), []).append(row["key"])
-    return keys
-
-
-def loaded_counts(project: Path, service: str) -> tuple[int, int]:
-    """(documents, written) of the service's latest run, from the ledger."""
-    opened = Project.load(project / "migrate.toml")
-    try:
-        run = opened.ledger.latest_run(service)
-        assert run is not None
-        chunks = opened.ledger.chunks(run.run_id)
-        return sum(c.documents or 0 for c in chunks), sum(c.written or 0 for c in chunks)
-    finally:
-        opened.close()
-
-
-def no_traceback(result: Result) -> None:
-    assert "Traceback" not in result.output
-    assert result.exception is None or isinstance(result.exception, SystemExit)
 
 
 # ---- the whole demo -------------------------------------------------------------------------

@@ -1,9 +1,9 @@
-"""RiakTarget against the fake Riak node, or against a real node when RIAK_URL is set.
+"""RiakTarget against the fake Riak node and, when RIAK_URL is set, against a real node too.
 
-With RIAK_URL (e.g. http://127.0.0.1:8098) the same tests run unchanged against that node, which
-needs a bucket type `siblings` with allow_mult=true (`riak admin bucket-type create siblings
-'{"props":{"allow_mult":true}}'` then `activate`); only fault-injection, TLS and auth tests, which
-need the fake's controls, are skipped there.
+With RIAK_URL (e.g. http://127.0.0.1:8098; CI starts a node and sets it) the tests that take `node`
+run against that node as well, which needs a bucket type `siblings` with allow_mult=true (`riak
+admin bucket-type create siblings '{"props":{"allow_mult":true}}'` then `activate`); fault-
+injection, TLS and auth tests need the fake's controls and run against the fake only.
 """
 
 from __future__ import annotations
@@ -38,7 +38,6 @@ from migrate.target.riak import store as riak_store
 from migrate.target.riak.batch import PlannedDocuments
 
 REAL_NODE = os.environ.get("RIAK_URL")
-fake_only = pytest.mark.skipif(bool(REAL_NODE), reason="needs the fake's fault/TLS/auth controls")
 META = {"migrate-run": "run-1", "migrate-chunk": "7"}
 
 
@@ -53,14 +52,19 @@ class Node:
         return None if self.fake is None else self.fake.writes
 
 
-@pytest.fixture
-def node(request: pytest.FixtureRequest) -> Iterator[Node]:
+@pytest.fixture(
+    params=[
+        "fake",
+        pytest.param("real", marks=pytest.mark.skipif(not REAL_NODE, reason="RIAK_URL is not set")),
+    ]
+)
+def node(request: pytest.FixtureRequest) -> Node:
     bucket = f"people-{uuid.uuid4().hex[:8]}"
-    if REAL_NODE:
-        yield Node(REAL_NODE, None, bucket)
-        return
+    if request.param == "real":
+        assert REAL_NODE is not None
+        return Node(REAL_NODE, None, bucket)
     fake: RiakFake = request.getfixturevalue("riak_fake")
-    yield Node(fake.url, fake, bucket)
+    return Node(fake.url, fake, bucket)
 
 
 @pytest.fixture
@@ -104,7 +108,6 @@ def test_awkward_keys_and_bucket_names_round_trip(node: Node, target: RiakTarget
         assert node.fake.keys("default", bucket) == sorted(AWKWARD_KEYS)
 
 
-@fake_only
 @settings(
     max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
 )
@@ -248,7 +251,6 @@ def test_node_calls(node: Node, target: RiakTarget) -> None:
         target.get("nosuchtype", "b", "k")
 
 
-@fake_only
 def test_write_under_faults_ends_exact(riak_fake: RiakFake) -> None:
     riak_fake.faults.error_rate = 0.10
     riak_fake.faults.drop_rate = 0.04
@@ -283,7 +285,6 @@ def test_unreachable_target_fails_within_seconds() -> None:
     assert time.monotonic() - started < 5
 
 
-@fake_only
 def test_a_down_host_is_skipped(riak_fake: RiakFake) -> None:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
@@ -297,7 +298,6 @@ def test_a_down_host_is_skipped(riak_fake: RiakFake) -> None:
         riak.close()
 
 
-@fake_only
 def test_basic_auth_comes_from_the_environment(riak_fake: RiakFake) -> None:
     riak_fake.auth = ("migrator", "s3cret-pw")
     anonymous = RiakTarget(riak_fake.url)
@@ -383,7 +383,6 @@ def _write_pair(
     )
 
 
-@fake_only
 def test_tls_with_a_private_ca_and_a_client_certificate(tmp_path: Path) -> None:
     ca_key = ec.generate_private_key(ec.SECP256R1())
     ca = _cert("test CA", ca_key, None, ca=True)
@@ -466,3 +465,90 @@ def test_a_document_riak_refuses_is_left_for_the_write_to_report(
     with pytest.raises(TargetError, match="town_bin"):
         target.write(prepare(documents), meta=META)
     assert target.get("default", node.bucket, "ok") is None
+
+
+# ---- first loads: plain PUTs, proven equal to the conditional writes ---------------------------
+
+
+def _stored(target: RiakTarget, docs: list[Document]) -> list[tuple[object, ...]]:
+    out = []
+    for d in docs:
+        stored = target.get(d.bucket_type, d.bucket, d.key)  # raises on siblings
+        assert stored is not None
+        meta = {k: v for k, v in stored.meta.items() if k != "migrate-chunk"}
+        out.append((d.key, stored.value, stored.indexes, meta))
+    return out
+
+
+@pytest.mark.parametrize("bucket_type", ["default", "siblings"])
+def test_a_first_load_stores_what_a_conditional_write_stores(
+    node: Node, target: RiakTarget, bucket_type: str
+) -> None:
+    indexes: dict[str, tuple[IndexValue, ...]] = {
+        "born_int": (19800229,),
+        "postcode_bin": ("LS1 4HR", "LS6 2AB"),
+    }
+
+    def batch(bucket: str) -> list[Document]:
+        return [
+            doc(k, {"k": k}, bucket=bucket, bucket_type=bucket_type, indexes=indexes)
+            for k in AWKWARD_KEYS
+        ]
+
+    first, conditional = node.bucket + "/first", node.bucket + "/conditional"
+    requests = dict(node.fake.requests) if node.fake else {}
+    assert target.write(batch(first), meta=META, first_load=True).written == len(AWKWARD_KEYS)
+    if node.fake is not None:  # plain PUTs where allow_mult is false; read-first where true
+        sent = {k: node.fake.requests[k] - requests.get(k, 0) for k in ("PUT", "HEAD")}
+        plain = bucket_type == "default"
+        assert sent == {"PUT": len(AWKWARD_KEYS), "HEAD": 0 if plain else len(AWKWARD_KEYS)}
+        assert node.fake.requests["conditional PUT"] == requests.get("conditional PUT", 0)
+    assert target.write(batch(conditional), meta=META).written == len(AWKWARD_KEYS)
+    assert _stored(target, batch(first)) == _stored(target, batch(conditional))
+    for bucket in (first, conditional):
+        found = target.query_index(bucket_type, bucket, "postcode_bin", "LS6 2AB")
+        assert sorted(found) == sorted(AWKWARD_KEYS)
+
+    # A first load cut short and sent again writes the same bytes: no sibling, the same state.
+    again = target.write(batch(first), meta=META, first_load=True)
+    assert again.written + again.unchanged == len(AWKWARD_KEYS)
+    assert _stored(target, batch(first)) == _stored(target, batch(conditional))
+
+
+@settings(
+    max_examples=25, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(
+    rows=st.lists(
+        st.tuples(
+            st.text(st.characters(blacklist_categories=("Cs",)), min_size=1, max_size=12),
+            st.integers(min_value=-(2**40), max_value=2**40),
+            st.lists(st.from_regex(r"[A-Za-z0-9][A-Za-z0-9 ]{0,8}[A-Za-z0-9]", fullmatch=True),
+                     max_size=3),
+        ),
+        min_size=1,
+        max_size=15,
+        unique_by=lambda row: row[0],
+    )
+)  # fmt: skip
+def test_first_loads_and_conditional_writes_store_the_same(
+    riak_fake: RiakFake, rows: list[tuple[str, int, list[str]]]
+) -> None:
+    riak = RiakTarget(riak_fake.url, max_in_flight=4)
+    bucket = uuid.uuid4().hex
+    try:
+
+        def batch(name: str) -> list[Document]:
+            return [
+                doc(key, {"n": n}, bucket=name,
+                    indexes={"n_int": (n,), "tags_bin": tuple(tags)})
+                for key, n, tags in rows
+            ]  # fmt: skip
+
+        riak.write(batch(bucket + "-first"), meta=META, first_load=True)
+        riak.write(batch(bucket + "-conditional"), meta=META)
+        assert _stored(riak, batch(bucket + "-first")) == _stored(
+            riak, batch(bucket + "-conditional")
+        )
+    finally:
+        riak.close()

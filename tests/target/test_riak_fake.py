@@ -3,26 +3,23 @@
 Each file in the recordings folder is replayed in order against a fresh fake (after the few writes
 that the recording assumes were made before it). Vclocks, vtags and continuations are opaque: the
 ones the fake hands out replace the recorded ones in later requests, and are compared by presence.
+What was done to the node between two exchanges (`$ sleep 4`, `$ riak stop`...) is done to the
+fake (`ACTIONS`).
 """
 
 from __future__ import annotations
 
 import http.client
 import json
-import os
 import random
-import re
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote, urlencode
 
 import pytest
+from recordings import RECORDINGS, Action, Exchange, parse
 from riak_fake import RiakFake, decode_continuation, encode_continuation
 
-RECORDINGS = Path(
-    os.environ.get("RIAK_RECORDINGS", Path(__file__).resolve().parents[1] / "riak_recordings")
-)
 SHARED = Path(__file__).resolve().parents[3] / "shared" / "riak-http"
 FILES = sorted(RECORDINGS.glob("*.txt")) if RECORDINGS.is_dir() else []
 OPAQUE = {"x-riak-vclock", "etag", "last-modified", "content-length", "date", "server"}
@@ -46,81 +43,17 @@ SETUP: dict[str, list[tuple[str, dict[str, str]]]] = {
 }
 
 
-@dataclass
-class Exchange:
-    title: str
-    method: str
-    target: str
-    headers: list[tuple[str, str]]
-    body: bytes | None
-    piped: bool
-    status: int
-    response_headers: list[tuple[str, str]]
-    response_body: bytes
+def _primary_down(fake: RiakFake) -> None:
+    fake.primaries_up = 2
 
 
-def parse(path: Path) -> list[Exchange]:
-    blocks = re.split(r"\n(?=# [^\n]*\n\$ curl )", path.read_text(encoding="utf-8"))
-    exchanges = []
-    for block in blocks:
-        lines = block.strip("\n").split("\n")
-        title, command, response = lines[0], lines[1], lines[2:]
-        assert command.startswith("$ curl "), command
-        command = command[len("$ curl ") :]
-        piped = " | " in command
-        command = command.split(" | ")[0]
-        options, url = command.rsplit(" ", 1)
-        marks = list(re.finditer(r"(?:^| )-([iXHds])(?= |$)", options))
-        method, headers, body = "GET", [], None
-        for mark, following in zip(marks, [*marks[1:], None], strict=True):
-            value = options[mark.end() : following.start() if following else None].strip()
-            if mark.group(1) == "X":
-                method = value
-            elif mark.group(1) == "H":
-                name, _, header_value = value.partition(": ")
-                headers.append((name, header_value))
-            elif mark.group(1) == "d":
-                body = value.encode("utf-8")
-                if method == "GET":
-                    method = "POST"
-        if body is not None and not any(n.lower() == "content-type" for n, _ in headers):
-            headers.append(("Content-Type", "application/x-www-form-urlencoded"))
-        target = "/" + url.split("/", 3)[3]
-        if piped:
-            exchanges.append(
-                Exchange(
-                    title,
-                    method,
-                    target,
-                    headers,
-                    body,
-                    True,
-                    200,
-                    [],
-                    "\n".join(response).encode(),
-                )
-            )
-            continue
-        status = int(response[0].split(" ")[1])
-        blank = response.index("") if "" in response else len(response)
-        response_headers = [tuple(line.split(": ", 1)) for line in response[1:blank]]
-        text = "\n".join(response[blank + 1 :]) + "\n"
-        length = next((int(v) for n, v in response_headers if n.lower() == "content-length"), 0)
-        raw = text.encode("utf-8")
-        exchanges.append(
-            Exchange(
-                title,
-                method,
-                target,
-                headers,
-                body,
-                False,
-                status,
-                response_headers,  # type: ignore[arg-type]
-                raw[:length],
-            )
-        )
-    return exchanges
+# What the recordings did to the node between exchanges, done to the fake.
+ACTIONS = {
+    "sleep 4": lambda fake: fake.advance(4),
+    "riak stop": lambda fake: setattr(fake, "state", "stopping"),
+    "riak start": lambda fake: setattr(fake, "state", "starting"),
+    "riak-local admin DIR node2 stop": _primary_down,
+}
 
 
 def send(
@@ -219,15 +152,18 @@ def check(exchange: Exchange, fake: RiakFake, tokens: dict[str, str]) -> None:
 
 
 def test_recordings_are_present() -> None:
-    assert len(FILES) == 7, f"expected the seven recordings in {RECORDINGS}"
+    assert len(FILES) == 10, f"expected the ten recordings in {RECORDINGS}"
+    listed = (RECORDINGS / "README.md").read_text(encoding="utf-8")
+    assert all(f"| {path.name} |" in listed for path in FILES)
 
 
 @pytest.mark.skipif(not SHARED.is_dir(), reason="no shared/ folder beside this checkout")
 def test_the_copied_recordings_are_the_shared_ones() -> None:
-    """tests/riak_recordings is a copy of shared/riak-http, so the suite runs anywhere; it must not
-    drift from the recordings of the real node."""
-    shared = {p.name: p.read_bytes() for p in SHARED.iterdir() if p.is_file()}
-    copied = {p.name: p.read_bytes() for p in RECORDINGS.iterdir() if p.is_file()}
+    """tests/riak_recordings holds a copy of shared/riak-http's recordings (and the ones recorded
+    here since, by tests/record_riak.py), so the suite runs anywhere; the copies must not drift
+    from the recordings of the real node."""
+    shared = {p.name: p.read_bytes() for p in SHARED.glob("*.txt")}
+    copied = {p.name: p.read_bytes() for p in RECORDINGS.glob("*.txt") if p.name in shared}
     assert copied == shared
 
 
@@ -240,7 +176,11 @@ def test_replay_recording(path: Path, riak_fake: RiakFake) -> None:
     exchanges = parse(path)
     assert exchanges
     for exchange in exchanges:
-        check(exchange, riak_fake, tokens)
+        if isinstance(exchange, Action):
+            assert exchange.command in ACTIONS, f"{path.name}: no action for {exchange.command!r}"
+            ACTIONS[exchange.command](riak_fake)
+        else:
+            check(exchange, riak_fake, tokens)
 
 
 def test_continuation_matches_the_recorded_encoding() -> None:

@@ -1,5 +1,7 @@
-"""The asyncio write path: HTTP/1.1 framing against a scripted server, keep-alive loss, the
-create-only PUT (412) path and the adaptive read-first switch, against the fake node."""
+"""The asyncio write path: HTTP/1.1 framing against a scripted server (with httptools, and with the
+hand-made parser it replaced, kept as the bench's baseline: both read every answer alike),
+keep-alive loss, the create-only PUT (412) path and the adaptive read-first switch, against the
+fake node."""
 
 from __future__ import annotations
 
@@ -13,9 +15,10 @@ import pytest
 import xxhash
 from riak_fake import RiakFake
 
+from benchmarks.hand_parser import HandConnection
 from migrate.document import Document
 from migrate.errors import TransientTargetError
-from migrate.target.riak import RiakTarget, parse_url
+from migrate.target.riak import RiakTarget, parse_url, wire
 from migrate.target.riak.loader import WINDOW
 from migrate.target.riak.wire import AsyncRiakHTTP
 
@@ -80,8 +83,14 @@ class Scripted:
         self._sock.close()
 
 
-@pytest.fixture
-def scripted() -> Iterator[Callable[[Script], Scripted]]:
+@pytest.fixture(params=["httptools", "hand-made"])
+def scripted(
+    request: pytest.FixtureRequest, monkeypatch: pytest.MonkeyPatch
+) -> Iterator[Callable[[Script], Scripted]]:
+    """Start scripted servers; the clients of the test parse with httptools, or with the
+    hand-made parser."""
+    if request.param == "hand-made":
+        monkeypatch.setattr(wire, "Connection", HandConnection)
     servers: list[Scripted] = []
 
     def start(answer: Script) -> Scripted:
@@ -157,6 +166,22 @@ def test_framing_by_length_by_close_and_without_body(
         (200, b"until the close"),
     ]
     assert server.connections == 1
+
+
+def test_an_answer_that_is_not_http_is_a_transient_failure_and_the_connection_is_dropped(
+    scripted: Callable[[Script], Scripted],
+) -> None:
+    def answer(conn: socket.socket, number: int) -> bool:
+        if number == 1:
+            conn.sendall(b"SSH-2.0-OpenSSH_9.2\r\nProtocol mismatch.\r\n\r\n")
+            return True
+        conn.sendall(b"HTTP/1.1 204 No Content\r\n\r\n")
+        return True
+
+    server = scripted(answer)
+    with pytest.raises(TransientTargetError, match="malformed answer"):
+        exchange(server.port, ("GET", b""))
+    assert exchange(server.port, ("PUT", b"Content-Length: 0\r\n"))[0][0] == 204
 
 
 def test_a_keep_alive_connection_closed_between_requests_is_retried_on_a_new_one(

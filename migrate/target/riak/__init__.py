@@ -3,7 +3,8 @@ Python 3.10+). `RiakTarget` implements `migrate.target.base.Target`."""
 
 from __future__ import annotations
 
-from migrate.target.riak.client import Reply, RiakHTTP, RiakURL, parse_url
+from migrate.target.riak.answers import Reply
+from migrate.target.riak.client import RiakHTTP, RiakURL, parse_url
 from migrate.target.riak.store import RiakTarget
 
 SCHEMES = ("riak", "riaks")

@@ -14,8 +14,10 @@ import errno
 import http.client
 import socket
 import threading
+import time
 
 from migrate.errors import TargetError, TransientTargetError
+from migrate.target.riak.answers import NodeUnavailable
 
 DEFAULT_THRESHOLD = 20
 _UNREACHABLE_ERRNOS = {errno.ECONNREFUSED, errno.EHOSTUNREACH, errno.ENETUNREACH}
@@ -35,7 +37,10 @@ class CircuitOpenError(TargetError):
 
 
 def failure_kind(exc: BaseException) -> str:
-    """A short name for what went wrong, told by the exception's cause, never by its message."""
+    """A short name for what went wrong, told by the exception's kind or cause, never by its
+    message."""
+    if isinstance(exc, NodeUnavailable):
+        return exc.kind
     cause = exc.__cause__
     if cause is None:
         return "an error answer (5xx)"  # the client raises a 5xx without a foreign cause
@@ -55,7 +60,10 @@ def failure_kind(exc: BaseException) -> str:
 
 
 def is_unreachable(exc: BaseException) -> bool:
-    """True when the failure says nothing listens there (refused, unroutable, unknown name)."""
+    """True when the failure says the host does not serve now: nothing listens there (refused,
+    unroutable, unknown name), or the node is stopping or starting."""
+    if isinstance(exc, NodeUnavailable):
+        return True
     cause = exc.__cause__
     if isinstance(cause, socket.gaierror | ConnectionRefusedError):
         return True
@@ -78,6 +86,13 @@ class CircuitBreaker:
         self._lock = threading.Lock()
         self._failures = 0
         self._error: CircuitOpenError | None = None
+        self._outage_since: float | None = None  # monotonic: first opened since the last success
+
+    @property
+    def outage_since(self) -> float | None:
+        """When the circuit first opened since the last success (a target waits for the node
+        for its patience from then), or None."""
+        return self._outage_since
 
     @property
     def is_open(self) -> bool:
@@ -95,9 +110,12 @@ class CircuitBreaker:
             raise CircuitOpenError(error.message, hint=error.hint)
 
     def record_success(self) -> None:
+        if self._failures == 0 and self._error is None and self._outage_since is None:
+            return  # closed already: every request's success, without taking the lock
         with self._lock:
             self._failures = 0
             self._error = None
+            self._outage_since = None
 
     def record_failure(self, exc: TransientTargetError, *, every_host_down: bool = False) -> None:
         """Count a transient failure; raise CircuitOpenError (from `exc`) when the circuit opens.
@@ -110,6 +128,8 @@ class CircuitBreaker:
             self._failures += 1
             if self._error is None and (self._failures >= self.threshold or unreachable):
                 self._error = self._open_error(exc, unreachable=unreachable)
+                if self._outage_since is None:
+                    self._outage_since = time.monotonic()
             error = self._error
         if error is not None:
             raise CircuitOpenError(error.message, hint=error.hint) from exc
@@ -125,6 +145,8 @@ class CircuitBreaker:
         kind = failure_kind(exc)
         if unreachable:
             what = f"Riak at {self.display_url} is unreachable on every host ({kind})"
+            if isinstance(exc, NodeUnavailable):
+                what = f"Riak at {self.display_url} does not serve on any host ({kind})"
         else:
             what = (
                 f"Riak at {self.display_url} failed {self._failures} requests in a row "
@@ -135,6 +157,7 @@ class CircuitBreaker:
             "marks loaded is safe in Riak; the chunk in progress is loaded again on resume",
             hint=(
                 "check the node: GET /ping should answer OK and GET /stats shows its health "
-                "(riak admin status); then re-run the same command to resume"
+                "(riak admin status); once it serves, re-run the same command to resume (or set "
+                "[target] patience in migrate.toml, and the load waits that long by itself)"
             ),
         )

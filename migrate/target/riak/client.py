@@ -12,7 +12,6 @@ from __future__ import annotations
 
 import base64
 import http.client
-import re
 import ssl
 import threading
 from collections.abc import Collection, Mapping, Sequence
@@ -20,7 +19,8 @@ from dataclasses import dataclass
 from urllib.parse import parse_qsl, quote
 
 from migrate.errors import ConfigError, TargetError, TransientTargetError, register_secret
-from migrate.target.riak.hosts import Host, HostRing
+from migrate.target.riak.answers import NodeUnavailable, Reply, judge, needs_ping
+from migrate.target.riak.hosts import PROBE_PATH, Host, HostRing
 
 SCHEMES = {"riak": False, "http": False, "riaks": True, "https": True}
 DEFAULT_PORT = 8098
@@ -30,8 +30,6 @@ _STALE = (
     ConnectionResetError,
     ConnectionAbortedError,
 )
-_VALUE_IN_TEXT = re.compile(r"(value\s+)'[^']*'", re.I)
-_TAGS = re.compile(r"<[^>]+>")
 
 
 @dataclass(frozen=True, slots=True)
@@ -101,18 +99,6 @@ def segment(text: str) -> str:
     return quote(text, safe="")
 
 
-@dataclass(frozen=True, slots=True)
-class Reply:
-    """A complete answer: status, headers (lower-case names, UTF-8 values) and body."""
-
-    status: int
-    headers: dict[str, str]
-    body: bytes
-
-    def header(self, name: str) -> str | None:
-        return self.headers.get(name.lower())
-
-
 _Host = Host[http.client.HTTPConnection]
 _Ring = HostRing[http.client.HTTPConnection]
 
@@ -180,8 +166,24 @@ class RiakHTTP:
                 conn.close()
                 raise self._failed(host, where, type(exc).__name__, exc) from exc
             self._give_back(host, conn)
-            return judge(reply, ok, where, self.url)
+            try:
+                return judge(reply, ok, where, self.url.display, node_up=self._up(host, reply))
+            except NodeUnavailable:
+                with self._lock:
+                    host.mark_down(self.cool_off)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
+
+    def serving(self) -> bool:
+        """True when some host serves again: /ping answers OK and riak_kv answers a read (the
+        probe of a target waiting out an outage; hosts that serve are no longer cooled off)."""
+        found = False
+        for host in self._hosts:
+            if self._answers(host, "/ping", (200,)) and self._answers(host, PROBE_PATH, (200, 404)):
+                with self._lock:
+                    host.mark_up()
+                found = True
+        return found
 
     def every_host_down(self) -> bool:
         """True when every host is in cool-off after a failure (the breaker's cue)."""
@@ -263,6 +265,27 @@ class RiakHTTP:
             conn.close()
         return Reply(response.status, names, data)
 
+    def _up(self, host: _Host, reply: Reply) -> bool:
+        """For an answer only /ping can explain (`needs_ping`): whether the host answers it."""
+        return not needs_ping(reply) or self._answers(host, "/ping", (200,))
+
+    def _answers(self, host: _Host, path: str, statuses: Collection[int]) -> bool:
+        """Whether `host` answers GET `path` with one of `statuses` from Riak KV itself (OK for
+        /ping, text/plain for a 404), on a connection of its own; any failure is a no."""
+        try:
+            conn, _ = self._borrow(host, f"GET {path}", fresh=True)
+        except TargetError:
+            return False
+        try:
+            reply = self._exchange(conn, "GET", path, (), None)
+        except (OSError, http.client.HTTPException):
+            return False
+        finally:
+            conn.close()
+        if reply.status not in statuses or needs_ping(reply):
+            return False
+        return path != "/ping" or reply.body.strip() == b"OK"
+
     def _failed(self, host: _Host, where: str, reason: str, exc: BaseException) -> TargetError:
         with self._lock:
             host.mark_down(self.cool_off)
@@ -278,20 +301,6 @@ class RiakHTTP:
         )
 
 
-def judge(reply: Reply, ok: Collection[int], where: str, url: RiakURL) -> Reply:
-    """The reply when its status is in `ok`; else Riak's refusal as a transient (5xx) or
-    terminal error, with Riak's own text (values masked)."""
-    if reply.status in ok:
-        return reply
-    text = _riak_text(reply.body)
-    message = f"Riak at {url.display} answered {reply.status} to {where}: {text}"
-    if reply.status >= 500:
-        raise TransientTargetError(message, hint="the node is overloaded or failing; retry")
-    if reply.status == 401:
-        raise TargetError(message, hint="set RIAK_USER and RIAK_PASSWORD for this node")
-    raise TargetError(message, hint="this request is refused as sent: retrying will not help")
-
-
 def tls_context(url: RiakURL) -> ssl.SSLContext:
     try:
         context = ssl.create_default_context(cafile=url.ca_file)
@@ -303,10 +312,3 @@ def tls_context(url: RiakURL) -> ssl.SSLContext:
             hint="check the ca=, cert= and key= paths in the target URL",
         ) from exc
     return context
-
-
-def _riak_text(body: bytes) -> str:
-    """Riak's error text, short, without tags and with any echoed value masked."""
-    text = _TAGS.sub(" ", body[:400].decode("utf-8", errors="replace"))
-    text = " ".join(text.split())
-    return _VALUE_IN_TEXT.sub(r"\1'***'", text) or "(no text)"

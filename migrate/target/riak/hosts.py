@@ -14,6 +14,10 @@ from typing import Generic, TypeVar
 
 C = TypeVar("C")
 
+# A read that only a node whose riak_kv serves answers (404 "not found" from Riak itself): the
+# probe, after /ping, of a target waiting for a node to come back.
+PROBE_PATH = "/types/default/buckets/migrate-probe/keys/probe"
+
 
 @dataclass
 class Host(Generic[C]):

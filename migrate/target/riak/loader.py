@@ -1,31 +1,37 @@
 """The write engine: idempotent, sibling-free writes of a batch over the asyncio client.
 
-A first load is one request per document: a PUT with `If-None-Match: *` stores a new key and Riak
-refuses it (412) when the key exists. Only then is the object read with HEAD (vclock, checksum
-metadata, indexes): stored with the same checksum and indexes, it costs no write; otherwise it is
-PUT with the vclock it replaces, so an `allow_mult=true` type gets no sibling, and siblings already
-there (HEAD 300) are replaced by a PUT with the 300's vclock. A re-run over loaded data would pay a
-refused PUT per document, so the engine adapts: when most recent documents existed already it reads
-first (HEAD, then PUT only if changed), and goes back to create-first when misses dominate.
+A first load of documents the ledger has never seen loaded (`first_load`) into a bucket type
+without allow_mult is one plain PUT per document: nothing can be stored there but what an earlier,
+interrupted try of the same load sent, and a PUT of the same bytes over it changes nothing (no
+sibling without allow_mult, nothing lost). Otherwise, and always where allow_mult keeps siblings,
+a write must not blindly replace what is stored:
 
-Transient failures are retried with exponential backoff and jitter (tenacity's
-`wait_exponential_jitter` formula, same parameters); the first terminal failure, or an open
-circuit, cancels the rest of the batch.
+- Create-first: a PUT with `If-None-Match: *` stores a new key and Riak refuses it (412) when the
+  key exists. Only then is the object read with HEAD (vclock, checksum metadata, indexes): stored
+  with the same checksum and indexes, it costs no write; otherwise it is PUT with the vclock it
+  replaces, so an `allow_mult=true` type gets no sibling, and siblings already there (HEAD 300) are
+  replaced by a PUT with the 300's vclock.
+- Read-first: on allow_mult types, and when most recent documents existed already (a re-run over
+  loaded data, which would pay a refused PUT per document), HEAD then PUT only if changed; the
+  engine goes back to create-first when misses dominate.
+
+Transient failures are retried by the target's `RetryPolicy` (tenacity); the first terminal
+failure, or an open circuit the target's patience does not wait out, cancels the rest of the batch.
 """
 
 from __future__ import annotations
 
 import asyncio
-import random
 from collections import deque
 from collections.abc import Sequence
 from dataclasses import dataclass
 
 from migrate.document import Document
 from migrate.errors import TransientTargetError
+from migrate.target.riak.answers import Reply
 from migrate.target.riak.breaker import CircuitBreaker, CircuitOpenError
-from migrate.target.riak.client import Reply
 from migrate.target.riak.objects import JSON_TYPE, is_current
+from migrate.target.riak.retry import Outage, RetryPolicy
 from migrate.target.riak.wire import AsyncRiakHTTP
 
 WINDOW = 8  # documents whose existence decides the mode; short, so a re-run switches quickly
@@ -43,15 +49,8 @@ class Planned:
     target: bytes  # path and quorum query, percent-encoded
     headers: bytes  # its index header lines and checksum metadata
     read_first: bool = False  # its bucket keeps siblings: never write without reading the vclock
+    plain: bool = False  # a first load into a bucket without siblings: one plain PUT
     put_sent: bool = False  # a PUT that may have been applied was sent
-
-
-@dataclass(frozen=True, slots=True)
-class Policy:
-    max_in_flight: int
-    max_attempts: int
-    backoff_initial: float
-    backoff_max: float
 
 
 class Loader:
@@ -61,14 +60,18 @@ class Loader:
         self,
         http: AsyncRiakHTTP,
         breaker: CircuitBreaker,
-        policy: Policy,
+        policy: RetryPolicy,
+        outage: Outage,
         *,
+        max_in_flight: int,
         write_query: str,
         read_query: str,
     ) -> None:
         self._http = http
         self._breaker = breaker
         self.policy = policy
+        self.outage = outage
+        self.max_in_flight = max_in_flight
         self._write_query = write_query.encode("ascii")
         self._read_query = read_query.encode("ascii")
         self._window: deque[bool] = deque(maxlen=WINDOW)  # True: the key was already stored
@@ -86,7 +89,7 @@ class Loader:
         `common`: the header lines every PUT of this batch carries (type, metadata, auth).
         """
         if self._slots is None:
-            self._slots = asyncio.Semaphore(self.policy.max_in_flight)
+            self._slots = asyncio.Semaphore(self.max_in_flight)
         slots = self._slots
         results = [False] * len(plans)
         queue = iter(enumerate(plans))
@@ -96,7 +99,7 @@ class Loader:
                 async with slots:
                     results[index] = await self._store(plan, common)
 
-        count = min(self.policy.max_in_flight, len(plans))
+        count = min(self.max_in_flight, len(plans))
         tasks = [asyncio.ensure_future(worker()) for _ in range(count)]
         try:
             await asyncio.wait(tasks, return_when=asyncio.FIRST_EXCEPTION)
@@ -113,26 +116,25 @@ class Loader:
     # ---- one document ----------------------------------------------------------------------------
 
     async def _store(self, plan: Planned, common: bytes) -> bool:
-        policy = self.policy
-        attempt = 1
+        """Store one document: one try, then the policy's retries; while the circuit is open,
+        wait for the node within the target's patience and go on."""
         while True:
             try:
-                return await self._attempt(plan, common)
-            except TransientTargetError as exc:
-                if attempt >= policy.max_attempts:
-                    if policy.max_attempts == 1:
-                        raise
-                    raise TransientTargetError(
-                        f"{exc.message} (gave up after {policy.max_attempts} attempts)",
-                        hint=exc.hint,
-                    ) from exc
-                jitter = random.uniform(0, policy.backoff_initial)
-                delay = policy.backoff_initial * 2 ** (attempt - 1) + jitter
-                await asyncio.sleep(min(delay, policy.backoff_max))
-                attempt += 1
+                try:
+                    return await self._attempt(plan, common)
+                except TransientTargetError as failure:
+                    return await self.policy.after_failure(
+                        failure, lambda: self._attempt(plan, common)
+                    )
+            except CircuitOpenError as error:
+                await self.outage.wait_async(error, self._http.serving)
 
     async def _attempt(self, plan: Planned, common: bytes) -> bool:
         """One try; True when a PUT was made (now or by an earlier attempt)."""
+        if plan.plain:
+            plan.put_sent = True
+            await self._put(plan, common, b"", _CREATED)
+            return True
         if plan.read_first or self.reads_first:
             # On a bucket with allow_mult a create-only PUT over a tombstone would leave the
             # tombstone as a sibling: only a write carrying the tombstone's vclock replaces it.

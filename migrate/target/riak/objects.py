@@ -12,7 +12,8 @@ from collections.abc import Mapping, Sequence
 
 from migrate.document import Document, IndexValue
 from migrate.errors import TargetError
-from migrate.target.riak.client import Reply, segment
+from migrate.target.riak.answers import Reply
+from migrate.target.riak.client import segment
 
 CHECKSUM_META = "migrate-checksum"
 JSON_TYPE = "application/json; charset=utf-8"

@@ -1,29 +1,37 @@
 """A lean asyncio HTTP/1.1 client for the write path: one event loop thread, keep-alive pools.
 
 Measured (issue 3): http.client on a thread pool costs ~245 us of CPU per request, mostly in its
-email-module header parsing, two sends per request and thread hand-offs; an asyncio.Protocol with
-a small response parser and one write per request costs a fraction of that. Each connection carries
-one request at a time (no pipelining, so a lost connection loses at most one answer). Hosts are
-used round-robin with the same cool-off as `RiakHTTP`; foreign exceptions become
-`migrate.errors` here, chained from a cause that `breaker.failure_kind` can name.
+email-module header parsing, two sends per request and thread hand-offs; an asyncio.Protocol that
+sends each request in one write and parses its answer as it arrives costs a fraction of that. Each
+connection carries one request at a time (no pipelining, so a lost connection loses at most one
+answer). Hosts are used round-robin with the same cool-off as `RiakHTTP`; foreign exceptions
+become `migrate.errors` here, chained from a cause that `breaker.failure_kind` can name.
+
+Answers are parsed by httptools (llhttp, the parser uvicorn runs on), not by a parser of our own:
+measured on the same bench (`make bench`: client CPU per PUT into the sink, the hand-made parser
+kept in `benchmarks/hand_parser.py` as the baseline), it costs no more CPU per PUT (22.5-23.5 us
+against 23-25.7 us in one run), and it is the well-kept, fuzzed implementation of HTTP/1.1 framing
+(chunked bodies, interim answers, limits) that ours reimplemented. One thing llhttp cannot be told
+is that a HEAD's answer has no body (httptools issue #47): that answer ends at its head here, and
+the connection's next answer gets a fresh parser.
 """
 
 from __future__ import annotations
 
 import asyncio
 import base64
-import contextlib
 import ssl
-import threading
-from collections.abc import Collection, Coroutine
-from typing import Any, TypeVar
+from collections.abc import Collection
+from typing import TypeVar
+
+import httptools
 
 from migrate.errors import TargetError, TransientTargetError, register_secret
-from migrate.target.riak.client import Reply, RiakURL, judge, tls_context
-from migrate.target.riak.hosts import Host, HostRing
+from migrate.target.riak.answers import NodeUnavailable, Reply, judge, needs_ping
+from migrate.target.riak.client import RiakURL, tls_context
+from migrate.target.riak.hosts import PROBE_PATH, Host, HostRing
+from migrate.target.riak.loop import Pacing
 
-MAX_HEAD_BYTES = 64 * 1024
-_NO_BODY = frozenset((204, 304))
 _T = TypeVar("_T")
 
 
@@ -31,7 +39,11 @@ class MalformedAnswer(Exception):
     """The server's answer is not HTTP/1.1 as this parser reads it."""
 
 
-class _Dropped(ConnectionResetError):
+class _HeadDone(Exception):
+    """Raised in the parser's callback to end a HEAD's answer at its head (see `data_received`)."""
+
+
+class Dropped(ConnectionResetError):
     """The connection closed before a whole answer came; `early` when not a byte of it came."""
 
     def __init__(self, *, early: bool) -> None:
@@ -40,23 +52,22 @@ class _Dropped(ConnectionResetError):
 
 
 class Connection(asyncio.Protocol):
-    """One keep-alive connection: send a request in one write, parse its answer as it arrives."""
+    """One keep-alive connection: send a request in one write, parse its answer as it arrives
+    (httptools' llhttp parser; its callbacks are the `on_*` methods)."""
 
     def __init__(self, host_line: bytes) -> None:
         self.host_line = host_line
         self.transport: asyncio.Transport | None = None
         self.closed = False
         self.used = False
-        self._buffer = bytearray()
         self._waiter: asyncio.Future[Reply] | None = None
         self._head_only = False
-        self._status = 0
+        self._parser = httptools.HttpResponseParser(self)
+        self._got = False  # a byte of the answer came
+        self._until_close = False  # the answer's body ends when the connection does
         self._headers: dict[str, str] = {}
-        self._length = -1  # body bytes still expected; -1: until close, -2: chunked
-        self._body = bytearray()
-        self._keep_alive = True
-        self._in_body = False
-        self._timer: asyncio.TimerHandle | None = None
+        self._body: list[bytes] = []
+        self.deadline = 0.0  # on the loop's clock: when the answer in wait times out
 
     # ---- asyncio callbacks ---------------------------------------------------------------------
 
@@ -68,11 +79,17 @@ class Connection(asyncio.Protocol):
         if self._waiter is None:
             self.close()  # bytes nobody asked for: the connection is out of step
             return
-        self._buffer += data
+        self._got = True
         try:
-            self._parse()
-        except (MalformedAnswer, ValueError) as exc:
-            self._fail(exc if isinstance(exc, MalformedAnswer) else MalformedAnswer(str(exc)))
+            self._parser.feed_data(data)
+        except httptools.HttpParserCallbackError as exc:
+            if not isinstance(exc.__context__, _HeadDone):
+                raise
+            # llhttp cannot be told that a HEAD's answer has no body (httptools issue #47): the
+            # answer ended with its head, so the next one gets a parser of its own
+            self._parser = httptools.HttpResponseParser(self)
+        except httptools.HttpParserError as exc:
+            self._fail(MalformedAnswer(f"{type(exc).__name__}: {exc}"))
             self.close()
 
     def eof_received(self) -> bool:
@@ -82,26 +99,59 @@ class Connection(asyncio.Protocol):
         self.closed = True
         self.transport = None
         if self._waiter is not None and not self._waiter.done():
-            if self._in_body and self._length == -1:
-                self._finish()  # a body delimited by the connection's close
+            if self._until_close:
+                self._finish()  # httptools has no end-of-input call: the close ends the body
             else:
-                early = not self._buffer and not self._in_body
-                self._fail(_Dropped(early=early))
+                self._fail(Dropped(early=not self._got))
+
+    # ---- the parser's callbacks ----------------------------------------------------------------
+
+    def on_header(self, name: bytes, value: bytes) -> None:
+        key = name.lower().decode("latin-1")
+        text = value.decode("utf-8", errors="replace")
+        headers = self._headers
+        headers[key] = f"{headers[key]}, {text}" if key in headers else text
+
+    def on_headers_complete(self) -> None:
+        status = self._parser.get_status_code()
+        if self._head_only and status >= 200:
+            self._finish()
+            raise _HeadDone
+        framed = "content-length" in self._headers or "transfer-encoding" in self._headers
+        self._until_close = not framed and status >= 200 and status not in (204, 304)
+
+    def on_body(self, body: bytes) -> None:
+        self._body.append(body)
+
+    def on_message_complete(self) -> None:
+        if self._parser.get_status_code() < 200:  # an interim answer (100 Continue)
+            self._headers, self._body = {}, []
+            return
+        self._finish()
 
     # ---- use -----------------------------------------------------------------------------------
 
-    def send(self, request: bytes, *, head_only: bool, timeout: float) -> asyncio.Future[Reply]:
-        """Write a whole request; the future holds its answer or a foreign exception."""
+    def send(self, request: bytes, *, head_only: bool, deadline: float) -> asyncio.Future[Reply]:
+        """Write a whole request; the future holds its answer or a foreign exception (a
+        TimeoutError once the client's sweep finds `deadline` passed)."""
         assert self.transport is not None and self._waiter is None
-        loop = asyncio.get_running_loop()
         self.used = True
-        self._waiter = loop.create_future()
+        self._waiter = asyncio.get_running_loop().create_future()
         self._head_only = head_only
-        self._in_body = False
-        self._buffer.clear()
-        self._timer = loop.call_later(timeout, self._timed_out)
+        self._got = False
+        self.deadline = deadline
         self.transport.write(request)
         return self._waiter
+
+    @property
+    def waiting(self) -> bool:
+        """An answer is awaited."""
+        return self._waiter is not None
+
+    def time_out(self) -> None:
+        """The answer did not come by its deadline: fail it and drop the connection."""
+        self._fail(TimeoutError("no answer in time"))
+        self.close()
 
     def close(self) -> None:
         if self.transport is not None:
@@ -112,110 +162,22 @@ class Connection(asyncio.Protocol):
     def reusable(self) -> bool:
         return not self.closed and self._waiter is None and self.transport is not None
 
-    # ---- parsing -------------------------------------------------------------------------------
-
-    def _parse(self) -> None:
-        while not self._in_body:
-            end = self._buffer.find(b"\r\n\r\n")
-            if end < 0:
-                if len(self._buffer) > MAX_HEAD_BYTES:
-                    raise MalformedAnswer("the answer's head is too long")
-                return
-            head = bytes(self._buffer[:end])
-            del self._buffer[: end + 4]
-            self._start(head)
-        if self._length >= 0:
-            if len(self._buffer) >= self._length:
-                self._body += self._buffer[: self._length]
-                del self._buffer[: self._length]
-                self._finish()
-        elif self._length == -2:
-            self._chunks()
-        else:
-            self._body += self._buffer
-            self._buffer.clear()
-
-    def _start(self, head: bytes) -> None:
-        lines = head.split(b"\r\n")
-        version, _, rest = lines[0].partition(b" ")
-        if not version.startswith(b"HTTP/1."):
-            raise MalformedAnswer("the answer is not HTTP/1.x")
-        status = int(rest[:3])
-        headers: dict[str, str] = {}
-        for line in lines[1:]:
-            name, sep, value = line.partition(b":")
-            if not sep:
-                raise MalformedAnswer("an answer header has no ':'")
-            key = name.strip().lower().decode("latin-1")
-            text = value.strip().decode("utf-8", errors="replace")
-            headers[key] = f"{headers[key]}, {text}" if key in headers else text
-        if 100 <= status < 200:
-            return  # an interim answer (100 Continue): the real one follows
-        self._status, self._headers = status, headers
-        connection = headers.get("connection", "").lower()
-        self._keep_alive = "close" not in connection and (
-            version == b"HTTP/1.1" or "keep-alive" in connection
-        )
-        self._body = bytearray()
-        self._in_body = True
-        if self._head_only or status in _NO_BODY:
-            self._length = 0
-        elif "chunked" in headers.get("transfer-encoding", "").lower():
-            self._length = -2
-        elif "content-length" in headers:
-            self._length = int(headers["content-length"].split(",")[0])
-            if self._length < 0:
-                raise MalformedAnswer("a negative Content-Length")
-        else:
-            self._length = -1
-            self._keep_alive = False
-
-    def _chunks(self) -> None:
-        buffer = self._buffer
-        while True:
-            line_end = buffer.find(b"\r\n")
-            if line_end < 0:
-                return
-            size = int(bytes(buffer[:line_end]).split(b";")[0].strip(), 16)
-            if size == 0:
-                trailers_end = buffer.find(b"\r\n\r\n", line_end)
-                if buffer[line_end : line_end + 4] == b"\r\n\r\n":
-                    trailers_end = line_end
-                if trailers_end < 0:
-                    return
-                del buffer[: trailers_end + 4]
-                self._finish()
-                return
-            start = line_end + 2
-            if len(buffer) < start + size + 2:
-                return
-            self._body += buffer[start : start + size]
-            del buffer[: start + size + 2]
+    # ---- internals -----------------------------------------------------------------------------
 
     def _finish(self) -> None:
         waiter, self._waiter = self._waiter, None
-        self._cancel_timer()
-        self._in_body = False
-        if not self._keep_alive:
+        reply = Reply(self._parser.get_status_code(), self._headers, b"".join(self._body))
+        self._headers, self._body = {}, []
+        if self._until_close or not self._parser.should_keep_alive():
             self.close()
+        self._until_close = False
         if waiter is not None and not waiter.done():
-            waiter.set_result(Reply(self._status, self._headers, bytes(self._body)))
+            waiter.set_result(reply)
 
     def _fail(self, exc: Exception) -> None:
         waiter, self._waiter = self._waiter, None
-        self._cancel_timer()
         if waiter is not None and not waiter.done():
             waiter.set_exception(exc)
-
-    def _timed_out(self) -> None:
-        self._timer = None
-        self._fail(TimeoutError("no answer in time"))
-        self.close()
-
-    def _cancel_timer(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
 
 
 _Host = Host[Connection]
@@ -234,11 +196,18 @@ class AsyncRiakHTTP:
         cool_off: float = 5.0,
         user: str | None = None,
         password: str | None = None,
+        pacing: Pacing | None = None,
     ) -> None:
         self.url = url
         self.timeout = timeout
         self.connect_timeout = connect_timeout
         self.cool_off = cool_off
+        self.pacing = pacing or Pacing()
+        self.protocol: type[Connection] = Connection  # the bench swaps in the hand-made parser
+        # Timeouts: one sweep over the connections every tick while an answer is awaited,
+        # rather than a timer per request (a tenth of the client's CPU per PUT).
+        self._tick = max(0.01, min(0.5, timeout / 5))
+        self._sweep: asyncio.TimerHandle | None = None
         self._ring: _Ring = HostRing(url.hosts)
         self._hosts = self._ring.hosts
         self._context = tls_context(url) if url.tls else None
@@ -266,7 +235,27 @@ class AsyncRiakHTTP:
         right after the request line, per host. A keep-alive connection the node closed while idle
         is retried once at once on a fresh one; any other failure is a TransientTargetError.
         """
-        host, conn = await self._borrow_any(method, path)
+        pacing = self.pacing
+        pacing.in_flight += 1
+        try:
+            host = self._ring.pick()
+            conn = self._idle(host)
+            if conn is None:
+                host, conn = await self._borrow_any(method, path)
+            return await self._exchange(host, conn, method, path, head, ok=ok)
+        finally:
+            pacing.in_flight -= 1
+
+    async def _exchange(
+        self,
+        host: _Host,
+        conn: Connection,
+        method: str,
+        path: str,
+        head: bytes,
+        *,
+        ok: Collection[int],
+    ) -> Reply:
         line_end = head.index(b"\r\n") + 2
         for attempt in (1, 2):
             if attempt == 2:
@@ -274,8 +263,10 @@ class AsyncRiakHTTP:
             reused = conn.used
             request = b"".join((head[:line_end], conn.host_line, head[line_end:]))
             try:
-                reply = await conn.send(request, head_only=method == "HEAD", timeout=self.timeout)
-            except _Dropped as exc:
+                reply = await conn.send(
+                    request, head_only=method == "HEAD", deadline=self._deadline()
+                )
+            except Dropped as exc:
                 conn.close()
                 if reused and exc.early and attempt == 1:
                     continue
@@ -291,10 +282,32 @@ class AsyncRiakHTTP:
                 conn.close()  # cancelled mid-request: the connection's state is unknown
                 raise
             self._give_back(host, conn)
-            return judge(reply, ok, f"{method} {path} on {host.host}:{host.port}", self.url)
+            if reply.status in ok and not needs_ping(reply):
+                return reply  # the common case, judged without building a message
+            up = not needs_ping(reply) or await self._answers(host, "/ping", (200,))
+            where = f"{method} {path} on {host.host}:{host.port}"
+            try:
+                return judge(reply, ok, where, self.url.display, node_up=up)
+            except NodeUnavailable:
+                host.mark_down(self.cool_off)
+                raise
         raise AssertionError("unreachable")  # pragma: no cover
 
+    async def serving(self) -> bool:
+        """True when some host serves again: /ping answers OK and riak_kv answers a read (the
+        probe of a load waiting out an outage; hosts that serve are no longer cooled off)."""
+        found = False
+        for host in self._hosts:
+            ping = await self._answers(host, "/ping", (200,))
+            if ping and await self._answers(host, PROBE_PATH, (200, 404)):
+                host.mark_up()
+                found = True
+        return found
+
     async def close(self) -> None:
+        if self._sweep is not None:
+            self._sweep.cancel()
+            self._sweep = None
         for conn in list(self._all):
             conn.close()
         self._all.clear()
@@ -318,12 +331,39 @@ class AsyncRiakHTTP:
                 if failures >= len(self._hosts) or self.every_host_down():
                     raise
 
-    async def _borrow(self, host: _Host, method: str, path: str, *, fresh: bool) -> Connection:
-        while host.idle and not fresh:
-            conn = host.idle.pop()
+    def _deadline(self) -> float:
+        """The deadline of a request sent now, with the sweep that will enforce it scheduled."""
+        loop = asyncio.get_running_loop()
+        if self._sweep is None:
+            self._sweep = loop.call_later(self._tick, self._sweep_connections, loop)
+        return loop.time() + self.timeout
+
+    def _sweep_connections(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._sweep = None
+        now = loop.time()
+        awaited = False
+        for conn in list(self._all):
+            if conn.waiting and conn.deadline <= now:
+                conn.time_out()
+            awaited = awaited or conn.waiting
+        if awaited:
+            self._sweep = loop.call_later(self._tick, self._sweep_connections, loop)
+
+    def _idle(self, host: _Host) -> Connection | None:
+        """An idle keep-alive connection of `host` that is still open, if any."""
+        idle = host.idle
+        while idle:
+            conn = idle.pop()
             if conn.reusable:
                 return conn
             self._all.discard(conn)
+        return None
+
+    async def _borrow(self, host: _Host, method: str, path: str, *, fresh: bool) -> Connection:
+        if not fresh:
+            idle = self._idle(host)
+            if idle is not None:
+                return idle
         loop = asyncio.get_running_loop()
         name = f"[{host.host}]" if ":" in host.host else host.host
         default = 443 if self.url.tls else 80
@@ -332,7 +372,7 @@ class AsyncRiakHTTP:
         try:
             _, conn = await asyncio.wait_for(
                 loop.create_connection(
-                    lambda: Connection(line),
+                    lambda: self.protocol(line),
                     host.host,
                     host.port,
                     ssl=self._context,
@@ -349,6 +389,25 @@ class AsyncRiakHTTP:
             raise self._failed(host, method, path, reason) from exc
         self._all.add(conn)
         return conn
+
+    async def _answers(self, host: _Host, path: str, statuses: Collection[int]) -> bool:
+        """Whether `host` answers GET `path` with one of `statuses` from Riak KV itself (OK for
+        /ping, text/plain for a 404), on a connection of its own; any failure is a no."""
+        try:
+            conn = await self._borrow(host, "GET", path, fresh=True)
+        except TargetError:
+            return False
+        request = b"GET %s HTTP/1.1\r\n%s%s\r\n" % (path.encode(), conn.host_line, self.auth_line)
+        try:
+            reply = await conn.send(request, head_only=False, deadline=self._deadline())
+        except (OSError, MalformedAnswer):
+            return False
+        finally:
+            conn.close()
+            self._all.discard(conn)
+        if reply.status not in statuses or needs_ping(reply):
+            return False
+        return path != "/ping" or reply.body.strip() == b"OK"
 
     def _give_back(self, host: _Host, conn: Connection) -> None:
         host.mark_up()
@@ -370,54 +429,3 @@ class AsyncRiakHTTP:
             f"{self.url.display}: the TLS certificate of {host.host} is not trusted ({exc.reason})",
             hint="pass the CA bundle that signed it as ?ca=/path/ca.pem in the target URL",
         )
-
-
-class LoopThread:
-    """An event loop in a daemon thread, started on first use; `run` waits for a coroutine."""
-
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._thread: threading.Thread | None = None
-        self._lock = threading.Lock()
-
-    def run(self, coro: Coroutine[Any, Any, _T]) -> _T:
-        future = asyncio.run_coroutine_threadsafe(coro, self._started())
-        try:
-            return future.result()
-        except BaseException:
-            future.cancel()  # e.g. KeyboardInterrupt in the caller: stop the work too
-            raise
-
-    def stop(self, last: Coroutine[Any, Any, None] | None = None) -> None:
-        """Run `last` (cleanup) on the loop, then stop and close it."""
-        with self._lock:
-            loop, thread = self._loop, self._thread
-            self._loop = self._thread = None
-        if loop is None or thread is None:
-            if last is not None:
-                last.close()
-            return
-        if last is not None:
-            with contextlib.suppress(Exception):
-                asyncio.run_coroutine_threadsafe(last, loop).result(timeout=10)
-        loop.call_soon_threadsafe(loop.stop)
-        thread.join(timeout=10)
-        loop.close()
-
-    def _started(self) -> asyncio.AbstractEventLoop:
-        with self._lock:
-            if self._loop is None:
-                loop = asyncio.new_event_loop()
-                ready = threading.Event()
-
-                def main() -> None:
-                    asyncio.set_event_loop(loop)
-                    loop.call_soon(ready.set)
-                    loop.run_forever()
-
-                thread = threading.Thread(target=main, name=self.name, daemon=True)
-                thread.start()
-                ready.wait()
-                self._loop, self._thread = loop, thread
-            return self._loop
