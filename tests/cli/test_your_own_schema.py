@@ -88,7 +88,7 @@ def test_the_readme_walks_through_these_very_commands() -> None:
         "migrate reconcile pas",
         "migrate dump pas --output pas.jsonl",
         '[target] url = "riak://',
-        "migrate run pas --fresh",
+        "loaded another target and starts a new run",
     ):
         assert command in walk, command
 
@@ -185,7 +185,7 @@ def test_from_an_unfamiliar_schema_to_a_verified_rehearsal_then_riak(
         )
     )
     _ok(project, "check")
-    riak_run = _ok(project, "run", "pas", "--fresh", "--format", "json")
+    riak_run = _ok(project, "run", "pas", "--format", "json")  # a new run: another target
     report = json.loads(riak_run.stdout)
     assert report["outcome"] == "equal"
     assert report["services"][0]["written"] == admissions
