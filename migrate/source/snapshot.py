@@ -27,7 +27,8 @@ from sqlalchemy.engine import Connection
 
 from migrate.errors import ConfigError, SourceError
 from migrate.schema import TableInfo
-from migrate.source.capture import CaptureEngine, Change
+from migrate.source import watermark
+from migrate.source.capture import CaptureEngine, Change, WatermarkCapture
 from migrate.source.chunks import ChunkRange
 from migrate.source.dialects import SourceDialect, View
 from migrate.source.dialects.base import first_line
@@ -276,6 +277,15 @@ class Snapshot:
         """Where the service's change log stands in this snapshot: a delta starting here takes
         every change this snapshot does not show."""
         self.resume()
+        if isinstance(capture, WatermarkCapture):
+            marks = {}
+            for table in capture.plan.tables:
+                sql, params = watermark.marks_statement(
+                    self._rules, self._schema, table, scn=self._view.scn
+                )
+                (count, newest), *_ = self._fetch(sql, params, f"the watermark of {table.name}")
+                marks[table.name] = (int(count), newest)
+            return watermark.position(marks)
         rows = self._fetch(capture.position(), (), "the change log's position")
         return capture.position_of(rows[0][0])
 
