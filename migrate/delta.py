@@ -23,8 +23,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Any
 
-import pyarrow as pa
-
 from migrate.capture import require as require_capture
 from migrate.config import ServiceConfig
 from migrate.document import Document, Reject
@@ -37,13 +35,12 @@ from migrate.ledger.cutover import DeltaBatch, DeltaRecord
 from migrate.mapping import DocPlan
 from migrate.mapping.collisions import claims as claims_of
 from migrate.project import Project, actor
-from migrate.register import describe, recount, rejected_rows
+from migrate.register import describe, key_texts, recount, rejected_rows
 from migrate.source import ChunkRange, Snapshot
-from migrate.source.capture import CaptureEngine, Change
+from migrate.source.capture import CaptureEngine, Change, WatermarkCapture
 from migrate.source.chunks import _decode_bound, _encode_bound
-from migrate.source.normalize import to_arrow
-from migrate.source.types import arrow_type
 from migrate.target.chunks import with_chunk_index
+from migrate.watermark import Digests, decode, encode, narrowed
 
 Key = tuple[Any, ...]
 
@@ -154,7 +151,28 @@ class DeltaRun:
             )
         pending = self.ledger.open_delta(name)
         with self.project.source.snapshot() as snapshot:
-            if pending is None:
+            if pending is None and isinstance(capture, WatermarkCapture):
+                to = snapshot.capture_position(capture)
+                found = self._compare(snapshot, capture)
+                if found is None:
+                    self.ledger.set_position(name, run_id=run.run_id, position=to)
+                    return DeltaReport(
+                        name, None, False, 0, 0, 0, 0, 0, to, time.monotonic() - started
+                    )
+                batches, roots, bodies = found
+                delta = self.ledger.start_delta(
+                    name,
+                    run_id=run.run_id,
+                    from_position=position.position,
+                    to_position=to,
+                    changes=roots,
+                    batches=batches,
+                    roots=roots,
+                    actor=actor(),
+                    digests=bodies,
+                )
+                resumed = False
+            elif pending is None:
                 to = snapshot.capture_position(capture)
                 changes = (
                     [] if to == position.position else snapshot.changes(capture, position.position)
@@ -246,6 +264,33 @@ class DeltaRun:
                     )
                 total += len(present) + len(removed)
         return batches, total
+
+    def _compare(
+        self, snapshot: Snapshot, capture: WatermarkCapture
+    ) -> tuple[list[tuple[str, int, str]], int, dict[str, bytes]] | None:
+        """Watermark capture: every chunk's roots held against their recorded digests
+        (`migrate.watermark`), as delta batches, with the digests to record once the delta is
+        done; None when nothing changed."""
+        specs = narrowed(self.plan.doc_types, capture.plan, self.project.source.tables)
+        digests = Digests(snapshot, self.ledger, self.run_id, self.plans, specs)
+        recorded = self.ledger.digests(self.run_id)
+        batches: list[tuple[str, int, str]] = []
+        bodies: dict[str, bytes] = {}
+        total = 0
+        for doc in self.plan.doc_types:
+            for chunk in self._doc_chunks(doc):
+                body = recorded.get(chunk.chunk_id)
+                found = digests.compare(chunk, decode(body) if body is not None else None)
+                if not found.changed:
+                    continue
+                if found.digests is not None:
+                    bodies[chunk.chunk_id] = encode(found.digests)
+                for start in range(0, max(len(found.present), 1), _BATCH):
+                    part = found.present[start : start + _BATCH]
+                    gone = found.gone if not start else []
+                    batches.append((doc.name, chunk.index, _batch_json(part, gone)))
+                total += found.changed
+        return (batches, total, bodies) if batches else None
 
     def _dirty(
         self, snapshot: Snapshot, capture: CaptureEngine, doc: DocPlan, changes: Sequence[Change]
@@ -424,24 +469,3 @@ def _read_batch(text: str) -> tuple[list[Key], list[str]]:
     data = json.loads(text)
     keys = [_decode_bound(k) for k in data["keys"]]
     return [k for k in keys if k is not None], list(data["gone"])
-
-
-def key_texts(doc: DocPlan, keys: Sequence[Key]) -> list[str]:
-    """The register's names (source-key texts) of these root keys, as the builder names rows:
-    the keys staged through the same normalisers, then the same text forms."""
-    if not keys:
-        return []
-    builder = doc.builder
-    root = builder._root
-    by_name = {name.casefold(): i for i, name in enumerate(doc.extract.primary_key)}
-    columns = []
-    for name in root.spec.columns:
-        info = root.table.column(name)
-        assert info is not None
-        at = by_name.get(name.casefold())
-        if at is None:
-            columns.append(pa.array([None] * len(keys), type=arrow_type(info.type)))
-        else:
-            columns.append(to_arrow([key[at] for key in keys], info.type, {}))
-    table = pa.Table.from_arrays(columns, names=list(root.spec.columns))
-    return builder.source_key_texts({root.spec.node_id: table})

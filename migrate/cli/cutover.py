@@ -42,6 +42,10 @@ def capture() -> None:
     and delete triggers in the source (SQLite, PostgreSQL; Oracle's statements are built to its
     rules, untried against a live server). Install it before `migrate run`: the run records where
     the log stands at its snapshot, and the first `migrate delta` starts there.
+
+    `watermark` (capture = "watermark", watermark = "COLUMN" or { TABLE = "COLUMN", ... }): each
+    table's last-modified column, on any engine; nothing is installed in the source. Each delta
+    compares every document's rows (keys and last-modified values) with what it was built from.
     """
 
 
@@ -50,7 +54,8 @@ def capture() -> None:
 @_OPERATOR
 @click.pass_context
 def capture_install(ctx: click.Context, service: str, operator: str | None) -> None:
-    """Create SERVICE's change log and triggers in the source (nothing, when already there)."""
+    """Create SERVICE's change log and triggers in the source (nothing, when already there);
+    for watermark capture, check each table's last-modified column and record them."""
     from migrate.capture import install
 
     _as(operator)
