@@ -136,3 +136,15 @@ def test_watermark_needs_a_column_for_every_table(demo_project: Path, migrate_cl
     config.write_text(config.read_text().replace('{ PATIENTS = "UPDATED_AT" }', '"NO_SUCH_COLUMN"'))
     missing = migrate_cli("capture", "install", "pds")
     assert missing.exit_code == 2 and "has no column NO_SUCH_COLUMN" in missing.output
+
+
+def test_check_refuses_a_watermark_capture_it_could_not_install(
+    demo_project: Path, migrate_cli: Invoke
+) -> None:
+    use_watermark(demo_project)
+    assert migrate_cli("check").exit_code == 0
+    config = demo_project / "migrate.toml"
+    config.write_text(config.read_text().replace('"UPDATED_AT"', '"GENDER"'))
+    refused = migrate_cli("check")
+    assert refused.exit_code == 2, refused.output
+    assert "[services.pds] capture" in refused.output and "GENDER" in refused.output
