@@ -144,26 +144,9 @@ def use_watermark(project: Path, service: str = "pds") -> None:
     """Give a demo project's service change capture by watermark: every table of its legacy
     database gets an UPDATED_AT column that the "application" keeps (SQLite triggers of the
     test's own, standing in for an application that sets it on every insert and update)."""
-    with sqlite3.connect(project / "legacy.db") as db:
-        tables = [
-            r[0]
-            for r in db.execute(
-                "SELECT name FROM sqlite_master WHERE type = 'table' AND name NOT LIKE 'sqlite%'"
-            )
-        ]
-        now = "strftime('%Y-%m-%d %H:%M:%f', 'now')"
-        for table in tables:
-            db.execute(f'ALTER TABLE "{table}" ADD COLUMN UPDATED_AT TEXT')
-            db.execute(f"UPDATE \"{table}\" SET UPDATED_AT = '2020-01-01 00:00:00.000'")
-            db.execute(
-                f'CREATE TRIGGER "app_{table}_i" AFTER INSERT ON "{table}" BEGIN UPDATE '
-                f'"{table}" SET UPDATED_AT = {now} WHERE rowid = NEW.rowid; END'
-            )
-            db.execute(
-                f'CREATE TRIGGER "app_{table}_u" AFTER UPDATE ON "{table}" WHEN NEW.UPDATED_AT IS '
-                f'OLD.UPDATED_AT BEGIN UPDATE "{table}" SET UPDATED_AT = {now} WHERE rowid = '
-                "NEW.rowid; END"
-            )
+    from benchmarks.delta import add_last_modified
+
+    add_last_modified(project / "legacy.db")
     config = project / "migrate.toml"
     line = f'mapping = "mappings/{service}.yaml"\n'
     text = config.read_text()
