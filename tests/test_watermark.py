@@ -1,6 +1,6 @@
-"""Watermark capture: every kind of change to any table a mapping reads reaches exactly the
-documents that read it, found by comparing rows, so a change committed late with an older
-last-modified value, a deleted child and a deleted root are all caught."""
+"""Watermark capture: changes are found by comparing rows, so a change committed late with an
+older last-modified value and a deleted child are caught (every kind of change under both modes:
+test_delta.py), an idle delta rebuilds nothing, and a capture that cannot work is refused."""
 
 from __future__ import annotations
 
@@ -9,29 +9,20 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support import Invoke, assert_matches_reference, use_watermark
-
-VISIBLE = "COALESCE(SENSITIVE_FLAG, 'N') <> 'S'"
-CHILDREN = ("PATIENT_ADDRESSES", "PATIENT_NAMES", "PATIENT_TELECOMS", "PATIENT_PHARMACIES")
+from support import (
+    VISIBLE,
+    Invoke,
+    assert_matches_reference,
+    load_under_capture,
+    use_watermark,
+    visible_patients,
+)
 
 
 @pytest.fixture
 def loaded(demo_project: Path, migrate_cli: Invoke) -> Path:
     """The demo's pds under watermark capture, bulk-loaded."""
-    use_watermark(demo_project)
-    installed = migrate_cli("capture", "install", "pds")
-    assert installed.exit_code == 0, installed.output
-    result = migrate_cli("run", "pds")
-    assert result.exit_code == 0, result.output
-    return demo_project
-
-
-def _patients(db: sqlite3.Connection, count: int, offset: int = 0) -> list[str]:
-    rows = db.execute(
-        f"SELECT NHS_NUMBER FROM PATIENTS WHERE {VISIBLE} ORDER BY NHS_NUMBER LIMIT ? OFFSET ?",
-        (count, offset),
-    )
-    return [r[0] for r in rows]
+    return load_under_capture(demo_project, migrate_cli, "watermark")
 
 
 def _delta(migrate_cli: Invoke) -> dict[str, object]:
@@ -42,47 +33,13 @@ def _delta(migrate_cli: Invoke) -> dict[str, object]:
     return report
 
 
-def test_every_kind_of_change_reaches_exactly_its_documents(
-    loaded: Path, migrate_cli: Invoke
-) -> None:
-    with sqlite3.connect(loaded / "legacy.db") as db:
-        a, c, d = _patients(db, 3, 100)
-        db.execute("UPDATE PATIENTS SET FAMILY_NAME = 'Root Changed' WHERE NHS_NUMBER = ?", (a,))
-        (address,) = db.execute(
-            f"SELECT min(ADDRESS_ID) FROM PATIENT_ADDRESSES WHERE NHS_NUMBER IN (SELECT"
-            f" NHS_NUMBER FROM PATIENTS WHERE {VISIBLE} AND NHS_NUMBER NOT IN (?, ?, ?))",
-            (a, c, d),
-        ).fetchone()
-        db.execute(  # a child moved to another parent: both documents change
-            "UPDATE PATIENT_ADDRESSES SET NHS_NUMBER = ?, POSTCODE = 'ZZ9 9ZZ'"
-            " WHERE ADDRESS_ID = ?",
-            (c, address),
-        )
-        (gp,) = db.execute(
-            f"SELECT GP_PRACTICE_CODE FROM PATIENTS WHERE {VISIBLE} AND GP_PRACTICE_CODE IN "
-            "(SELECT ODS_CODE FROM ORGANISATIONS) GROUP BY 1 ORDER BY count(*) DESC LIMIT 1"
-        ).fetchone()
-        db.execute("UPDATE ORGANISATIONS SET NAME = 'Renamed Surgery' WHERE ODS_CODE = ?", (gp,))
-        for table in CHILDREN:  # a root deleted with its children: no row is "newer"
-            db.execute(f"DELETE FROM {table} WHERE NHS_NUMBER = ?", (d,))
-        db.execute("DELETE FROM PATIENTS WHERE NHS_NUMBER = ?", (d,))
-        (hidden,) = _patients(db, 1, 300)  # now left out by the mapping's `where`
-        db.execute("UPDATE PATIENTS SET SENSITIVE_FLAG = 'S' WHERE NHS_NUMBER = ?", (hidden,))
-    report = _delta(migrate_cli)
-    assert report["deleted"] == 2 and report["roots"] > 5
-    assert_matches_reference(migrate_cli, loaded, "pds")
-    assert _delta(migrate_cli)["delta_id"] is None  # nothing left: the digests moved on
-    reconciled = migrate_cli("reconcile", "pds", "--dry-run")
-    assert reconciled.exit_code == 0, reconciled.output
-
-
 def test_a_change_committed_late_with_an_older_time_is_not_lost(
     loaded: Path, migrate_cli: Invoke
 ) -> None:
     """What a watermark by time alone misses: a row whose last-modified value is older than the
     newest the last delta saw (a transaction that took its time early and committed late)."""
     with sqlite3.connect(loaded / "legacy.db") as db:
-        first, late = _patients(db, 2, 40)
+        first, late = visible_patients(db, 2, 40)
         db.execute("UPDATE PATIENTS SET GIVEN_NAME = 'Early' WHERE NHS_NUMBER = ?", (first,))
     assert _delta(migrate_cli)["roots"] == 1
     with sqlite3.connect(loaded / "legacy.db") as db:
