@@ -97,6 +97,23 @@ def delta_service(
     return DeltaRun(project, service, on_event=on_event).execute()
 
 
+def unapplied_changes(project: Project, service: ServiceConfig) -> int:
+    """Watermark capture: how many documents differ now from the rows they were built from, by
+    the same comparison a delta makes, writing nothing (0 for a service captured otherwise, whose
+    log position is exact). What the cutover's switch gate asks, once."""
+    run = project.ledger.latest_run(service.name)
+    if service.capture != "watermark" or run is None:
+        return 0
+    capture = require_capture(project, service)
+    assert isinstance(capture, WatermarkCapture)
+    delta = DeltaRun(project, service)
+    delta.run_id = run.run_id
+    delta.chunks = {(c.doc_type, c.index): c for c in project.ledger.chunks(run.run_id)}
+    with project.source.snapshot() as snapshot:
+        found = delta._compare(snapshot, capture)
+    return 0 if found is None else found[1]
+
+
 class DeltaRun:
     def __init__(
         self, project: Project, service: ServiceConfig, *, on_event: EventSink = ignore

@@ -105,3 +105,25 @@ def test_check_refuses_a_watermark_capture_it_could_not_install(
     refused = migrate_cli("check")
     assert refused.exit_code == 2, refused.output
     assert "[services.pds] capture" in refused.output and "GENDER" in refused.output
+
+
+def test_switch_finds_a_late_change_that_the_position_cannot_see(
+    loaded: Path, migrate_cli: Invoke
+) -> None:
+    for step in ("freeze", "sync", "verify"):
+        result = migrate_cli("cutover", "pds", step)
+        assert result.exit_code == 0, (step, result.output)
+    with sqlite3.connect(loaded / "legacy.db") as db:
+        (key,) = visible_patients(db, 1, 7)
+        db.execute(  # a writer that was not stopped, with an old time: no count or time moves
+            "UPDATE PATIENTS SET GIVEN_NAME = 'After Verify', UPDATED_AT = '2019-01-01 00:00:00'"
+            " WHERE NHS_NUMBER = ?",
+            (key,),
+        )
+    status = json.loads(migrate_cli("capture", "status", "pds", "--format", "json").stdout)
+    assert status["pending"] == 0
+    refused = migrate_cli("cutover", "pds", "switch", "--out-of-order")
+    assert refused.exit_code == 1, refused.output
+    assert "1 change(s) reached the source after the verification" in refused.output
+    board = json.loads(migrate_cli("status", "--format", "json").stdout)
+    assert next(s for s in board if s["service"] == "pds")["cutover_phase"] == "frozen"

@@ -87,10 +87,10 @@ def pending(
     since: str,
     fetch: Callable[[CaptureTable, Any], tuple[Any, Any, Any]],
 ) -> Pending:
-    """What changed since the position, as far as counts and last-modified values tell: rows
-    newer than the newest then seen, and rows gone (or come with an older value) by the
-    count. Zero when nothing changed, but for an update committed late with an older value:
-    the delta finds that too, by comparing rows."""
+    """What changed since the position, as far as counts and last-modified values tell, per
+    table: the rows newer than the newest then seen, or the rows come or gone by the count,
+    whichever is more. Zero when nothing changed, but for an update committed late with an
+    older value: the delta (and the cutover's switch) finds that too, by comparing rows."""
     then = read_position(since)
     count_all = 0
     oldest: dt.datetime | None = None
@@ -98,7 +98,7 @@ def pending(
         count_then, newest = then.get(table.name, (0, None))
         count_now, newer, first = fetch(table, newest)
         newer = int(newer or 0)
-        count_all += newer + abs(int(count_now) - newer - count_then)
+        count_all += max(newer, abs(int(count_now) - count_then))
         at = as_time(first)
         if at is not None and (oldest is None or at < oldest):
             oldest = at
