@@ -20,12 +20,15 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
+import pyarrow as pa
+
 from migrate.capture import require as require_capture
 from migrate.config import ServiceConfig
-from migrate.document import Document, Reject
+from migrate.document import BuildResult, Document, Reject
 from migrate.errors import ConfigError, VerificationError
 from migrate.events import EventSink, Note, ignore
 from migrate.files import private_writer
@@ -358,26 +361,40 @@ class DeltaRun:
     # -- applying ------------------------------------------------------------------------------
 
     def _apply_all(self, snapshot: Snapshot, delta: DeltaRecord) -> None:
-        while True:
-            left = [b for b in self.ledger.delta_batches(delta.delta_id) if not b.done]
-            if not left:
-                return
-            for batch in left:
-                self._apply(snapshot, delta, batch)
+        """Apply the delta's batches in order. One thread reads and builds the next batch from
+        the source while this one registers and writes the last (the snapshot is only ever used
+        by that thread meanwhile; the database, Arrow and the target's writes release the GIL),
+        so the two halves of a batch overlap as a bulk run's stages do."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-delta-read") as reader:
+            while True:
+                left = [b for b in self.ledger.delta_batches(delta.delta_id) if not b.done]
+                if not left:
+                    return
+                ahead = reader.submit(self._rebuild, snapshot, left[0])
+                for number, batch in enumerate(left):
+                    built = ahead.result()
+                    if number + 1 < len(left):
+                        ahead = reader.submit(self._rebuild, snapshot, left[number + 1])
+                    self._apply(delta, batch, built)
 
-    def _apply(self, snapshot: Snapshot, delta: DeltaRecord, batch: DeltaBatch) -> None:
-        """Rebuild one batch of roots, register them, write and delete on the target, all inside
-        one ledger transaction that commits once the target has acknowledged."""
+    def _rebuild(self, snapshot: Snapshot, batch: DeltaBatch) -> _Rebuilt:
+        """The batch's roots read from the source and built (nothing recorded or written)."""
         doc = self.plans[batch.doc_type]
         chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
         present, gone = _read_batch(batch.keys)
-        result = None
-        tables = None
-        if present:
-            wanted = replace(self._range(chunk), keys=tuple(present))
-            tables = snapshot.extract(doc.extract, wanted)
-            result = doc.build(tables, max_bytes=self.max_bytes)
-        roots = [*key_texts(doc, present), *gone]
+        if not present:
+            return _Rebuilt(gone, None, None)
+        wanted = replace(self._range(chunk), keys=tuple(present))
+        tables = snapshot.extract(doc.extract, wanted)
+        result = doc.build(tables, max_bytes=self.max_bytes)
+        return _Rebuilt([*key_texts(doc, present), *gone], tables, result)
+
+    def _apply(self, delta: DeltaRecord, batch: DeltaBatch, built: _Rebuilt) -> None:
+        """Register one batch's rebuilt roots, write and delete on the target, all inside one
+        ledger transaction that commits once the target has acknowledged."""
+        doc = self.plans[batch.doc_type]
+        chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
+        roots, tables, result = built.roots, built.tables, built.result
         fingerprint = chunk.transform_fingerprint or ""
         target = self.project.target
         with self.ledger.together():
@@ -476,6 +493,16 @@ class DeltaRun:
 
 
 _BATCH = 500  # roots per batch: one chunk's, at most this many
+
+
+@dataclass(frozen=True, slots=True)
+class _Rebuilt:
+    """A batch read and built: the register's names of its roots (present, then gone), the
+    rows read and what they built (None when every root of the batch is gone)."""
+
+    roots: list[str]
+    tables: dict[str, pa.Table] | None
+    result: BuildResult | None
 
 
 def _batch_json(present: Sequence[Key], gone: Sequence[str]) -> str:

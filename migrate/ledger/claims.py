@@ -286,23 +286,23 @@ class ClaimStore:
         """Every registered row (any chunk, any root) rendering one of `idents` under the same
         fingerprint, by key."""
         d = t.documents
-        found: dict[str, list[Registered]] = {}
+        rows: list[sa.Row[Any]] = []
         ordered = sorted(idents)
         for start in range(0, len(ordered), _BATCH):
-            query = (
-                sa.select(d)
-                .where(
-                    d.c.run_id == run_id,
-                    d.c.ident.in_(ordered[start : start + _BATCH]),
-                    d.c.fingerprint == fingerprint,
-                    d.c.state != REJECTED,
-                )
-                .order_by(d.c.chunk_id, d.c.id)
+            # Sorted here, not by the database: with an ORDER BY on (chunk, id), SQLite's
+            # planner walks the run's whole (run, chunk) index instead of looking the keys up.
+            query = sa.select(d).where(
+                d.c.run_id == run_id,
+                d.c.ident.in_(ordered[start : start + _BATCH]),
+                d.c.fingerprint == fingerprint,
+                d.c.state != REJECTED,
             )
-            for row in conn.execute(query):
-                registered = _registered(row)
-                found.setdefault(registered.key, []).append(registered)
-        return {key: rows for key, rows in found.items() if len(rows) > 1}
+            rows += conn.execute(query).all()
+        found: dict[str, list[Registered]] = {}
+        for row in sorted(rows, key=lambda r: (r._mapping["chunk_id"], r._mapping["id"])):
+            registered = _registered(row)
+            found.setdefault(registered.key, []).append(registered)
+        return {key: same for key, same in found.items() if len(same) > 1}
 
     @staticmethod
     def _mark(conn: sa.Connection, run_id: str, rows: Sequence[Registered], state: str) -> None:

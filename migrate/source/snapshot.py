@@ -36,10 +36,8 @@ from migrate.source.extract import build_table
 from migrate.source.pgcopy import CopyFailed, CopyRead, CopyReader
 from migrate.source.pgcsv import Unfit, keep_linked
 from migrate.source.sql import (
-    Compiled,
     Params,
     Queries,
-    bound_values,
     compile_statement,
 )
 from migrate.spec import ExtractSpec, NodeSpec
@@ -304,10 +302,7 @@ class Snapshot:
         queries = self._queries(spec)
         found: set[tuple[Any, ...]] = set()
         for start in range(0, len(values), KEY_BATCH):
-            batch = values[start : start + KEY_BATCH]
-            params = {f"val{r}_{i}": v for r, row in enumerate(batch) for i, v in enumerate(row)}
-            statement = queries.dirty_roots(node, len(batch))
-            sql, bound = Compiled(statement, self._rules.sa).bind(params)
+            sql, bound = queries.dirty(node, values[start : start + KEY_BATCH])
             found.update(
                 tuple(row) for row in self._fetch(sql, bound, f"the roots of {node.table}")
             )
@@ -317,8 +312,7 @@ class Snapshot:
         """The root keys that exist in `chunk` (its range and keys), in key order, without the
         mapping's `where`, as the database gives them."""
         self.resume()
-        statement = self._queries(spec).root_keys_in(chunk)
-        sql, bound = Compiled(statement, self._rules.sa).bind(bound_values(chunk))
+        sql, bound = self._queries(spec).existing(chunk)
         return [tuple(row) for row in self._fetch(sql, bound, f"the keys of {spec.root_table}")]
 
     def locate(
