@@ -236,9 +236,7 @@ class Digests:
         doc = self.plans[chunk.doc_type]
         bounds, now = self._read(chunk)
         before = dict(recorded or {})
-        known = set(before) | {
-            r.source_key for r in self.ledger.registered(self.run_id, chunk.chunk_id)
-        }
+        known = set(before) | self.ledger.registered_roots(self.run_id, chunk.chunk_id)
         if now is None:  # read at another point: every root of the chunk is rebuilt
             changed = None
         else:

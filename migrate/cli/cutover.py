@@ -117,7 +117,8 @@ def capture_uninstall(ctx: click.Context, service: str, operator: str | None) ->
 def delta(ctx: click.Context, services: tuple[str, ...], fmt: str, operator: str | None) -> None:
     """Apply every source change logged since the last run or delta (default: every service
     with capture). Repeatable, resumable after a kill, idempotent; with nothing to do it returns
-    at once, so it can be polled. Refused once a service is frozen (use `cutover sync`)."""
+    at once, so it can be polled (watermark capture: after comparing every document's rows).
+    Refused once a service is frozen (use `cutover sync`)."""
     from migrate.cutover import run_deltas
 
     _as(operator)
@@ -129,7 +130,12 @@ def delta(ctx: click.Context, services: tuple[str, ...], fmt: str, operator: str
         return
     for r in reports:
         if r.delta_id is None:
-            renderer.note(f"{r.service}: nothing to apply (position {r.position})")
+            where = (
+                "every document's rows compared"
+                if r.position.startswith("wm:")
+                else f"position {r.position}"
+            )
+            renderer.note(f"{r.service}: nothing to apply ({where})")
         else:
             renderer.note(
                 f"{r.service}: delta {r.delta_id}{' (resumed)' if r.resumed else ''}: "

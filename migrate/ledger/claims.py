@@ -277,6 +277,12 @@ class ClaimStore:
         rows = self._read(query, f"reading the register of {chunk_id}")
         return [_registered(row) for row in rows]
 
+    def registered_roots(self, run_id: str, chunk_id: str) -> set[str]:
+        """The source keys of a chunk's registered rows."""
+        d = t.documents
+        query = sa.select(d.c.source_key).where(d.c.run_id == run_id, d.c.chunk_id == chunk_id)
+        return {row[0] for row in self._read(query, f"reading the register of {chunk_id}")}
+
     # -- helpers ---------------------------------------------------------------------------------
 
     @staticmethod
