@@ -13,22 +13,35 @@ chunk, before any is applied; each batch is applied inside one ledger transactio
 only after the target acknowledged its writes and deletes; the change-log position advances
 only when every batch is done. Killed at any moment, `migrate delta` finishes the batches left,
 and rebuilding a document twice writes the same bytes.
+
+Batches are applied one after another, in order (a collision or a key released by one changes
+what a later one must do), but reading and building the next ones overlaps applying this one:
+worker processes read them under the delta's snapshot, shared with them as a bulk run shares
+its own, and build them (`migrate.transform.rebuild_roots`), since a batch's registering and
+writing take about as much CPU as its reading and building and one process has one core's
+worth; where the source cannot share the snapshot, or with one worker, a thread of this process
+reads and builds on the snapshot itself. A batch built by a worker and found to collide with
+another chunk's row is read again here to be built told of it. Both ways give the same
+documents, register and chunk records (tests/test_delta.py holds them side by side).
 """
 
 from __future__ import annotations
 
 import json
+import os
 import time
-from collections.abc import Sequence
-from concurrent.futures import ThreadPoolExecutor
+from collections import deque
+from collections.abc import Callable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor, ThreadPoolExecutor
 from dataclasses import dataclass, replace
+from functools import partial
 from typing import Any
 
 import pyarrow as pa
 
 from migrate.capture import require as require_capture
 from migrate.config import ServiceConfig
-from migrate.document import BuildResult, Document, Reject
+from migrate.document import Document, Reject
 from migrate.errors import ConfigError, VerificationError
 from migrate.events import EventSink, Note, ignore
 from migrate.files import private_writer
@@ -36,13 +49,13 @@ from migrate.ledger import ChunkRecord, RunStatus
 from migrate.ledger.claims import Registered
 from migrate.ledger.cutover import DeltaBatch, DeltaRecord
 from migrate.mapping import DocPlan
-from migrate.mapping.collisions import claims as claims_of
 from migrate.project import Project, actor
-from migrate.register import describe, key_texts, recount, rejected_rows
+from migrate.register import Known, describe, key_texts, recount, rejected_rows
 from migrate.source import ChunkRange, Snapshot
 from migrate.source.capture import CaptureEngine, Change, WatermarkCapture
 from migrate.source.chunks import _decode_bound, _encode_bound
-from migrate.target.chunks import with_chunk_index
+from migrate.source.shared import ChunkRead, SharedView, settle, share_view
+from migrate.transform import Built, RebuildTask, finish_build, rebuild_roots, transformers
 from migrate.watermark import Digests, decode, encode, narrowed
 
 Key = tuple[Any, ...]
@@ -128,6 +141,7 @@ class DeltaRun:
         self.plan = project.plan(service)
         self.plans = {d.name: d for d in self.plan.doc_types}
         self.max_bytes = project.config.run.max_document_bytes
+        self.workers = project.config.run.workers or os.cpu_count() or 1
 
     def execute(self) -> DeltaReport:
         started = time.monotonic()
@@ -361,40 +375,137 @@ class DeltaRun:
     # -- applying ------------------------------------------------------------------------------
 
     def _apply_all(self, snapshot: Snapshot, delta: DeltaRecord) -> None:
-        """Apply the delta's batches in order. One thread reads and builds the next batch from
-        the source while this one registers and writes the last (the snapshot is only ever used
-        by that thread meanwhile; the database, Arrow and the target's writes release the GIL),
-        so the two halves of a batch overlap as a bulk run's stages do."""
-        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-delta-read") as reader:
-            while True:
-                left = [b for b in self.ledger.delta_batches(delta.delta_id) if not b.done]
-                if not left:
-                    return
-                ahead = reader.submit(self._rebuild, snapshot, left[0])
-                for number, batch in enumerate(left):
-                    built = ahead.result()
-                    if number + 1 < len(left):
-                        ahead = reader.submit(self._rebuild, snapshot, left[number + 1])
-                    self._apply(delta, batch, built)
+        """Apply the delta's batches in order, the next ones read and built while one is
+        registered and written: by worker processes under the snapshot shared with them, else
+        by one thread of this process on the snapshot itself. (A batch's writes and ledger
+        transaction take about as much CPU as its reading and building; in worker processes
+        the two halves of a batch run on two cores instead of sharing this process's one.)"""
+        while True:
+            left = [b for b in self.ledger.delta_batches(delta.delta_id) if not b.done]
+            if not left:
+                return
+            view = None
+            if len(left) > 1 and self.workers > 1:  # a pool's start costs more than one batch
+                specs = [d.extract for d in self.plan.doc_types]
+                view = share_view(self.project.source, snapshot, specs)
+            if view is None:
+                self._apply_threaded(snapshot, delta, left)
+            else:
+                self._apply_pooled(snapshot, delta, left, view)
 
-    def _rebuild(self, snapshot: Snapshot, batch: DeltaBatch) -> _Rebuilt:
-        """The batch's roots read from the source and built (nothing recorded or written)."""
-        doc = self.plans[batch.doc_type]
-        chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
+    def _apply_threaded(
+        self, snapshot: Snapshot, delta: DeltaRecord, left: Sequence[DeltaBatch]
+    ) -> None:
+        """One thread reads and builds the next batch from the source while this one registers
+        and writes the last (the snapshot is only ever used by that thread meanwhile; the
+        database, Arrow and the target's writes release the GIL)."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-delta-read") as reader:
+            ahead = reader.submit(self._rebuild, snapshot, left[0])
+            for number, batch in enumerate(left):
+                built = ahead.result()
+                if number + 1 < len(left):
+                    ahead = reader.submit(self._rebuild, snapshot, left[number + 1])
+                self._apply(delta, batch, built, snapshot=None)
+
+    def _apply_pooled(
+        self,
+        snapshot: Snapshot,
+        delta: DeltaRecord,
+        left: Sequence[DeltaBatch],
+        view: SharedView,
+    ) -> None:
+        """Worker processes read and build batches under the shared view, a few ahead; this
+        thread applies them in order. A batch no worker could read (a SQLite writer waiting
+        to commit keeps new readers out) is read and built here, on the snapshot itself."""
+        prepare = self.project.target.preparer()
+        window = max(2, self.workers * 2)
+        with transformers(self.workers) as pool:
+            assert pool is not None  # more than one worker
+            pending: deque[tuple[DeltaBatch, _Rebuilt | Future[Built]]] = deque()
+            batches = iter(left)
+            for batch in batches:
+                pending.append((batch, self._submit(pool, batch, view, prepare)))
+                if len(pending) >= window:
+                    break
+            while pending:
+                batch, outcome = pending.popleft()
+                following = next(batches, None)
+                if following is not None:
+                    pending.append((following, self._submit(pool, following, view, prepare)))
+                if not isinstance(outcome, _Rebuilt):
+                    here = partial(self._build_here, snapshot, batch)
+                    outcome = _Rebuilt(self._roots(batch), None, settle(outcome, here))
+                self._apply(delta, batch, outcome, snapshot=snapshot)
+
+    def _submit(
+        self,
+        pool: ProcessPoolExecutor,
+        batch: DeltaBatch,
+        view: SharedView,
+        prepare: Callable[[Sequence[Document]], Sequence[Document]] | None,
+    ) -> _Rebuilt | Future[Built]:
+        """The batch's read and build, handed to a worker (a batch whose roots are all gone
+        needs neither)."""
         present, gone = _read_batch(batch.keys)
         if not present:
             return _Rebuilt(gone, None, None)
-        wanted = replace(self._range(chunk), keys=tuple(present))
-        tables = snapshot.extract(doc.extract, wanted)
-        result = doc.build(tables, max_bytes=self.max_bytes)
-        return _Rebuilt([*key_texts(doc, present), *gone], tables, result)
+        chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
+        task = RebuildTask(
+            str(self.service.mapping),
+            self.project.config.target.bucket_type,
+            self.plan.fingerprint,
+            self.project.schema(),
+            batch.doc_type,
+            self.max_bytes,
+            ChunkRead(view, chunk.index, chunk.lo, chunk.hi, keys=tuple(present)),
+            prepare=prepare,
+        )
+        return pool.submit(rebuild_roots, task)
 
-    def _apply(self, delta: DeltaRecord, batch: DeltaBatch, built: _Rebuilt) -> None:
+    def _roots(self, batch: DeltaBatch) -> list[str]:
+        """The register's names of a batch's roots: present, then gone."""
+        present, gone = _read_batch(batch.keys)
+        return [*key_texts(self.plans[batch.doc_type], present), *gone]
+
+    def _rebuild(self, snapshot: Snapshot, batch: DeltaBatch) -> _Rebuilt:
+        """The batch's roots read from the source and built (nothing recorded or written)."""
+        present, gone = _read_batch(batch.keys)
+        if not present:
+            return _Rebuilt(gone, None, None)
+        tables = self._read_here(snapshot, batch)
+        return _Rebuilt(self._roots(batch), tables, self._built(batch, tables))
+
+    def _build_here(self, snapshot: Snapshot, batch: DeltaBatch) -> Built:
+        """What a worker builds for the batch, read and built on `snapshot` instead."""
+        return self._built(batch, self._read_here(snapshot, batch))
+
+    def _read_here(self, snapshot: Snapshot, batch: DeltaBatch) -> dict[str, pa.Table]:
+        chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
+        present, _gone = _read_batch(batch.keys)
+        wanted = replace(self._range(chunk), keys=tuple(present))
+        return snapshot.extract(self.plans[batch.doc_type].extract, wanted)
+
+    def _built(
+        self, batch: DeltaBatch, tables: dict[str, pa.Table], known: Known | None = None
+    ) -> Built:
+        result = self.plans[batch.doc_type].build(tables, max_bytes=self.max_bytes, collided=known)
+        return finish_build(result, batch.chunk_index, None)
+
+    def _apply(
+        self,
+        delta: DeltaRecord,
+        batch: DeltaBatch,
+        rebuilt: _Rebuilt,
+        *,
+        snapshot: Snapshot | None,
+    ) -> None:
         """Register one batch's rebuilt roots, write and delete on the target, all inside one
-        ledger transaction that commits once the target has acknowledged."""
+        ledger transaction that commits once the target has acknowledged. A batch whose keys
+        rows of other chunks render too is built again, told of them: from the rows read with
+        it, else read again on `snapshot` (which no other thread then uses)."""
         doc = self.plans[batch.doc_type]
         chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
-        roots, tables, result = built.roots, built.tables, built.result
+        roots, built = rebuilt.roots, rebuilt.built
         fingerprint = chunk.transform_fingerprint or ""
         target = self.project.target
         with self.ledger.together():
@@ -405,19 +516,22 @@ class DeltaRun:
                 bucket_type=doc.bucket_type,
                 bucket=doc.bucket,
                 roots=roots,
-                claims=claims_of(result) if result else [],
+                claims=built.claims if built else [],
                 fingerprint=fingerprint,
-                collided={c.key for c in result.collided} if result else set(),
-                rejected=rejected_rows(result.rejects) if result else [],
+                collided=set(built.collided) if built else set(),
+                rejected=rejected_rows(built.rejects) if built else [],
             )
-            if result is not None and tables is not None and found.others:
-                known = describe(found.others, self.plans)
-                result = doc.build(tables, max_bytes=self.max_bytes, collided=known)
-            documents: list[Document] = []
+            if built is not None and found.others:
+                tables = rebuilt.tables
+                if tables is None:
+                    assert snapshot is not None
+                    tables = self._read_here(snapshot, batch)
+                built = self._built(batch, tables, describe(found.others, self.plans))
+            documents: Sequence[Document] = []
             rejects: list[Reject] = []
-            if result is not None:
-                documents = [with_chunk_index(d, chunk.index) for d in result.documents]
-                rejects = result.rejects
+            if built is not None:
+                documents = built.documents
+                rejects = built.rejects
             touched = {chunk.chunk_id} | {r.chunk_id for r in found.newly_collided}
             for chunk_id in sorted(touched):
                 recount(self.ledger, self.run_id, chunk_id, f"delta {delta.delta_id}")
@@ -498,11 +612,12 @@ _BATCH = 500  # roots per batch: one chunk's, at most this many
 @dataclass(frozen=True, slots=True)
 class _Rebuilt:
     """A batch read and built: the register's names of its roots (present, then gone), the
-    rows read and what they built (None when every root of the batch is gone)."""
+    rows read (None when a worker read them) and what they built (None when every root of the
+    batch is gone)."""
 
     roots: list[str]
     tables: dict[str, pa.Table] | None
-    result: BuildResult | None
+    built: Built | None
 
 
 def _batch_json(present: Sequence[Key], gone: Sequence[str]) -> str:

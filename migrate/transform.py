@@ -1,5 +1,7 @@
 """The transform phase, run in worker processes: stage a chunk's rows when they were just
 extracted, then build its documents. Pure apart from the staged files: rows in, documents out.
+A delta's rebuild of some roots of a chunk runs here too (`rebuild_roots`): read under the
+delta's shared snapshot and built, nothing staged.
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Any
 
 import pyarrow as pa
 
-from migrate.document import Claim, Document, Reject
+from migrate.document import BuildResult, Claim, Document, Reject
 from migrate.mapping import cached_plan
 from migrate.mapping.canonical import aggregate
 from migrate.mapping.collisions import claims
@@ -126,13 +128,86 @@ def transform_chunk(task: TransformTask) -> TransformOutput:
         staged = write_staged(Path(source.directory), tables)
     result = doc_plan.build(tables, max_bytes=task.max_bytes, collided=task.collided)
     checksum = aggregate(doc.checksum for doc in result.documents)
-    documents: Sequence[Document] = [
-        with_chunk_index(doc, task.chunk_index) for doc in result.documents
-    ]
-    if task.prepare is not None:
-        documents = task.prepare(documents)
+    done = finish_build(result, task.chunk_index, task.prepare)
+    return TransformOutput(
+        done.documents, done.rejects, checksum, staged, done.claims, done.collided
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class Built:
+    """A build as the loading thread takes it: documents with their chunk index entry (laid out
+    by the target's preparer where it has one), rejects, every key the build claimed for a row
+    (for the ledger's register, withdrawn ones too), and the keys withdrawn for a collision."""
+
+    documents: Sequence[Document]
+    rejects: list[Reject]
+    claims: list[Claim]
+    collided: frozenset[str]
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """As `TransformOutput`'s: documents and claims leave the worker as plain tuples."""
+        payload: Sequence[Any] = self.documents
+        if isinstance(payload, list):
+            payload = [
+                (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in payload
+            ]
+        made = [(c.key, c.source_key, c.checksum) for c in self.claims]
+        return (_built, (payload, self.rejects, made, self.collided))
+
+
+def _built(
+    documents: Sequence[Any],
+    rejects: list[Reject],
+    made: list[tuple[str, str, str]],
+    collided: frozenset[str],
+) -> Built:
+    if isinstance(documents, list):
+        documents = [Document(*row) for row in documents]
+    return Built(documents, rejects, [Claim(*claim) for claim in made], collided)
+
+
+def finish_build(
+    result: BuildResult,
+    chunk_index: int,
+    prepare: Callable[[Sequence[Document]], Sequence[Document]] | None,
+) -> Built:
+    """A build's documents given their chunk index and the target's layout, with its claims."""
+    documents: Sequence[Document] = [with_chunk_index(doc, chunk_index) for doc in result.documents]
+    if prepare is not None:
+        documents = prepare(documents)
     collided = frozenset(claim.key for claim in result.collided)
-    return TransformOutput(documents, result.rejects, checksum, staged, claims(result), collided)
+    return Built(documents, result.rejects, claims(result), collided)
+
+
+@dataclass(frozen=True, slots=True)
+class RebuildTask:
+    """Some roots of one chunk, which a delta rebuilds: read under the delta's shared snapshot
+    (`read` names the roots) and built by the run's mapping."""
+
+    mapping_path: str
+    default_bucket_type: str
+    fingerprint: str
+    schema: SchemaInfo
+    doc_type: str
+    max_bytes: int
+    read: ChunkRead
+    prepare: Callable[[Sequence[Document]], Sequence[Document]] | None = None
+
+
+def rebuild_roots(task: RebuildTask) -> Built:
+    """Read the task's roots (with everything embedded in them) and build their documents, as
+    the delta's own thread does when no worker can join its snapshot. Nothing is written."""
+    plan = cached_plan(
+        task.mapping_path,
+        default_bucket_type=task.default_bucket_type,
+        fingerprint=task.fingerprint,
+        schema=task.schema,
+    )
+    doc_plan = plan.doc_type(task.doc_type)
+    tables = read_chunk(task.read, doc_plan.extract)
+    result = doc_plan.build(tables, max_bytes=task.max_bytes)
+    return finish_build(result, task.read.index, task.prepare)
 
 
 @contextlib.contextmanager

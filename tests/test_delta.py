@@ -4,18 +4,25 @@ every kind under both capture modes)."""
 
 from __future__ import annotations
 
+import shutil
 import sqlite3
+from functools import partial
 from pathlib import Path
+from typing import Any
 
 import pytest
 from support import (
     VISIBLE,
     Invoke,
     assert_matches_reference,
+    dump_by_key,
     load_under_capture,
+    set_run_option,
     use_capture,
     visible_patients,
 )
+
+from migrate.delta import DeltaRun
 
 
 @pytest.fixture
@@ -89,6 +96,66 @@ def test_every_kind_of_change_reaches_exactly_its_documents(
     assert reconciled.exit_code == 0, reconciled.output
 
 
+def _register(project: Path) -> tuple[list[Any], list[Any]]:
+    """The ledger's register of documents and its chunk records, as comparable rows."""
+    with sqlite3.connect(project / ".migrate" / "state.db") as db:
+        documents = db.execute(
+            "SELECT run_id, chunk_id, doc_type, source_key, ident, checksum, fingerprint, state"
+            " FROM documents ORDER BY 1, 2, 3, 4, 5"
+        ).fetchall()
+        chunks = db.execute(
+            "SELECT run_id, doc_type, chunk_index, documents, rejects, doc_checksum FROM chunks"
+            " ORDER BY 1, 2, 3"
+        ).fetchall()
+    return documents, chunks
+
+
+@BOTH
+def test_worker_processes_apply_a_delta_as_its_own_thread_does(
+    loaded: Path, migrate_cli: Invoke, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Batches read and built by worker processes under the snapshot shared with them give
+    what the command's own thread gives: the same documents, register and chunk records."""
+    pooled: list[int] = []
+    apply_pooled = DeltaRun._apply_pooled
+
+    def counted(self: DeltaRun, *args: Any) -> None:
+        pooled.append(len(args[2]))
+        apply_pooled(self, *args)
+
+    monkeypatch.setattr(DeltaRun, "_apply_pooled", counted)
+    projects = {}
+    for workers in (1, 3):
+        project = tmp_path / f"workers-{workers}"
+        shutil.copytree(loaded, project)
+        set_run_option(project, "workers", workers)
+        with sqlite3.connect(project / "legacy.db") as db:
+            keys = _patients(db, 1000)
+            for key in keys[::40]:  # roots in every chunk
+                db.execute(
+                    "UPDATE PATIENTS SET GIVEN_NAME = GIVEN_NAME || '+' WHERE NHS_NUMBER = ?",
+                    (key,),
+                )
+            db.execute(  # children moved between parents in different chunks
+                "UPDATE PATIENT_ADDRESSES SET NHS_NUMBER = ? WHERE NHS_NUMBER = ?",
+                (keys[5], keys[900]),
+            )
+            db.execute(  # a lookup renamed: its patients in many chunks
+                "UPDATE ORGANISATIONS SET NAME = NAME || ' (renamed)' WHERE ODS_CODE IN"
+                " (SELECT GP_PRACTICE_CODE FROM PATIENTS GROUP BY 1 ORDER BY count(*) DESC"
+                " LIMIT 2)"
+            )
+        result = migrate_cli("delta", "pds", project=project)
+        assert result.exit_code == 0, result.output
+        projects[workers] = project
+    assert pooled and pooled[0] > 1  # the run with workers took several batches to them
+    assert dump_by_key(migrate_cli, "pds", project=projects[3]) == dump_by_key(
+        migrate_cli, "pds", project=projects[1]
+    )
+    assert _register(projects[3]) == _register(projects[1])
+    assert_matches_reference(partial(migrate_cli, project=projects[3]), projects[3], "pds")
+
+
 @BOTH
 def test_a_root_deleted_and_inserted_again_between_deltas(
     loaded: Path, migrate_cli: Invoke
@@ -155,7 +222,9 @@ def test_capture_uninstall_removes_every_object(loaded: Path, migrate_cli: Invok
     assert '"installed": false' in status.stdout
 
 
-def _small_project(tmp_path: Path, mapping: str, ddl: str, rows: list[tuple[object, ...]]) -> Path:
+def _small_project(
+    tmp_path: Path, mapping: str, ddl: str, rows: list[tuple[object, ...]], workers: int = 1
+) -> Path:
     project = tmp_path / "small"
     (project / "mappings").mkdir(parents=True)
     with sqlite3.connect(project / "legacy.db") as db:
@@ -166,7 +235,7 @@ def _small_project(tmp_path: Path, mapping: str, ddl: str, rows: list[tuple[obje
         '[source]\nurl = "sqlite:///legacy.db"\n'
         '[target]\nurl = "local:///.migrate/target.db"\n'
         '[state]\nurl = "sqlite:///.migrate/state.db"\n'
-        "[run]\nchunk_size = 2\nmax_rejects = 10\nworkers = 1\n"
+        f"[run]\nchunk_size = 2\nmax_rejects = 10\nworkers = {workers}\n"
         '[services.t]\nmapping = "mappings/t.yaml"\ncapture = "triggers"\n'
     )
     return project
@@ -208,7 +277,10 @@ def test_a_root_whose_key_changes_loses_its_old_document(tmp_path: Path) -> None
     assert _cli(project, "reconcile", "--dry-run")[0] == 0
 
 
-def test_a_collision_made_by_a_delta_and_undone_by_the_next(tmp_path: Path) -> None:
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_collision_made_by_a_delta_and_undone_by_the_next(tmp_path: Path, workers: int) -> None:
+    """The two rows are in two chunks (two batches): the second batch's build is told of the
+    first's row, from the rows it read (one thread) or read again (worker processes)."""
     project = _small_project(
         tmp_path,
         "service: t\ndocuments:\n  d:\n    table: T\n    bucket: t\n"
@@ -216,6 +288,7 @@ def test_a_collision_made_by_a_delta_and_undone_by_the_next(tmp_path: Path) -> N
         "CREATE TABLE T (SITE VARCHAR2(9) NOT NULL, CODE VARCHAR2(9) NOT NULL, NAME TEXT,"
         " PRIMARY KEY (SITE, CODE));",
         [("a", "x", "one"), ("b", "y", "two"), ("c", "z", "three"), ("d", "w", "four")],
+        workers,
     )
     assert _cli(project, "capture", "install", "t")[0] == 0
     assert _cli(project, "run")[0] == 0
@@ -234,3 +307,33 @@ def test_a_collision_made_by_a_delta_and_undone_by_the_next(tmp_path: Path) -> N
     assert _keys(project) == ["a/q/", "a/x", "a/x/", "d/w"]  # the other row is back
     code, output = _cli(project, "reconcile", "--dry-run")
     assert code == 0, output
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_a_collision_across_chunks_in_one_delta(tmp_path: Path, workers: int) -> None:
+    """Rows of two chunks made to render one key by one delta: the second chunk's batch is
+    built again told of the first's row, from the rows it read (one thread) or read again on
+    the snapshot (worker processes): both rows are rejected (the first withdrawn in the
+    register), and the second's reject names the first."""
+    project = _small_project(
+        tmp_path,
+        "service: t\ndocuments:\n  d:\n    table: T\n    bucket: t\n"
+        '    key: "{CODE}/{SITE}"\n    fields: {name: NAME}\n',
+        "CREATE TABLE T (SITE VARCHAR2(9) NOT NULL, CODE VARCHAR2(9) NOT NULL, NAME TEXT,"
+        " PRIMARY KEY (SITE, CODE));",
+        [("a", "x", "one"), ("b", "y", "two"), ("c", "z", "three"), ("d", "w", "four")],
+        workers,
+    )
+    assert _cli(project, "capture", "install", "t")[0] == 0
+    assert _cli(project, "run")[0] == 0
+    with sqlite3.connect(project / "legacy.db") as db:  # chunks: [.., (c, z)) and [(c, z), ..)
+        db.execute("UPDATE T SET CODE = 'p/d' WHERE SITE = 'a'")  # renders p/d/a, chunk 0
+        db.execute("UPDATE T SET SITE = 'd/a', CODE = 'p' WHERE SITE = 'd'")  # p/d/a, chunk 1
+    code, output = _cli(project, "delta", "t")
+    assert code == 0, output
+    assert _keys(project) == ["y/b", "z/c"]
+    code, output = _cli(project, "reconcile", "--dry-run", "--format", "json")
+    assert code == 1 and '"rejected": 2' in output, output
+    rejects = (project / ".migrate").rglob("rejects.jsonl")
+    reasons = "".join(path.read_text() for path in rejects)
+    assert "the others are SITE=a, CODE=p/d (chunk d:00000)" in reasons, reasons

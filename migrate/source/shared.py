@@ -26,7 +26,7 @@ import os
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from multiprocessing.util import Finalize
 from typing import Any, TypeVar
 
@@ -35,7 +35,7 @@ from sqlalchemy.engine import make_url
 
 from migrate.errors import SourceError
 from migrate.schema import TableInfo
-from migrate.source.chunks import ChunkRange
+from migrate.source.chunks import Bound, ChunkRange
 from migrate.source.dialects import ViewBusy
 from migrate.source.engine import Source
 from migrate.source.snapshot import ConnectionLost, Snapshot
@@ -65,6 +65,7 @@ class ChunkRead:
     index: int
     lo: str | None
     hi: str | None
+    keys: tuple[Bound, ...] | None = None  # only these root keys of the chunk (a delta's)
 
 
 def share_view(
@@ -189,7 +190,8 @@ def _read_once(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
             ) from None
         raise
     try:
-        return snapshot.extract(spec, ChunkRange.from_bounds_json(read.index, read.lo, read.hi))
+        bounds = ChunkRange.from_bounds_json(read.index, read.lo, read.hi)
+        return snapshot.extract(spec, replace(bounds, keys=read.keys))
     finally:
         snapshot.pause()
 
