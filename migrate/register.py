@@ -45,16 +45,24 @@ class Register:
         run_id: str,
         plans: dict[str, DocPlan],
         add_rejects: Callable[[str, list[Reject]], None],
+        *,
+        shared: bool = False,
     ) -> None:
+        """`shared`: other processes register chunks of the run at the same time, so what this
+        one knows of its collisions is never taken as the whole story (the ledger is asked)."""
         self.ledger = ledger
         self.run_id = run_id
         self.plans = plans
         self.add_rejects = add_rejects  # chunk id, rejects to append to its reject file
-        self._collided = ledger.collided_chunks(run_id)
+        self.shared = shared
+        self._collided = set() if shared else ledger.collided_chunks(run_id)
 
     def known(self, chunk_id: str) -> Known | None:
         """What the chunk's build must know: its keys that rows of other chunks render."""
-        if chunk_id not in self._collided:
+        if self.shared:
+            if not self.ledger.collided_keys(self.run_id, chunk_id):
+                return None
+        elif chunk_id not in self._collided:
             return None
         return describe(self.ledger.collisions_of(self.run_id, chunk_id), self.plans)
 
