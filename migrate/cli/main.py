@@ -298,7 +298,8 @@ def preview(  # noqa: PLR0917 (click passes every option by position)
     type=click.IntRange(min=1),
     default=None,
     help="Worker processes that read (where the source shares its snapshot), stage and transform "
-    "chunks and prepare their writes (default: [run] workers, else one per core).",
+    "chunks and prepare their writes (default: [run] workers, else one per core). With a Dask "
+    "executor the cluster's workers do, and load them too.",
 )
 @click.option(
     "--fresh",
@@ -325,6 +326,9 @@ def run(
     pass [run] max_rejects stops with exit 1; the rejects file it names says which rows and why.
     A target that stops serving (every host of a Riak URL down, stopping or starting) pauses the
     run with exit 3, saying so; with [target] patience it waits that long, then carries on.
+    With [run] executor = "dask://host:port" the chunks run as tasks on that Dask cluster, each
+    worker loading its own; a worker killed mid-chunk has it run again elsewhere; a scheduler
+    that cannot be reached, or is lost, stops the run with exit 3, and a re-run resumes.
     """
     from migrate.pipeline import run_services
 
