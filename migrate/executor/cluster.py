@@ -3,8 +3,9 @@
 
 Each chunk is one task, `migrate.executor.worker.load_chunk`, which builds, records and loads it
 on the worker that runs it. Rows this host had to read itself (a source whose snapshot another
-host cannot join) are scattered to a worker apart from the task, so the scheduler never carries
-them. Dask's futures are bridged to `concurrent.futures` ones, which the pipeline waits on.
+host cannot join) are staged here, in the shared [run] work_dir, and the task names the staged
+chunk: the scheduler never carries rows, and a task run again after its worker died finds them
+there. Dask's futures are bridged to `concurrent.futures` ones, which the pipeline waits on.
 
 Failures, each a clear message and exit 3, never a traceback:
 - the scheduler cannot be reached, or has no worker: at the start, before anything is recorded;
@@ -27,10 +28,12 @@ import uuid
 from collections.abc import Callable, Iterator
 from concurrent.futures import Future, InvalidStateError
 from dataclasses import replace
+from pathlib import Path
 from typing import Any, TypeVar
 
 from migrate.errors import ConfigError, ExecutorError, MigrateError, mask_secrets
 from migrate.executor import ChunkJob, Outcome
+from migrate.source import write_staged
 from migrate.source.shared import SharedView
 from migrate.transform import Extracted
 
@@ -39,7 +42,7 @@ _T = TypeVar("_T")
 CONNECT_SECONDS = 10.0  # to reach the scheduler
 WORKERS_SECONDS = 60.0  # for the scheduler to have a worker
 CLOSE_SECONDS = 5.0
-_LOGGERS = ("distributed", "tornado")
+_LOGGERS = ("distributed", "tornado", "bokeh")
 NEEDS = (
     "every worker needs migrate installed (pip install 'migrate[dask]'), the mapping files at "
     "the paths migrate.toml gives, [run] work_dir on a folder shared at the same path, and the "
@@ -49,15 +52,25 @@ NEEDS = (
 
 @contextlib.contextmanager
 def _quiet_logs() -> Iterator[None]:
+    """No log line of Dask's (or of Tornado, which it runs on) reaches this process's output
+    while the block runs: Dask gives several of its loggers a handler of their own (with
+    levels of their own), so every one of them is emptied, and restored afterwards."""
     loggers = [logging.getLogger(name) for name in _LOGGERS]
-    levels = [logger.level for logger in loggers]
-    for logger in loggers:
-        logger.setLevel(logging.CRITICAL + 1)
+    loggers += [
+        logger
+        for name, logger in logging.root.manager.loggerDict.items()
+        if isinstance(logger, logging.Logger) and name.startswith(tuple(f"{n}." for n in _LOGGERS))
+    ]
+    saved = [(logger.handlers, logger.propagate) for logger in loggers]
+    for logger in loggers:  # a handler that drops records (with none, Python's last resort
+        logger.handlers = [logging.NullHandler()]  # would print warnings and errors)
+        logger.propagate = False
     try:
         yield
     finally:
-        for logger, level in zip(loggers, levels, strict=True):
-            logger.setLevel(level)
+        for logger, (handlers, propagate) in zip(loggers, saved, strict=True):
+            logger.handlers = handlers
+            logger.propagate = propagate
 
 
 class DaskExecutor:
@@ -123,16 +136,14 @@ class DaskExecutor:
     def chunk(self, job: ChunkJob) -> Future[Outcome]:
         from migrate.executor.worker import load_chunk
 
-        tables = None
         source = job.task.source
+        if isinstance(source, Extracted):  # read here: staged where every worker finds it
+            staged = write_staged(Path(source.directory), source.tables)
+            job = replace(job, task=replace(job.task, source=staged))
         try:
-            if isinstance(source, Extracted):
-                [tables] = self.client.scatter([source.tables], hash=False)
-                job = replace(job, task=replace(job.task, source=Extracted(source.directory, {})))
             remote = self.client.submit(
                 load_chunk,
                 job,
-                tables,
                 pure=False,
                 key=f"migrate-{job.context.service}-{job.chunk.chunk_id}-{uuid.uuid4().hex[:8]}",
             )

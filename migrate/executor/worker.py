@@ -19,7 +19,6 @@ from __future__ import annotations
 import threading
 from dataclasses import replace
 
-import pyarrow as pa
 import xxhash
 
 from migrate.config import Config
@@ -31,7 +30,7 @@ from migrate.mapping import DocPlan, cached_plan
 from migrate.processes import quiet_gc
 from migrate.project import Project
 from migrate.target import Target, open_target
-from migrate.transform import Extracted, TransformTask, transform_chunk
+from migrate.transform import TransformTask, transform_chunk
 
 
 class _Opened:
@@ -72,12 +71,9 @@ def _opened(config: Config) -> _Opened:
         return found
 
 
-def load_chunk(job: ChunkJob, tables: dict[str, pa.Table] | None = None) -> ChunkLoaded:
-    """Build, record and load the job's chunk (`tables`: its rows, when the run's host read
-    them and sent them apart from the job)."""
+def load_chunk(job: ChunkJob) -> ChunkLoaded:
+    """Build, record and load the job's chunk."""
     task = job.task
-    if tables is not None and isinstance(task.source, Extracted):
-        task = replace(task, source=Extracted(task.source.directory, tables))
     opened = _opened(job.config)
     ledger = opened.ledger
     context = job.context
