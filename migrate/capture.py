@@ -13,9 +13,10 @@ from dataclasses import dataclass
 
 from migrate.config import ServiceConfig
 from migrate.errors import ConfigError, VerificationError
+from migrate.ledger.cutover import CaptureRecord
 from migrate.project import Project, actor
 from migrate.schema import TableInfo
-from migrate.source.capture import CaptureEngine, CapturePlan, capture_plan
+from migrate.source.capture import CaptureEngine, CapturePlan, WatermarkCapture, capture_plan
 
 
 @dataclass(frozen=True, slots=True)
@@ -62,7 +63,9 @@ def plan_of(project: Project, service: ServiceConfig) -> CapturePlan:
     for doc in plan.doc_types:
         tables.update(project.source.tables(doc.extract))
     specs = [doc.extract for doc in plan.doc_types]
-    return capture_plan(service.name, service.capture, specs, tables)
+    return capture_plan(
+        service.name, service.capture, specs, tables, watermark=service.watermark_column
+    )
 
 
 def engine_of(project: Project, service: ServiceConfig) -> CaptureEngine:
@@ -73,10 +76,10 @@ def require(project: Project, service: ServiceConfig) -> CaptureEngine:
     """The installed, current capture of the service, or an error (exit 2) saying what to run."""
     engine = engine_of(project, service)
     record = project.ledger.capture_record(service.name)
-    if record is None or not project.source.capture_installed(engine):
+    if record is None or not _installed(project, engine, record):
         raise ConfigError(
-            f"{service.name} has capture = {service.capture!r} but no change capture is "
-            "installed in the source",
+            f"{service.name} has capture = {service.capture!r} but its change capture is not "
+            "installed",
             hint=f"run `migrate capture install {service.name}` before the bulk run (then "
             f"`migrate run {service.name} --fresh` if it already ran)",
         )
@@ -97,7 +100,7 @@ def install(project: Project, name: str, *, command: str) -> CaptureStatus:
     with project.hold([name], command):
         engine = engine_of(project, service)
         record = project.ledger.capture_record(name)
-        there = project.source.capture_installed(engine)
+        there = _installed(project, engine, record)
         if there and record is not None and record.fingerprint == engine.plan.fingerprint():
             return status(project, name)
         if there:
@@ -155,7 +158,7 @@ def status(project: Project, name: str) -> CaptureStatus:
         return CaptureStatus(name, None, False, False, (), None, None, None)
     engine = engine_of(project, service)
     record = project.ledger.capture_record(name)
-    installed = project.source.capture_installed(engine)
+    installed = _installed(project, engine, record)
     current = record is not None and record.fingerprint == engine.plan.fingerprint()
     position = project.ledger.position(name)
     pending = oldest = None
@@ -172,3 +175,11 @@ def status(project: Project, name: str) -> CaptureStatus:
         pending,
         oldest,
     )
+
+
+def _installed(project: Project, engine: CaptureEngine, record: CaptureRecord | None) -> bool:
+    """Whether the capture's objects are in the source; a watermark capture has none, and is
+    installed when the ledger records it."""
+    if isinstance(engine, WatermarkCapture):
+        return record is not None
+    return project.source.capture_installed(engine)

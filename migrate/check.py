@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from migrate.errors import MappingError, MigrateError, Problem
 from migrate.hazards import key_template_warnings, service_warnings
 from migrate.mapping import Mapping, validate_mapping
-from migrate.preflight import config_problems, where_problems
+from migrate.preflight import capture_problems, config_problems, where_problems
 from migrate.project import Project
 
 
@@ -80,6 +80,7 @@ def check_project(project: Project) -> CheckReport:
         if not mapping_problems:
             plan = project.plan(service)
             mapping_problems = where_problems(project, mapping, plan)
+            mapping_problems += capture_problems(project, service)
             if not mapping_problems:
                 found = service_warnings(project, mapping, plan)
                 mappings.append((service.name, mapping))

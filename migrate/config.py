@@ -36,7 +36,7 @@ _SECTIONS: dict[str, set[str]] = {
     "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir", "executor"},
     "cutover": {"order"},
 }
-_SERVICE_KEYS = {"mapping", "capture"}
+_SERVICE_KEYS = {"mapping", "capture", "watermark"}
 CAPTURE_MODES = ("triggers", "watermark", "scn")
 DASK_SCHEME = "dask://"
 _DASK_ADDRESS = re.compile(
@@ -116,6 +116,14 @@ class ServiceConfig:
     # How delta finds the source's changes: "triggers" (a change log the toolkit installs),
     # "watermark" or "scn"; None: no capture (the service cannot be caught up or cut over).
     capture: str | None = None
+    # With capture = "watermark": each table's last-modified column, by table name ("*": the
+    # column of every table not named).
+    watermark: tuple[tuple[str, str], ...] = ()
+
+    def watermark_column(self, table: str) -> str | None:
+        """The last-modified column configured for `table` (matched without regard to case)."""
+        named = {t.casefold(): c for t, c in self.watermark}
+        return named.get(table.casefold(), named.get("*"))
 
 
 @dataclass(frozen=True, slots=True)
@@ -262,7 +270,7 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
                 raise ConfigError(
                     f"unknown key {key!r} in [services.{name}]",
                     where=lines.at(f"services.{name}", key),
-                    hint="a service takes: mapping, capture",
+                    hint="a service takes: mapping, capture, watermark",
                 )
         mapping = _required(body, "mapping", f"services.{name}", lines)
         capture = _string(body, "capture", f"services.{name}", lines)
@@ -271,10 +279,13 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
                 f"[services.{name}] capture must be one of {', '.join(CAPTURE_MODES)}",
                 where=lines.at(f"services.{name}", "capture"),
                 hint="triggers: a change log and triggers the toolkit installs (SQLite, "
-                "PostgreSQL, Oracle)",
+                "PostgreSQL, Oracle); watermark: each table's last-modified column",
             )
         services[name] = ServiceConfig(
-            name=name, mapping=(path.parent / mapping).resolve(), capture=capture
+            name=name,
+            mapping=(path.parent / mapping).resolve(),
+            capture=capture,
+            watermark=_watermark(body, name, capture, lines),
         )
 
     order_raw = _table(data, "cutover", lines).get("order", [])
@@ -395,6 +406,45 @@ def _quorum(table: dict[str, Any], key: str, lines: _Lines) -> str | None:
             where=lines.at("target", key),
         )
     return text
+
+
+def _watermark(
+    body: dict[str, Any], name: str, capture: str | None, lines: _Lines
+) -> tuple[tuple[str, str], ...]:
+    """`watermark = "COLUMN"` (every table's) or `watermark = {TABLE = "COLUMN", ...}`, with
+    capture = "watermark" and only then."""
+    section = f"services.{name}"
+    raw = body.get("watermark")
+    where = lines.at(section, "watermark")
+    example = f'[services.{name}] watermark = "LAST_UPDATED" (or {{ TABLE = "COLUMN", ... }})'
+    if raw is None:
+        if capture == "watermark":
+            raise ConfigError(
+                f'[services.{name}] capture = "watermark" needs the last-modified column of '
+                "each table the mapping reads",
+                where=lines.at(section, "capture"),
+                hint=f"set {example}",
+            )
+        return ()
+    if capture != "watermark":
+        raise ConfigError(
+            f'[services.{name}] watermark is only read with capture = "watermark"',
+            where=where,
+            hint=f'set capture = "watermark" under [services.{name}], or remove watermark',
+        )
+    pairs = (
+        [("*", raw)] if isinstance(raw, str) else list(raw.items()) if isinstance(raw, dict) else []
+    )
+    if not pairs or not all(
+        isinstance(t, str) and t and isinstance(c, str) and c for t, c in pairs
+    ):
+        raise ConfigError(
+            f"[services.{name}] watermark must be a column name or a table of "
+            'TABLE = "COLUMN" pairs',
+            where=where,
+            hint=f"for example {example}",
+        )
+    return tuple(pairs)
 
 
 def _seconds(

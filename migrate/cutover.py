@@ -27,7 +27,7 @@ from typing import Any
 from migrate.capture import require as require_capture
 from migrate.capture import status as capture_status
 from migrate.config import ServiceConfig
-from migrate.delta import DeltaReport, delta_service, delta_services
+from migrate.delta import DeltaReport, delta_service, delta_services, unapplied_changes
 from migrate.errors import VerificationError
 from migrate.events import EventSink, ignore
 from migrate.ledger import RunStatus
@@ -202,12 +202,13 @@ class Cutover:
                 hint=f"`migrate cutover {self.name} verify`",
             )
         waiting = capture_status(self.project, self.name)
-        if waiting.pending:
+        pending = waiting.pending or unapplied_changes(self.project, self.service)
+        if pending:
             self._set(Phase.FROZEN, {"reason": "changes after verify"})
             self._refuse(
                 "switch",
                 before,
-                f"{waiting.pending} change(s) reached the source after the verification",
+                f"{pending} change(s) reached the source after the verification",
                 hint=f"the service is back to frozen: `migrate cutover {self.name} sync`, then "
                 "verify, then switch",
             )

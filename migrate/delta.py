@@ -20,6 +20,7 @@ from __future__ import annotations
 import json
 import time
 from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, replace
 from typing import Any
 
@@ -27,7 +28,7 @@ import pyarrow as pa
 
 from migrate.capture import require as require_capture
 from migrate.config import ServiceConfig
-from migrate.document import Document, Reject
+from migrate.document import BuildResult, Document, Reject
 from migrate.errors import ConfigError, VerificationError
 from migrate.events import EventSink, Note, ignore
 from migrate.files import private_writer
@@ -37,13 +38,12 @@ from migrate.ledger.cutover import DeltaBatch, DeltaRecord
 from migrate.mapping import DocPlan
 from migrate.mapping.collisions import claims as claims_of
 from migrate.project import Project, actor
-from migrate.register import describe, recount, rejected_rows
+from migrate.register import describe, key_texts, recount, rejected_rows
 from migrate.source import ChunkRange, Snapshot
-from migrate.source.capture import CaptureEngine, Change
+from migrate.source.capture import CaptureEngine, Change, WatermarkCapture
 from migrate.source.chunks import _decode_bound, _encode_bound
-from migrate.source.normalize import to_arrow
-from migrate.source.types import arrow_type
 from migrate.target.chunks import with_chunk_index
+from migrate.watermark import Digests, decode, encode, narrowed
 
 Key = tuple[Any, ...]
 
@@ -100,6 +100,23 @@ def delta_service(
     return DeltaRun(project, service, on_event=on_event).execute()
 
 
+def unapplied_changes(project: Project, service: ServiceConfig) -> int:
+    """Watermark capture: how many documents differ now from the rows they were built from, by
+    the same comparison a delta makes, writing nothing (0 for a service captured otherwise, whose
+    log position is exact). What the cutover's switch gate asks, once."""
+    run = project.ledger.latest_run(service.name)
+    if service.capture != "watermark" or run is None:
+        return 0
+    capture = require_capture(project, service)
+    assert isinstance(capture, WatermarkCapture)
+    delta = DeltaRun(project, service)
+    delta.run_id = run.run_id
+    delta.chunks = {(c.doc_type, c.index): c for c in project.ledger.chunks(run.run_id)}
+    with project.source.snapshot() as snapshot:
+        found = delta._compare(snapshot, capture)
+    return 0 if found is None else found[1]
+
+
 class DeltaRun:
     def __init__(
         self, project: Project, service: ServiceConfig, *, on_event: EventSink = ignore
@@ -154,7 +171,28 @@ class DeltaRun:
             )
         pending = self.ledger.open_delta(name)
         with self.project.source.snapshot() as snapshot:
-            if pending is None:
+            if pending is None and isinstance(capture, WatermarkCapture):
+                to = snapshot.capture_position(capture)
+                found = self._compare(snapshot, capture)
+                if found is None:
+                    self.ledger.set_position(name, run_id=run.run_id, position=to)
+                    return DeltaReport(
+                        name, None, False, 0, 0, 0, 0, 0, to, time.monotonic() - started
+                    )
+                batches, roots, bodies = found
+                delta = self.ledger.start_delta(
+                    name,
+                    run_id=run.run_id,
+                    from_position=position.position,
+                    to_position=to,
+                    changes=roots,
+                    batches=batches,
+                    roots=roots,
+                    actor=actor(),
+                    digests=bodies,
+                )
+                resumed = False
+            elif pending is None:
                 to = snapshot.capture_position(capture)
                 changes = (
                     [] if to == position.position else snapshot.changes(capture, position.position)
@@ -247,6 +285,33 @@ class DeltaRun:
                 total += len(present) + len(removed)
         return batches, total
 
+    def _compare(
+        self, snapshot: Snapshot, capture: WatermarkCapture
+    ) -> tuple[list[tuple[str, int, str]], int, dict[str, bytes]] | None:
+        """Watermark capture: every chunk's roots held against their recorded digests
+        (`migrate.watermark`), as delta batches, with the digests to record once the delta is
+        done; None when nothing changed."""
+        specs = narrowed(self.plan.doc_types, capture.plan, self.project.source.tables)
+        digests = Digests(snapshot, self.ledger, self.run_id, self.plans, specs)
+        recorded = self.ledger.digests(self.run_id)
+        batches: list[tuple[str, int, str]] = []
+        bodies: dict[str, bytes] = {}
+        total = 0
+        for doc in self.plan.doc_types:
+            for chunk in self._doc_chunks(doc):
+                body = recorded.get(chunk.chunk_id)
+                found = digests.compare(chunk, decode(body) if body is not None else None)
+                if not found.changed:
+                    continue
+                if found.digests is not None:
+                    bodies[chunk.chunk_id] = encode(found.digests)
+                for start in range(0, max(len(found.present), 1), _BATCH):
+                    part = found.present[start : start + _BATCH]
+                    gone = found.gone if not start else []
+                    batches.append((doc.name, chunk.index, _batch_json(part, gone)))
+                total += found.changed
+        return (batches, total, bodies) if batches else None
+
     def _dirty(
         self, snapshot: Snapshot, capture: CaptureEngine, doc: DocPlan, changes: Sequence[Change]
     ) -> tuple[set[Key], set[Key]]:
@@ -296,26 +361,40 @@ class DeltaRun:
     # -- applying ------------------------------------------------------------------------------
 
     def _apply_all(self, snapshot: Snapshot, delta: DeltaRecord) -> None:
-        while True:
-            left = [b for b in self.ledger.delta_batches(delta.delta_id) if not b.done]
-            if not left:
-                return
-            for batch in left:
-                self._apply(snapshot, delta, batch)
+        """Apply the delta's batches in order. One thread reads and builds the next batch from
+        the source while this one registers and writes the last (the snapshot is only ever used
+        by that thread meanwhile; the database, Arrow and the target's writes release the GIL),
+        so the two halves of a batch overlap as a bulk run's stages do."""
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="migrate-delta-read") as reader:
+            while True:
+                left = [b for b in self.ledger.delta_batches(delta.delta_id) if not b.done]
+                if not left:
+                    return
+                ahead = reader.submit(self._rebuild, snapshot, left[0])
+                for number, batch in enumerate(left):
+                    built = ahead.result()
+                    if number + 1 < len(left):
+                        ahead = reader.submit(self._rebuild, snapshot, left[number + 1])
+                    self._apply(delta, batch, built)
 
-    def _apply(self, snapshot: Snapshot, delta: DeltaRecord, batch: DeltaBatch) -> None:
-        """Rebuild one batch of roots, register them, write and delete on the target, all inside
-        one ledger transaction that commits once the target has acknowledged."""
+    def _rebuild(self, snapshot: Snapshot, batch: DeltaBatch) -> _Rebuilt:
+        """The batch's roots read from the source and built (nothing recorded or written)."""
         doc = self.plans[batch.doc_type]
         chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
         present, gone = _read_batch(batch.keys)
-        result = None
-        tables = None
-        if present:
-            wanted = replace(self._range(chunk), keys=tuple(present))
-            tables = snapshot.extract(doc.extract, wanted)
-            result = doc.build(tables, max_bytes=self.max_bytes)
-        roots = [*key_texts(doc, present), *gone]
+        if not present:
+            return _Rebuilt(gone, None, None)
+        wanted = replace(self._range(chunk), keys=tuple(present))
+        tables = snapshot.extract(doc.extract, wanted)
+        result = doc.build(tables, max_bytes=self.max_bytes)
+        return _Rebuilt([*key_texts(doc, present), *gone], tables, result)
+
+    def _apply(self, delta: DeltaRecord, batch: DeltaBatch, built: _Rebuilt) -> None:
+        """Register one batch's rebuilt roots, write and delete on the target, all inside one
+        ledger transaction that commits once the target has acknowledged."""
+        doc = self.plans[batch.doc_type]
+        chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
+        roots, tables, result = built.roots, built.tables, built.result
         fingerprint = chunk.transform_fingerprint or ""
         target = self.project.target
         with self.ledger.together():
@@ -416,6 +495,16 @@ class DeltaRun:
 _BATCH = 500  # roots per batch: one chunk's, at most this many
 
 
+@dataclass(frozen=True, slots=True)
+class _Rebuilt:
+    """A batch read and built: the register's names of its roots (present, then gone), the
+    rows read and what they built (None when every root of the batch is gone)."""
+
+    roots: list[str]
+    tables: dict[str, pa.Table] | None
+    result: BuildResult | None
+
+
 def _batch_json(present: Sequence[Key], gone: Sequence[str]) -> str:
     return json.dumps({"keys": [_encode_bound(k) for k in present], "gone": list(gone)})
 
@@ -424,24 +513,3 @@ def _read_batch(text: str) -> tuple[list[Key], list[str]]:
     data = json.loads(text)
     keys = [_decode_bound(k) for k in data["keys"]]
     return [k for k in keys if k is not None], list(data["gone"])
-
-
-def key_texts(doc: DocPlan, keys: Sequence[Key]) -> list[str]:
-    """The register's names (source-key texts) of these root keys, as the builder names rows:
-    the keys staged through the same normalisers, then the same text forms."""
-    if not keys:
-        return []
-    builder = doc.builder
-    root = builder._root
-    by_name = {name.casefold(): i for i, name in enumerate(doc.extract.primary_key)}
-    columns = []
-    for name in root.spec.columns:
-        info = root.table.column(name)
-        assert info is not None
-        at = by_name.get(name.casefold())
-        if at is None:
-            columns.append(pa.array([None] * len(keys), type=arrow_type(info.type)))
-        else:
-            columns.append(to_arrow([key[at] for key in keys], info.type, {}))
-    table = pa.Table.from_arrays(columns, names=list(root.spec.columns))
-    return builder.source_key_texts({root.spec.node_id: table})

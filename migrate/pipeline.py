@@ -50,6 +50,7 @@ from migrate.loading import ChunkLoaded, ChunkLoader, LoadContext, is_done
 from migrate.mapping.canonical import aggregate
 from migrate.project import Project, actor
 from migrate.source import ChunkRange, Snapshot, StagedChunk
+from migrate.source.capture import WatermarkCapture
 from migrate.source.shared import ChunkRead, SharedView, settle, share_view
 from migrate.transform import (
     Extracted,
@@ -58,6 +59,7 @@ from migrate.transform import (
     TransformTask,
     transform_chunk,
 )
+from migrate.watermark import Digests, narrowed
 
 if TYPE_CHECKING:
     from migrate.reconcile import ServiceResult
@@ -277,6 +279,8 @@ class _ServiceRun:
         try:
             with self._snapshot_if_needed(run) as snapshot:
                 chunks = self._plan(run, snapshot)
+                if snapshot is not None:
+                    self._record_digests(run, snapshot, chunks)
                 todo = [c for c in chunks if not self._done(c)]
                 self.emit(
                     ServiceStarted(
@@ -465,6 +469,22 @@ class _ServiceRun:
             finally:
                 self.view = None
                 self.close_read_ahead()  # its snapshot with it
+
+    def _record_digests(
+        self, run: RunRecord, snapshot: Snapshot, chunks: list[ChunkRecord]
+    ) -> None:
+        """Watermark capture: the digests the first delta compares with, read under the run's
+        snapshot before any chunk is (`migrate.watermark`); only for a run whose position the
+        capture recorded (another is never caught up by delta)."""
+        if not isinstance(self.capture, WatermarkCapture):
+            return
+        position = self.ledger.position(self.service.name)
+        if position is None or position.run_id != run.run_id:
+            return
+        specs = narrowed(self.plan.doc_types, self.capture.plan, self.project.source.tables)
+        digests = Digests(snapshot, self.ledger, run.run_id, self.doc_plans, specs)
+        if digests.record_baseline(chunks):
+            self.emit(Note(self.service.name, "recorded the watermark digests delta starts from"))
 
     def _say_if_mixed(self, run: RunRecord, chunks: list[ChunkRecord], marker: str) -> None:
         """A resumed run reads the chunks it still has to read under a new snapshot: say so (and

@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from migrate.config import Config, locate
+from migrate.config import Config, ServiceConfig, locate
 from migrate.errors import ConfigError, MigrateError, Problem
 from migrate.mapping import Mapping, ServicePlan
 from migrate.project import Project
@@ -44,6 +44,21 @@ def config_problems(config: Config) -> list[Problem]:
     if reason:
         add("run", "work_dir", f"the work folder {reason}", _FOLDER_HINT)
     return problems
+
+
+def capture_problems(project: Project, service: ServiceConfig) -> list[Problem]:
+    """The service's change capture as `capture install` would refuse it: a mode not built for
+    the source's engine, a watermark column missing or of a type that cannot order changes."""
+    if service.capture is None:
+        return []
+    from migrate.capture import engine_of
+
+    try:
+        engine_of(project, service)
+    except ConfigError as exc:
+        file, line = locate(project.config, f"services.{service.name}", "capture")
+        return [Problem(file, line, f"[services.{service.name}] capture", exc.message, exc.hint)]
+    return []
 
 
 _FOLDER_HINT = "name a folder migrate can create and write, or fix its permissions"

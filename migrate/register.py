@@ -10,8 +10,11 @@ records this chunk's transform. So no row of a collision is ever written, or sil
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
+from typing import Any
+
+import pyarrow as pa
 
 from migrate.document import Reject
 from migrate.ledger import ChunkState, Ledger
@@ -19,6 +22,8 @@ from migrate.ledger.claims import Registered
 from migrate.mapping import DocPlan
 from migrate.mapping.canonical import aggregate
 from migrate.mapping.collisions import COLLISION_FIELD, describe_row, source_key_dict
+from migrate.source.normalize import to_arrow
+from migrate.source.types import arrow_type
 from migrate.transform import TransformOutput
 
 Known = dict[str, list[str]]  # key -> the other rows that render it, described
@@ -167,3 +172,35 @@ def describe(others: dict[str, list[Registered]], plans: dict[str, DocPlan]) -> 
 def _key_names(plans: dict[str, DocPlan], doc_type: str) -> tuple[str, ...]:
     plan = plans.get(doc_type)
     return plan.extract.primary_key if plan is not None else ()
+
+
+def key_texts(doc: DocPlan, keys: Sequence[tuple[Any, ...]]) -> list[str]:
+    """The register's names (source-key texts) of these root keys, as the database gives them:
+    the keys staged through the same normalisers as a chunk's, then the builder's text forms."""
+    if not keys:
+        return []
+    root = doc.builder._root
+    at = {name.casefold(): i for i, name in enumerate(doc.extract.primary_key)}
+    columns: dict[str, pa.Array[Any]] = {}
+    for name in root.spec.columns:
+        info = root.table.column(name)
+        if info is not None and name.casefold() in at:
+            i = at[name.casefold()]
+            columns[name.casefold()] = to_arrow([key[i] for key in keys], info.type, {})
+    return arrow_key_texts(doc, columns, len(keys))
+
+
+def arrow_key_texts(doc: DocPlan, columns: Mapping[str, pa.Array[Any]], rows: int) -> list[str]:
+    """The register's names of `rows` root rows whose key columns are staged already
+    (`columns`, by case-folded name; any other column of the root is not needed)."""
+    root = doc.builder._root
+    arrays = []
+    for name in root.spec.columns:
+        found = columns.get(name.casefold())
+        if found is None:
+            info = root.table.column(name)
+            assert info is not None
+            found = pa.array([None] * rows, type=arrow_type(info.type))
+        arrays.append(found)
+    table = pa.Table.from_arrays(arrays, names=list(root.spec.columns))
+    return doc.builder.source_key_texts({root.spec.node_id: table})

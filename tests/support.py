@@ -140,6 +140,49 @@ def use_capture(project: Path, service: str = "pds") -> None:
     config.write_text(text.replace(line, line + 'capture = "triggers"\n'))
 
 
+def use_watermark(project: Path, service: str = "pds") -> None:
+    """Give a demo project's service change capture by watermark: every table of its legacy
+    database gets an UPDATED_AT column that the "application" keeps (SQLite triggers of the
+    test's own, standing in for an application that sets it on every insert and update)."""
+    from benchmarks.delta import add_last_modified
+
+    add_last_modified(project / "legacy.db")
+    config = project / "migrate.toml"
+    line = f'mapping = "mappings/{service}.yaml"\n'
+    text = config.read_text()
+    assert line in text
+    config.write_text(
+        text.replace(line, line + 'capture = "watermark"\nwatermark = "UPDATED_AT"\n')
+    )
+
+
+def use_mode(project: Path, mode: str, service: str = "pds") -> None:
+    """Change capture of `mode` ("triggers" or "watermark") for a demo project's service."""
+    (use_capture if mode == "triggers" else use_watermark)(project, service)
+
+
+VISIBLE = "COALESCE(SENSITIVE_FLAG, 'N') <> 'S'"  # the demo pds mapping's `where`
+
+
+def load_under_capture(project: Path, invoke: Invoke, mode: str = "triggers") -> Path:
+    """The demo's pds under change capture of `mode`, installed and bulk-loaded."""
+    use_mode(project, mode)
+    installed = invoke("capture", "install", "pds")
+    assert installed.exit_code == 0, installed.output
+    result = invoke("run", "pds")
+    assert result.exit_code == 0, result.output
+    return project
+
+
+def visible_patients(db: sqlite3.Connection, count: int, offset: int = 0) -> list[str]:
+    """`count` keys of demo patients the pds mapping reads, in key order from `offset`."""
+    rows = db.execute(
+        f"SELECT NHS_NUMBER FROM PATIENTS WHERE {VISIBLE} ORDER BY NHS_NUMBER LIMIT ? OFFSET ?",
+        (count, offset),
+    )
+    return [r[0] for r in rows]
+
+
 # A chunk phase's evidence: the chunk columns that phase sets (`migrate.ledger.states`).
 PHASES = ("planned", "extracted", "transformed", "loaded")
 EVIDENCE = {

@@ -199,3 +199,28 @@ def test_target_patience_is_seconds_from_zero(tmp_path: Path) -> None:
     timeout = BASE.replace('url = "local:///.migrate/target.db"', 'url = "riak://h"\ntimeout = 0')
     with pytest.raises(ConfigError, match="timeout must be a number of seconds > 0"):
         load_config(_write(tmp_path, timeout))
+
+
+def test_watermark_names_last_modified_columns_with_capture_watermark(tmp_path: Path) -> None:
+    pds = 'mapping = "mappings/pds.yaml"\n'
+
+    def with_pds(lines: str) -> Path:
+        return _write(tmp_path, BASE.replace(pds, pds + lines))
+
+    every = load_config(with_pds('capture = "watermark"\nwatermark = "UPDATED_AT"\n'))
+    assert every.service("pds").watermark_column("patients") == "UPDATED_AT"
+    named = load_config(
+        with_pds('capture = "watermark"\nwatermark = { PATIENTS = "CHANGED", "*" = "TS" }\n')
+    )
+    assert named.service("pds").watermark_column("patients") == "CHANGED"
+    assert named.service("pds").watermark_column("ADDRESSES") == "TS"
+    assert load_config(_write(tmp_path, BASE)).service("pds").watermark_column("P") is None
+    for lines, message, line in (
+        ('capture = "watermark"\n', "needs the last-modified column", 13),
+        ('capture = "triggers"\nwatermark = "TS"\n', 'only read with capture = "watermark"', 14),
+        ('capture = "watermark"\nwatermark = 3\n', "must be a column name or a table", 14),
+        ('capture = "watermark"\nwatermark = { P = "" }\n', "must be a column name", 14),
+    ):
+        with pytest.raises(ConfigError, match=message) as info:
+            load_config(with_pds(lines))
+        assert f"migrate.toml:{line}" in info.value.render(), lines

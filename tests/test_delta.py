@@ -1,5 +1,6 @@
 """Delta, document-keyed: every kind of change to any table a mapping reads reaches exactly the
-documents that read it, and the target then equals a plain build of the source."""
+documents that read it, and the target then equals a plain build of the source (the changes of
+every kind under both capture modes)."""
 
 from __future__ import annotations
 
@@ -7,27 +8,24 @@ import sqlite3
 from pathlib import Path
 
 import pytest
-from support import Invoke, assert_matches_reference, use_capture
-
-VISIBLE = "COALESCE(SENSITIVE_FLAG, 'N') <> 'S'"
+from support import (
+    VISIBLE,
+    Invoke,
+    assert_matches_reference,
+    load_under_capture,
+    use_capture,
+    visible_patients,
+)
 
 
 @pytest.fixture
-def loaded(demo_project: Path, migrate_cli: Invoke) -> Path:
-    """The demo's pds under capture, bulk-loaded."""
-    use_capture(demo_project)
-    assert migrate_cli("capture", "install", "pds").exit_code == 0
-    result = migrate_cli("run", "pds")
-    assert result.exit_code == 0, result.output
-    return demo_project
+def loaded(demo_project: Path, migrate_cli: Invoke, request: pytest.FixtureRequest) -> Path:
+    """The demo's pds under capture (by triggers, or as the test is parametrized), bulk-loaded."""
+    return load_under_capture(demo_project, migrate_cli, getattr(request, "param", "triggers"))
 
 
-def _patients(db: sqlite3.Connection, count: int, offset: int = 0) -> list[str]:
-    rows = db.execute(
-        f"SELECT NHS_NUMBER FROM PATIENTS WHERE {VISIBLE} ORDER BY NHS_NUMBER LIMIT ? OFFSET ?",
-        (count, offset),
-    )
-    return [r[0] for r in rows]
+_patients = visible_patients
+BOTH = pytest.mark.parametrize("loaded", ["triggers", "watermark"], indirect=True)
 
 
 def _delta(migrate_cli: Invoke) -> str:
@@ -36,6 +34,7 @@ def _delta(migrate_cli: Invoke) -> str:
     return result.output
 
 
+@BOTH
 def test_every_kind_of_change_reaches_exactly_its_documents(
     loaded: Path, migrate_cli: Invoke
 ) -> None:
@@ -90,6 +89,7 @@ def test_every_kind_of_change_reaches_exactly_its_documents(
     assert reconciled.exit_code == 0, reconciled.output
 
 
+@BOTH
 def test_a_root_deleted_and_inserted_again_between_deltas(
     loaded: Path, migrate_cli: Invoke
 ) -> None:

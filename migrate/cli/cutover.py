@@ -42,6 +42,10 @@ def capture() -> None:
     and delete triggers in the source (SQLite, PostgreSQL; Oracle's statements are built to its
     rules, untried against a live server). Install it before `migrate run`: the run records where
     the log stands at its snapshot, and the first `migrate delta` starts there.
+
+    `watermark` (capture = "watermark", watermark = "COLUMN" or { TABLE = "COLUMN", ... }): each
+    table's last-modified column, on any engine; nothing is installed in the source. Each delta
+    compares every document's rows (keys and last-modified values) with what it was built from.
     """
 
 
@@ -50,7 +54,8 @@ def capture() -> None:
 @_OPERATOR
 @click.pass_context
 def capture_install(ctx: click.Context, service: str, operator: str | None) -> None:
-    """Create SERVICE's change log and triggers in the source (nothing, when already there)."""
+    """Create SERVICE's change log and triggers in the source (nothing, when already there);
+    for watermark capture, check each table's last-modified column and record them."""
     from migrate.capture import install
 
     _as(operator)
@@ -112,7 +117,8 @@ def capture_uninstall(ctx: click.Context, service: str, operator: str | None) ->
 def delta(ctx: click.Context, services: tuple[str, ...], fmt: str, operator: str | None) -> None:
     """Apply every source change logged since the last run or delta (default: every service
     with capture). Repeatable, resumable after a kill, idempotent; with nothing to do it returns
-    at once, so it can be polled. Refused once a service is frozen (use `cutover sync`)."""
+    at once, so it can be polled (watermark capture: after comparing every document's rows).
+    Refused once a service is frozen (use `cutover sync`)."""
     from migrate.cutover import run_deltas
 
     _as(operator)
@@ -124,7 +130,12 @@ def delta(ctx: click.Context, services: tuple[str, ...], fmt: str, operator: str
         return
     for r in reports:
         if r.delta_id is None:
-            renderer.note(f"{r.service}: nothing to apply (position {r.position})")
+            where = (
+                "every document's rows compared"
+                if r.position.startswith("wm:")
+                else f"position {r.position}"
+            )
+            renderer.note(f"{r.service}: nothing to apply ({where})")
         else:
             renderer.note(
                 f"{r.service}: delta {r.delta_id}{' (resumed)' if r.resumed else ''}: "

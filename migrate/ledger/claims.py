@@ -287,6 +287,12 @@ class ClaimStore:
         rows = self._read(query, f"reading the register of {chunk_id}")
         return [_registered(row) for row in rows]
 
+    def registered_roots(self, run_id: str, chunk_id: str) -> set[str]:
+        """The source keys of a chunk's registered rows."""
+        d = t.documents
+        query = sa.select(d.c.source_key).where(d.c.run_id == run_id, d.c.chunk_id == chunk_id)
+        return {row[0] for row in self._read(query, f"reading the register of {chunk_id}")}
+
     # -- helpers ---------------------------------------------------------------------------------
 
     @staticmethod
@@ -296,23 +302,23 @@ class ClaimStore:
         """Every registered row (any chunk, any root) rendering one of `idents` under the same
         fingerprint, by key."""
         d = t.documents
-        found: dict[str, list[Registered]] = {}
+        rows: list[sa.Row[Any]] = []
         ordered = sorted(idents)
         for start in range(0, len(ordered), _BATCH):
-            query = (
-                sa.select(d)
-                .where(
-                    d.c.run_id == run_id,
-                    d.c.ident.in_(ordered[start : start + _BATCH]),
-                    d.c.fingerprint == fingerprint,
-                    d.c.state != REJECTED,
-                )
-                .order_by(d.c.chunk_id, d.c.id)
+            # Sorted here, not by the database: with an ORDER BY on (chunk, id), SQLite's
+            # planner walks the run's whole (run, chunk) index instead of looking the keys up.
+            query = sa.select(d).where(
+                d.c.run_id == run_id,
+                d.c.ident.in_(ordered[start : start + _BATCH]),
+                d.c.fingerprint == fingerprint,
+                d.c.state != REJECTED,
             )
-            for row in conn.execute(query):
-                registered = _registered(row)
-                found.setdefault(registered.key, []).append(registered)
-        return {key: rows for key, rows in found.items() if len(rows) > 1}
+            rows += conn.execute(query).all()
+        found: dict[str, list[Registered]] = {}
+        for row in sorted(rows, key=lambda r: (r._mapping["chunk_id"], r._mapping["id"])):
+            registered = _registered(row)
+            found.setdefault(registered.key, []).append(registered)
+        return {key: same for key, same in found.items() if len(same) > 1}
 
     @staticmethod
     def _mark(conn: sa.Connection, run_id: str, rows: Sequence[Registered], state: str) -> None:

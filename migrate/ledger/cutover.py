@@ -177,8 +177,11 @@ class CutoverStore:
         batches: Sequence[tuple[str, int, str]],
         roots: int,
         actor: str,
+        digests: Mapping[str, bytes] | None = None,
     ) -> DeltaRecord:
-        """Record a delta and every batch (document type, chunk index, keys as JSON) at once."""
+        """Record a delta and every batch (document type, chunk index, keys as JSON) at once,
+        with (watermark capture) the chunks' digests it saw, which replace theirs once it is
+        complete."""
         delta_id = new_delta_id()
         started = _now()
         with self._write(f"starting a delta of {service}") as conn:
@@ -214,6 +217,14 @@ class CutoverStore:
                             "done": False,
                         }
                         for number, (doc_type, index, keys) in enumerate(batches)
+                    ],
+                )
+            if digests:
+                conn.execute(
+                    t.digests.insert(),
+                    [
+                        {"run_id": run_id, "chunk_id": c, "generation": delta_id, "body": body}
+                        for c, body in sorted(digests.items())
                     ],
                 )
         return self.delta(delta_id)
@@ -297,14 +308,28 @@ class CutoverStore:
             )
 
     def finish_delta(self, delta: DeltaRecord, status: RunStatus) -> None:
-        """Close a delta; a complete one moves the service's position to where it ended."""
-        d, p = t.deltas, t.sync_positions
+        """Close a delta; a complete one moves the service's position to where it ended (and
+        the chunks' watermark digests to what it saw)."""
+        d, p, g = t.deltas, t.sync_positions, t.digests
         with self._write(f"finishing delta {delta.delta_id}") as conn:
             conn.execute(
                 d.update()
                 .where(d.c.delta_id == delta.delta_id)
                 .values(status=status.value, finished_at=_now())
             )
+            seen = g.c.generation == delta.delta_id
+            if status is RunStatus.COMPLETE:
+                chunks = sa.select(g.c.chunk_id).where(g.c.run_id == delta.run_id, seen)
+                conn.execute(
+                    g.delete().where(
+                        g.c.run_id == delta.run_id, g.c.generation == "", g.c.chunk_id.in_(chunks)
+                    )
+                )
+                conn.execute(
+                    g.update().where(g.c.run_id == delta.run_id, seen).values(generation="")
+                )
+            else:
+                conn.execute(g.delete().where(g.c.run_id == delta.run_id, seen))
             if status is RunStatus.COMPLETE:
                 conn.execute(p.delete().where(p.c.service == delta.service))
                 conn.execute(
@@ -316,6 +341,40 @@ class CutoverStore:
                         delta_id=delta.delta_id,
                     )
                 )
+
+    # -- watermark digests ----------------------------------------------------------------------
+
+    def store_digests(
+        self, run_id: str, bodies: Mapping[str, bytes], *, generation: str = ""
+    ) -> None:
+        """Record chunks' digests (`migrate.watermark`), replacing those of that generation."""
+        g = t.digests
+        with self._write("recording watermark digests") as conn:
+            for chunk_id, body in sorted(bodies.items()):
+                conn.execute(
+                    g.delete().where(
+                        g.c.run_id == run_id,
+                        g.c.chunk_id == chunk_id,
+                        g.c.generation == generation,
+                    )
+                )
+                conn.execute(
+                    g.insert().values(
+                        run_id=run_id, chunk_id=chunk_id, generation=generation, body=body
+                    )
+                )
+
+    def digests(self, run_id: str, *, generation: str = "") -> dict[str, bytes]:
+        """The run's chunks' digests of a generation ("": the last complete delta's, or the
+        run's), by chunk id."""
+        if self.version < 3:
+            return {}
+        g = t.digests
+        query = sa.select(g.c.chunk_id, g.c.body).where(
+            g.c.run_id == run_id, g.c.generation == generation
+        )
+        rows = self._read(query, "reading watermark digests")
+        return {str(row._mapping["chunk_id"]): bytes(row._mapping["body"]) for row in rows}
 
     # -- phases ----------------------------------------------------------------------------------
 

@@ -15,8 +15,8 @@ from sqlalchemy.engine import Dialect
 SCHEMA_VERSION = 3
 # Version 2 added `verifications` and `chunk_verifications`; version 3 added `documents` (the
 # register of each run's document keys), `leases` (one writer per service) and the cutover's
-# `capture`, `sync_positions`, `deltas`, `delta_batches` and `phases`. An older file gets the new
-# tables when opened for writing.
+# `capture`, `sync_positions`, `deltas`, `delta_batches`, `digests` and `phases`. An older file
+# gets the new tables when opened for writing.
 
 _STATES = "'planned', 'extracted', 'transformed', 'loaded'"
 _STATUSES = "'running', 'complete', 'failed'"
@@ -271,6 +271,19 @@ delta_batches = sa.Table(
     sa.Column("chunk_index", sa.Integer, nullable=False),
     sa.Column("keys", sa.Text, nullable=False),  # JSON: the root keys, as chunk bounds are kept
     sa.Column("done", sa.Boolean, nullable=False),
+)
+
+digests = sa.Table(
+    "digests",
+    metadata,
+    # Watermark capture: per chunk of a run, each root's digest of the rows its document is
+    # built from (keys and last-modified values), as the run or the last delta saw them
+    # (generation ""), or as a delta under way saw them (generation = its id), which replaces
+    # the chunk's when that delta completes (`migrate.watermark`).
+    sa.Column("run_id", sa.String(64), primary_key=True),
+    sa.Column("chunk_id", sa.String(200), primary_key=True),
+    sa.Column("generation", sa.String(64), primary_key=True),
+    sa.Column("body", sa.LargeBinary, nullable=False),  # zlib-compressed JSON {root: digest}
 )
 
 phases = sa.Table(

@@ -19,6 +19,9 @@ Where the log starts and how it is read without losing a change depends on the e
   a position is an SCN (compiled and checked here; no Oracle server runs in this project's tests).
 - MySQL/MariaDB: not built (its log would need the same care, without snapshots to lean on).
 
+Watermark mode (`WatermarkCapture`, any engine) installs nothing: the plan names each table's
+last-modified column, and `migrate.watermark` finds what changed by comparing rows.
+
 Values are logged as text the engine can read back exactly: SQLite's `quote()` literals,
 PostgreSQL's text form of each value (bound back untyped, so the server casts it to the column's
 type), Oracle's JSON.
@@ -30,23 +33,27 @@ import datetime as dt
 import hashlib
 import json
 import re
-from collections.abc import Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 from migrate.errors import ConfigError, SourceError
-from migrate.schema import TableInfo
+from migrate.schema import TableInfo, ValueKind
 from migrate.spec import ExtractSpec
 
 MODES = ("triggers", "watermark", "scn")
+# What a last-modified column may hold: a time, or a number or text that grows with each change.
+_WATERMARK_KINDS = frozenset(ValueKind) - {ValueKind.BOOLEAN, ValueKind.BINARY, ValueKind.JSON}
 
 
 @dataclass(frozen=True, slots=True)
 class CaptureTable:
-    """One table the capture records, and the columns logged for it, in order."""
+    """One table the capture records, and the columns logged for it, in order; in watermark
+    mode, its last-modified column."""
 
     name: str
     columns: tuple[str, ...]
+    watermark: str | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -66,7 +73,10 @@ class CapturePlan:
             {
                 "service": self.service,
                 "mode": self.mode,
-                "tables": [[t.name, list(t.columns)] for t in self.tables],
+                "tables": [
+                    [t.name, list(t.columns), *([t.watermark] if t.watermark else [])]
+                    for t in self.tables
+                ],
             },
             sort_keys=True,
             separators=(",", ":"),
@@ -75,7 +85,10 @@ class CapturePlan:
     @classmethod
     def from_json(cls, text: str) -> CapturePlan:
         data = json.loads(text)
-        tables = tuple(CaptureTable(name, tuple(columns)) for name, columns in data["tables"])
+        tables = tuple(
+            CaptureTable(item[0], tuple(item[1]), item[2] if len(item) > 2 else None)
+            for item in data["tables"]
+        )
         return cls(data["service"], data["mode"], tables)
 
     def table(self, name: str) -> CaptureTable | None:
@@ -86,9 +99,15 @@ class CapturePlan:
 
 
 def capture_plan(
-    service: str, mode: str, specs: Sequence[ExtractSpec], tables: Mapping[str, TableInfo]
+    service: str,
+    mode: str,
+    specs: Sequence[ExtractSpec],
+    tables: Mapping[str, TableInfo],
+    watermark: Callable[[str], str | None] = lambda _table: None,
 ) -> CapturePlan:
-    """The columns to log per table: each root table's key, each other node's link columns."""
+    """The columns to log per table: each root table's key, each other node's link columns; in
+    watermark mode, each table's last-modified column (`watermark(table)`, which must name a
+    column of every table the mapping reads)."""
     wanted: dict[str, list[str]] = {}
     names: dict[str, str] = {}
 
@@ -107,9 +126,49 @@ def capture_plan(
         for node in spec.nodes[1:]:
             add(node.table, (child for child, _parent in node.link))
     ordered = sorted(wanted)
+    marks = {n: _watermark_of(service, tables, names[n], watermark) for n in ordered}
+    if mode == "watermark":
+        missing = [names[n] for n in ordered if marks[n] is None]
+        if missing:
+            raise ConfigError(
+                f'{service}: capture = "watermark" names no last-modified column for '
+                f"{', '.join(missing)}",
+                hint=f"add them to [services.{service}] watermark in migrate.toml (a table of "
+                'TABLE = "COLUMN" pairs, or one column name every table has)',
+            )
     return CapturePlan(
-        service, mode, tuple(CaptureTable(names[n], tuple(wanted[n])) for n in ordered)
+        service,
+        mode,
+        tuple(
+            CaptureTable(names[n], tuple(wanted[n]), marks[n] if mode == "watermark" else None)
+            for n in ordered
+        ),
     )
+
+
+def _watermark_of(
+    service: str,
+    tables: Mapping[str, TableInfo],
+    table: str,
+    watermark: Callable[[str], str | None],
+) -> str | None:
+    """The table's last-modified column as the schema names it, or None when none is set."""
+    column = watermark(table)
+    if column is None:
+        return None
+    found = _info(tables, table).column(column)
+    if found is None:
+        raise ConfigError(
+            f"{service}: table {table} has no column {column} (its watermark)",
+            hint=f"name the table's last-modified column in [services.{service}] watermark",
+        )
+    if found.type.kind not in _WATERMARK_KINDS:
+        raise ConfigError(
+            f"{service}: {table}.{found.name} is {found.type.kind.value}, not a date, time or "
+            "number, so it cannot say when a row last changed",
+            hint=f"name the table's last-modified column in [services.{service}] watermark",
+        )
+    return found.name
 
 
 def _info(tables: Mapping[str, TableInfo], name: str) -> TableInfo:
@@ -430,6 +489,20 @@ class OracleCapture(CaptureEngine):
         return tuple(json.loads(str(text)))
 
 
+class WatermarkCapture(CaptureEngine):
+    """Watermark mode, on any engine: nothing is installed in the source. A position is, per
+    table, its row count and newest last-modified value (`Snapshot.capture_position`), which
+    is what `capture status` and the cutover's gates compare; what changed is found by
+    `migrate.watermark`, comparing each root's rows with what the last delta (or the run) saw,
+    never by the position alone."""
+
+    def install(self) -> list[str]:
+        return []
+
+    def uninstall(self) -> list[str]:
+        return []
+
+
 class UnsupportedCapture(CaptureEngine):
     supported = False
 
@@ -443,9 +516,12 @@ _ENGINES: dict[str, type[CaptureEngine]] = {
 
 def capture_engine(backend: str, plan: CapturePlan, *, schema: str | None) -> CaptureEngine:
     """The engine's capture, or a ConfigError (exit 2) saying what to use instead."""
+    if plan.mode == "watermark":
+        return WatermarkCapture(plan, schema=schema)
     if plan.mode != "triggers":
         raise ConfigError(
-            f'capture = {plan.mode!r} is not built yet; use capture = "triggers"',
+            f'capture = {plan.mode!r} is not built; use capture = "triggers" (Oracle '
+            'included) or "watermark"',
             hint='set [services.NAME] capture = "triggers" in migrate.toml',
         )
     found = _ENGINES.get(backend)
@@ -515,6 +591,7 @@ __all__ = [
     "CaptureTable",
     "Change",
     "Pending",
+    "WatermarkCapture",
     "capture_engine",
     "capture_plan",
 ]

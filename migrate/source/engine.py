@@ -19,7 +19,15 @@ from sqlalchemy.engine import Connection, make_url
 
 from migrate.errors import ConfigError, SourceError, register_secret
 from migrate.schema import SchemaInfo, TableInfo
-from migrate.source.capture import CaptureEngine, CapturePlan, Pending, capture_engine
+from migrate.source import watermark
+from migrate.source.capture import (
+    CaptureEngine,
+    CapturePlan,
+    CaptureTable,
+    Pending,
+    WatermarkCapture,
+    capture_engine,
+)
 from migrate.source.dialects import SourceDialect, dialect_class, dialect_for
 from migrate.source.dialects.base import first_line
 from migrate.source.reflect import Reflector
@@ -169,11 +177,21 @@ class Source:
         self._ddl(capture.uninstall(), "removing change capture")
 
     def capture_installed(self, capture: CaptureEngine) -> bool:
+        if isinstance(capture, WatermarkCapture):
+            return True  # nothing of it lives in the source
         sql, params = capture.log_exists()
         return bool(self._query(sql, params, "looking for the change log"))
 
     def pending(self, capture: CaptureEngine, since: str) -> Pending:
         """Changes logged after position `since`, as the database shows them now."""
+        if isinstance(capture, WatermarkCapture):
+
+            def fetch(table: CaptureTable, newest: Any) -> tuple[Any, Any, Any]:
+                sql, params = watermark.newer_statement(self.rules, self.schema, table, newest)
+                (found,) = self._query(sql, params, f"reading the watermark of {table.name}")
+                return found[0], found[1], found[2]
+
+            return watermark.pending(list(capture.plan.tables), since, fetch)
         sql, params = capture.pending(since)
         rows = self._query(sql, params, "counting the change log")
         count, oldest = rows[0]

@@ -27,7 +27,8 @@ from sqlalchemy.engine import Connection
 
 from migrate.errors import ConfigError, SourceError
 from migrate.schema import TableInfo
-from migrate.source.capture import CaptureEngine, Change
+from migrate.source import watermark
+from migrate.source.capture import CaptureEngine, Change, WatermarkCapture
 from migrate.source.chunks import ChunkRange
 from migrate.source.dialects import SourceDialect, View
 from migrate.source.dialects.base import first_line
@@ -35,10 +36,8 @@ from migrate.source.extract import build_table
 from migrate.source.pgcopy import CopyFailed, CopyRead, CopyReader
 from migrate.source.pgcsv import Unfit, keep_linked
 from migrate.source.sql import (
-    Compiled,
     Params,
     Queries,
-    bound_values,
     compile_statement,
 )
 from migrate.spec import ExtractSpec, NodeSpec
@@ -276,6 +275,15 @@ class Snapshot:
         """Where the service's change log stands in this snapshot: a delta starting here takes
         every change this snapshot does not show."""
         self.resume()
+        if isinstance(capture, WatermarkCapture):
+            marks = {}
+            for table in capture.plan.tables:
+                sql, params = watermark.marks_statement(
+                    self._rules, self._schema, table, scn=self._view.scn
+                )
+                (count, newest), *_ = self._fetch(sql, params, f"the watermark of {table.name}")
+                marks[table.name] = (int(count), newest)
+            return watermark.position(marks)
         rows = self._fetch(capture.position(), (), "the change log's position")
         return capture.position_of(rows[0][0])
 
@@ -294,10 +302,7 @@ class Snapshot:
         queries = self._queries(spec)
         found: set[tuple[Any, ...]] = set()
         for start in range(0, len(values), KEY_BATCH):
-            batch = values[start : start + KEY_BATCH]
-            params = {f"val{r}_{i}": v for r, row in enumerate(batch) for i, v in enumerate(row)}
-            statement = queries.dirty_roots(node, len(batch))
-            sql, bound = Compiled(statement, self._rules.sa).bind(params)
+            sql, bound = queries.dirty(node, values[start : start + KEY_BATCH])
             found.update(
                 tuple(row) for row in self._fetch(sql, bound, f"the roots of {node.table}")
             )
@@ -307,8 +312,7 @@ class Snapshot:
         """The root keys that exist in `chunk` (its range and keys), in key order, without the
         mapping's `where`, as the database gives them."""
         self.resume()
-        statement = self._queries(spec).root_keys_in(chunk)
-        sql, bound = Compiled(statement, self._rules.sa).bind(bound_values(chunk))
+        sql, bound = self._queries(spec).existing(chunk)
         return [tuple(row) for row in self._fetch(sql, bound, f"the keys of {spec.root_table}")]
 
     def locate(

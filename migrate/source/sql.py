@@ -106,12 +106,28 @@ def _names(side: str, bound: Bound | None) -> list[str]:
     return [] if bound is None else [f"{side}{i}" for i in range(len(bound))]
 
 
+def padded(count: int) -> int:
+    """How many rows an IN list of `count` rows is given: the next power of two, and at most
+    500 beyond 256 (callers batch by 500, under Oracle's 1,000-item limit); the list is filled
+    with its last row again. Statements with an IN list are compiled once per such size
+    instead of once per count: compiling hundreds of parameters costs more than running them."""
+    if count <= 256:
+        return 1 << max(count - 1, 0).bit_length()
+    return max(count, 500)
+
+
+def padded_rows(rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
+    """`rows` filled to `padded(len(rows))` with its last row (an IN list is a set)."""
+    listed = list(rows)
+    return listed + listed[-1:] * (padded(len(listed)) - len(listed)) if listed else listed
+
+
 def bound_values(chunk: ChunkRange) -> dict[str, Any]:
     """The chunk's bounds (and keys) as the parameters `range_predicate` names."""
     values: dict[str, Any] = {}
     for side, bound in (("lo", chunk.lo), ("hi", chunk.hi)):
         values.update(zip(_names(side, bound), bound or (), strict=True))
-    for row, key in enumerate(chunk.keys or ()):
+    for row, key in enumerate(padded_rows(chunk.keys or ())):
         values.update((f"key{row}_{i}", value) for i, value in enumerate(key))
     return values
 
@@ -151,7 +167,7 @@ def range_predicate(
     check_bounds(chunk, len(columns))
     clauses: list[ColumnElement[bool]] = []
     if chunk.keys is not None:
-        clauses.append(in_values(columns, len(chunk.keys)))
+        clauses.append(in_values(columns, padded(len(chunk.keys))))
     if chunk.lo is not None:
         names = _names("lo", chunk.lo)
         clauses.append(_bound(columns, names, lambda c, v: c > v, lambda c, v: c >= v))
@@ -253,7 +269,7 @@ class Queries:
             copy,
             None if chunk.lo is None else len(chunk.lo),
             None if chunk.hi is None else len(chunk.hi),
-            None if chunk.keys is None else len(chunk.keys),
+            None if chunk.keys is None else padded(len(chunk.keys)),
         )
         compiled = self._compiled.get(shape)
         if compiled is None:
@@ -287,6 +303,22 @@ class Queries:
             return sa.select(sa.func.count()).select_from(root).where(*where)
 
         return self._compile("", chunk, make)
+
+    def dirty(self, node: NodeSpec, values: Sequence[Sequence[Any]]) -> tuple[str, Params]:
+        """`dirty_roots` of these link values (at most 500 rows), compiled once per node and
+        padded size."""
+        rows = padded_rows(values)
+        shape = (f"dirty:{node.node_id}", False, None, None, len(rows))
+        compiled = self._compiled.get(shape)
+        if compiled is None:
+            statement = self.dirty_roots(node, len(rows))
+            compiled = self._compiled[shape] = Compiled(statement, self.dialect.sa)
+        params = {f"val{r}_{i}": v for r, row in enumerate(rows) for i, v in enumerate(row)}
+        return compiled.bind(params)
+
+    def existing(self, chunk: ChunkRange) -> tuple[str, Params]:
+        """`root_keys_in` of the chunk, compiled once per shape of chunk."""
+        return self._compile("existing", chunk, lambda: self.root_keys_in(chunk))
 
     def dirty_roots(self, node: NodeSpec, count: int) -> Select[Any]:
         """The keys of the root rows whose documents read rows linked to `count` value rows of

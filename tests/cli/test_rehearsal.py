@@ -14,7 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
-from support import Invoke, assert_matches_reference, use_capture
+from support import Invoke, assert_matches_reference, use_mode
 from test_resume_kill import MIGRATE, _migrate
 
 WRITER = r"""
@@ -54,8 +54,9 @@ for step in range(int(sys.argv[3])):
 
 
 @pytest.mark.slow
-def test_a_whole_cutover_rehearsal(demo_project: Path, migrate_cli: Invoke) -> None:
-    use_capture(demo_project)
+@pytest.mark.parametrize("mode", ["triggers", "watermark"])
+def test_a_whole_cutover_rehearsal(demo_project: Path, migrate_cli: Invoke, mode: str) -> None:
+    use_mode(demo_project, mode)
     assert migrate_cli("capture", "install", "pds", "--operator", "ann").exit_code == 0
     loaded = migrate_cli("run", "pds")
     assert loaded.exit_code == 0, loaded.output
@@ -109,10 +110,11 @@ def _done_batches(project: Path) -> int:
 
 
 @pytest.mark.slow
+@pytest.mark.parametrize("mode", ["triggers", "watermark"])
 def test_a_delta_killed_three_times_mid_apply_then_resumed_is_exact(
-    demo_project: Path, migrate_cli: Invoke
+    demo_project: Path, migrate_cli: Invoke, mode: str
 ) -> None:
-    use_capture(demo_project)
+    use_mode(demo_project, mode)
     assert migrate_cli("capture", "install", "pds").exit_code == 0
     assert migrate_cli("run", "pds").exit_code == 0
     with sqlite3.connect(demo_project / "legacy.db") as db:
@@ -141,3 +143,5 @@ def test_a_delta_killed_three_times_mid_apply_then_resumed_is_exact(
     assert "resumed" in final.stderr or "nothing to apply" in final.stderr
     assert_matches_reference(migrate_cli, demo_project, "pds")
     assert migrate_cli("reconcile", "pds", "--dry-run").exit_code == 0
+    idle = _migrate(demo_project, "delta", "pds")  # the resumed delta moved the position on
+    assert idle.returncode == 0 and "nothing to apply" in idle.stderr, idle.stderr

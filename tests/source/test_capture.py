@@ -174,8 +174,9 @@ def test_engines_without_capture_say_what_to_do() -> None:
     plan = CapturePlan("pds", "triggers", ())
     with pytest.raises(ConfigError, match="not built for mysql"):
         capture_engine("mysql", plan, schema=None)
-    with pytest.raises(ConfigError, match="watermark"):
-        capture_engine("sqlite", CapturePlan("pds", "watermark", ()), schema=None)
+    with pytest.raises(ConfigError, match="'scn' is not built"):
+        capture_engine("oracle", CapturePlan("pds", "scn", ()), schema=None)
+    assert capture_engine("mysql", CapturePlan("pds", "watermark", ()), schema=None).supported
 
 
 def test_positions_are_checked(tmp_path: Path) -> None:

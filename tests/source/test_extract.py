@@ -401,3 +401,31 @@ def test_every_chunk_reuses_its_shape_of_statement(make_db: MakeDb) -> None:
             assert second[1] != third[1]
             first, last = queries.rows(node, chunks[0]), queries.rows(node, chunks[-1])
             assert len({first[0], second[0], last[0]}) == 3
+
+
+def test_a_chunk_read_by_keys_holds_exactly_those_trees_whatever_their_count(
+    make_db: MakeDb,
+) -> None:
+    """A delta reads roots by key lists of every length; the lists are padded to a few sizes
+    (the last key again), so statements compile a few times, not once per length."""
+    data = _data()
+    path = make_db(DDL, data)
+    spec = _spec()
+    everything = {o[0] for o in data["ORDERS"]}
+    with Source(f"sqlite:///{path}").snapshot() as snapshot:
+        whole = snapshot.extract(spec, ChunkRange(0, None, None))
+        for count in range(1, ORDER_COUNT + 1):
+            keys = tuple((key,) for key in sorted(everything)[:count])
+            tables = snapshot.extract(spec, ChunkRange(0, None, None, keys=keys))
+            wanted = {k[0] for k in keys}
+            assert set(tables["order"].column("ORDER_ID").to_pylist()) == wanted
+            items = whole["order.items"].filter(
+                [o in wanted for o in whole["order.items"].column("ORDER_ID").to_pylist()]
+            )
+            assert _as_counter(tables["order.items"].to_pylist()) == _as_counter(items.to_pylist())
+        assert sorted(snapshot.existing_roots(spec, ChunkRange(0, None, None, keys=keys))) == [
+            (k,) for k in sorted(everything)
+        ]
+        compiled = snapshot._queries(spec)._compiled
+    sizes = {shape[4] for shape in compiled if shape[4] is not None}
+    assert sizes == {1, 2, 4, 8, 16, 32}  # 23 lengths, six sizes
