@@ -1,6 +1,7 @@
 """The distributed executor on a real Dask cluster: a `LocalCluster` of worker processes (and, to
 restart its scheduler, `dask scheduler` and `dask worker` commands), a PostgreSQL ledger, the Riak
-fake here and a three-node Riak cluster in `test_cluster_riak.py`.
+fake here (a three-node Riak cluster in `tests/cli/test_riak_cluster.py`, which shares the
+session's real cluster).
 
 What a run on Dask must give is what a local run gives: the same dump, the same ledger record of
 every chunk (rows, staged files, documents, rejects, checksums), the same reconciliation. And it
