@@ -13,6 +13,14 @@ chunk, before any is applied; each batch is applied inside one ledger transactio
 only after the target acknowledged its writes and deletes; the change-log position advances
 only when every batch is done. Killed at any moment, `migrate delta` finishes the batches left,
 and rebuilding a document twice writes the same bytes.
+
+A delta runs on the host that runs the command, whatever `[run] executor` says (a Dask cluster's
+workers build and load a run's chunks, and a reconciliation's): its batches are one ordered
+stream, each registered, written and recorded in one ledger transaction before the next (a
+collision or a released key in one batch changes what a later one must do), read under the one
+snapshot this host holds; and it carries the changes made since the run, not the estate, so its
+reading and building fit one host (see `make bench`'s delta figures). The command says so when a
+distributed executor is configured.
 """
 
 from __future__ import annotations
@@ -90,7 +98,16 @@ def delta_services(
     else:
         services = [s for s in project.config.select([]) if s.capture is not None]
     with project.hold([s.name for s in services], command):
+        if project.config.run.scheduler is not None:
+            for service in services:
+                on_event(Note(service.name, ON_THIS_HOST.format(project.config.run.executor)))
         return [DeltaRun(project, s, on_event=on_event).execute() for s in services]
+
+
+ON_THIS_HOST = (
+    "the delta runs on this host, not on {}: its batches are applied one after another, in "
+    "order, under this host's snapshot (reconcile and run use the cluster)"
+)
 
 
 def delta_service(

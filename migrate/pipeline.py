@@ -101,7 +101,7 @@ def run_services(
         make = partial(
             _ServiceRun, project, executor=executor, fresh=fresh, on_event=on_event, lease=lease
         )
-        return _Lineup(project, services, make, reads_ahead=executor.reads_ahead).run()
+        return _Lineup(project, services, make, executor=executor).run()
 
 
 class _Lineup:
@@ -114,12 +114,13 @@ class _Lineup:
         services: Sequence[ServiceConfig],
         make: Callable[[ServiceConfig], _ServiceRun],
         *,
-        reads_ahead: bool,
+        executor: Executor,
     ) -> None:
         self.project = project
         self.services = services
         self.make = make
-        self.reads_ahead = reads_ahead  # only workers can read ahead
+        self.executor = executor  # also builds what the verification after each service builds
+        self.reads_ahead = executor.reads_ahead  # only workers can read ahead
         self.upcoming: _ServiceRun | None = None  # the next service, when it reads ahead
 
     def run(self) -> list[ServiceReport]:
@@ -130,7 +131,8 @@ class _Lineup:
                 self.upcoming = None
                 if self.reads_ahead and position + 1 < len(self.services):
                     current.on_drain = partial(self._read_ahead, self.services[position + 1])
-                reports.append(_verified(self.project, service, current.execute()))
+                report = current.execute()
+                reports.append(_verified(self.project, service, report, self.executor))
         except BaseException:
             if self.upcoming is not None:  # its chunks were read for a turn that never comes
                 self.upcoming.close_read_ahead()
@@ -146,12 +148,16 @@ class _Lineup:
         upcoming.read_ahead()
 
 
-def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -> ServiceReport:
+def _verified(
+    project: Project, service: ServiceConfig, report: ServiceReport, executor: Executor
+) -> ServiceReport:
     """The report with a recorded reconciliation of what the run loaded (ledger aggregates against
-    the target's chunk index; chunks are rebuilt from staging only where they differ)."""
+    the target's chunk index; chunks are rebuilt from staging only where they differ, on the
+    run's distributed executor when it has one, else in processes of this machine)."""
     from dataclasses import replace
 
     from migrate.reconcile import Against, Options, reconcile_service
+    from migrate.reconcile.expected import Builders
     from migrate.reconcile.service import changed_by_deltas
 
     # The rejected rows the run let through under [run] max_rejects are accepted by that setting.
@@ -159,7 +165,8 @@ def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -
     run = project.ledger.get_run(report.run_id)
     against = Against.SOURCE if changed_by_deltas(project, run) else Against.STAGING
     options = Options(against=against, accept_rejects=True)
-    check = reconcile_service(project, service, options)
+    builders = Builders(1, executor=executor) if executor.remote else None
+    check = reconcile_service(project, service, options, builders=builders)
     return replace(report, verification=check)
 
 

@@ -9,6 +9,7 @@ ends, however it ends.
 from __future__ import annotations
 
 import contextlib
+import json
 import os
 import signal
 import socket
@@ -19,7 +20,7 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-from riak_projects import SERVICES, dump, use_riak
+from riak_projects import SERVICES, dump, invoke, use_riak
 
 from migrate.ledger import ChunkState
 from migrate.project import Project
@@ -58,6 +59,25 @@ def use_dask(project: Path, executor: str, state_url: str) -> None:
     text = text.replace('url = "sqlite:///.migrate/state.db"', f'url = "{state_url}"')
     text = text.replace("[run]\n", f'[run]\nexecutor = "{executor}"\n')
     config.write_text(text)
+
+
+def reconcile_report(project: Path) -> list[Any]:
+    """What `reconcile --dry-run --format json` found per service and document type (not when,
+    nor the buckets, which the tests make unique per project)."""
+    result = invoke(project, "reconcile", "--dry-run", "--format", "json")
+    assert result.exit_code == 0, result.output
+    report = json.loads(result.stdout)
+    return [
+        (
+            service["service"],
+            service["outcome"],
+            [
+                (d["document_type"], d["outcome"], d["counts"], d["differences"])
+                for d in service["document_types"]
+            ],
+        )
+        for service in report["services"]
+    ]
 
 
 def riak_project(project: Path, riak_url: str, *options: str, suffix: str = "") -> None:

@@ -12,7 +12,6 @@ re-run resumes).
 
 from __future__ import annotations
 
-import json
 import os
 import shutil
 import signal
@@ -28,6 +27,7 @@ from dask_projects import (
     dumps,
     free_port,
     local_cluster,
+    reconcile_report,
     transformed_twice,
     use_dask,
     wait_until,
@@ -49,25 +49,6 @@ def cluster() -> Iterator[Any]:
 
 def fake_url(fake: RiakFake) -> str:
     return f"riak://127.0.0.1:{fake.port}"
-
-
-def reconcile_report(project: Path) -> list[Any]:
-    """What `reconcile --dry-run --format json` found per service and document type (not when,
-    nor the buckets, which the tests make unique per project)."""
-    result = invoke(project, "reconcile", "--dry-run", "--format", "json")
-    assert result.exit_code == 0, result.output
-    report = json.loads(result.stdout)
-    return [
-        (
-            service["service"],
-            service["outcome"],
-            [
-                (d["document_type"], d["outcome"], d["counts"], d["differences"])
-                for d in service["document_types"]
-            ],
-        )
-        for service in report["services"]
-    ]
 
 
 def test_a_run_on_dask_equals_a_local_run(
