@@ -436,7 +436,8 @@ def status(ctx: click.Context, fmt: str) -> None:
     type=click.IntRange(min=1),
     default=None,
     help="Worker processes that read (where the source shares its snapshot) and build chunks "
-    "(default: [run] workers, else one per core).",
+    "(default: [run] workers, else one per core). With a Dask executor the cluster's workers "
+    "do.",
 )
 @click.option(
     "--format",
@@ -485,6 +486,9 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
     value, a code with no translation, a key other rows render too...). Exit 0 when everything
     matches, 1 when anything differs or a row is rejected (unless --accept-rejects). Without
     --dry-run the result is recorded in the ledger for `migrate repair` and the cutover gates.
+    With [run] executor = "dask://host:port" each chunk's expected documents are built (and,
+    where the source shares its snapshot, read) by that Dask cluster's workers; the target's
+    side is read and compared here.
     """
     from migrate.reconcile import Against, Options, parse_sample, reconcile_services
 
