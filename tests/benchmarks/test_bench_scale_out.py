@@ -30,7 +30,7 @@ def test_the_dask_case_measures_its_figures_and_projects_from_them(
     for figure in (one, two, check):
         assert figure.value and figure.baseline and figure.baseline_name.startswith("local")
     assert worker.value == pytest.approx(two.value / 2)
-    assert node.value and "into 1 node(s)" in node.note
+    assert node.value and "over its 1 node(s)" in node.note
     assert "the Riak fake" in one.note
     load = scale_out.ROOTS / (scale_out.LOAD_HOURS * 3600)
     assert f"= {math.ceil(load / worker.value)} Dask worker(s) at" in check.note

@@ -2,8 +2,8 @@
 own environment: no task the run submits carries one. The whole demo, from a PostgreSQL source
 that needs a password, into a Riak node that needs basic auth, with a PostgreSQL ledger that
 needs a password of its own, on a `LocalCluster` whose workers have the three in their
-environment; every task submitted to Dask is serialised and searched for them. The source's
-snapshot travels instead: its exported id.
+environment; every task submitted to Dask (the run's chunks, the reconciliation's builds) is
+serialised and searched for them. The source's snapshot travels instead: its exported id.
 """
 
 from __future__ import annotations
@@ -106,5 +106,6 @@ def test_no_task_carries_a_secret_and_the_snapshot_travels_with_each(
     assert "this host reads every chunk" not in result.output  # the workers read the source
 
     assert len(sent) >= 4 * 2  # every chunk of every service, a task each
+    assert any(b"expect_chunk" in task for task in sent)  # and the reconcile's builds
     assert not _leaks(sent, keys)
     assert all(b"postgresql:" in task for task in sent)  # the exported snapshot's id
