@@ -7,7 +7,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
-from benchmarks import build, delta, end_to_end, extract, memory, reconcile, riak
+from benchmarks import build, delta, end_to_end, extract, memory, reconcile, riak, scale_out
 from benchmarks.harness import (
     Case,
     Settings,
@@ -26,13 +26,14 @@ CASES: dict[str, Case] = {
     "end_to_end": end_to_end.run,
     "memory": memory.run,
     "delta": delta.run,
+    "dask": scale_out.run,
 }
 
 
 def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
         prog="python -m benchmarks",
-        description="Measure each figure of issues 3 and 5 against a baseline in the same run; "
+        description="Measure each figure against a baseline measured in the same run; "
         "print a table and write it as JSON.",
     )
     parser.add_argument("--quick", action="store_true", help="fewer documents and repeats (<30 s)")

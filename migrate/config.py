@@ -33,11 +33,15 @@ _SECTIONS: dict[str, set[str]] = {
         "patience",
     },
     "state": {"url", "password_env", "lease_seconds"},
-    "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir"},
+    "run": {"chunk_size", "max_rejects", "max_document_bytes", "workers", "work_dir", "executor"},
     "cutover": {"order"},
 }
 _SERVICE_KEYS = {"mapping", "capture", "watermark"}
 CAPTURE_MODES = ("triggers", "watermark", "scn")
+DASK_SCHEME = "dask://"
+_DASK_ADDRESS = re.compile(
+    r"^dask://(?P<host>\[[0-9a-fA-F:.]+\]|[A-Za-z0-9_.-]+):(?P<port>[0-9]{1,5})$"
+)
 _SERVICE_NAME = re.compile(r"^[a-z][a-z0-9_-]*$")
 
 
@@ -93,6 +97,16 @@ class RunConfig:
     )  # Riak's recommended ceiling; larger documents are rejects
     workers: int = 0  # 0: one per core
     work_dir: str = ".migrate/work"
+    # Where chunks run: "local" (worker processes of this machine) or "dask://host:port" (the
+    # workers of a Dask distributed cluster, which then load their own chunks)
+    executor: str = "local"
+
+    @property
+    def scheduler(self) -> str | None:
+        """The Dask scheduler's address (`tcp://host:port`), or None for the local executor."""
+        if self.executor == "local":
+            return None
+        return "tcp://" + self.executor.removeprefix(DASK_SCHEME)
 
 
 @dataclass(frozen=True, slots=True)
@@ -233,7 +247,8 @@ def _parse(path: Path, text: str, data: dict[str, Any]) -> Config:
         max_rejects=_int(run_table, "max_rejects", lines, 0, minimum=0),
         max_document_bytes=_int(run_table, "max_document_bytes", lines, 1024 * 1024, minimum=1),
         workers=_int(run_table, "workers", lines, 0, minimum=0),
-        work_dir=_string(run_table, "work_dir", "run", lines) or ".migrate/work",
+        work_dir=_work_dir(run_table, lines),
+        executor=_executor(run_table, lines, state_url=state_url, target_url=target_url),
     )
 
     services: dict[str, ServiceConfig] = {}
@@ -450,6 +465,50 @@ def _seconds(
             f"[{section}] {key} must be a number of seconds {bound}", where=lines.at(section, key)
         )
     return float(value)
+
+
+def _work_dir(run: dict[str, Any], lines: _Lines) -> str:
+    """[run] work_dir: a folder (a shared one for a distributed executor), not an object store."""
+    value = _string(run, "work_dir", "run", lines) or ".migrate/work"
+    if "://" in value:
+        raise ConfigError(
+            "[run] work_dir must be a folder: staging to object storage is not supported",
+            where=lines.at("run", "work_dir"),
+            hint="name a local folder, or for a distributed executor a shared filesystem (NFS, "
+            "CephFS, ...) mounted at the same path on every worker and on this host",
+        )
+    return value
+
+
+def _executor(run: dict[str, Any], lines: _Lines, *, state_url: str, target_url: str) -> str:
+    """[run] executor: "local", or "dask://host:port" with a ledger and a target every worker
+    can reach (PostgreSQL, Riak)."""
+    value = _string(run, "executor", "run", lines) or "local"
+    where = lines.at("run", "executor")
+    if value == "local":
+        return value
+    if not _DASK_ADDRESS.match(value) or not 0 < int(value.rpartition(":")[2]) < 65536:
+        raise ConfigError(
+            f'[run] executor must be "local" or "dask://HOST:PORT", not {value!r}',
+            where=where,
+            hint='e.g. executor = "dask://scheduler.example:8786" (the Dask scheduler\'s address)',
+        )
+    if not state_url.lower().startswith("postgresql"):
+        raise ConfigError(
+            "a Dask executor needs a [state] url on PostgreSQL: every worker records its chunks "
+            "in the one ledger",
+            where=where,
+            hint='set [state] url = "postgresql+psycopg://USER@HOST/DB" (password_env for its '
+            'password), or executor = "local"',
+        )
+    if target_url.lower().startswith("local:"):
+        raise ConfigError(
+            "a Dask executor needs a Riak [target]: every worker writes its own chunks, and the "
+            "embedded target is a file on this host",
+            where=where,
+            hint='set [target] url = "riak://HOST:8098,...", or executor = "local"',
+        )
+    return value
 
 
 _COLUMN_NAME = re.compile(r"^[^.\s]+\.[^.\s]+$")

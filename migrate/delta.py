@@ -23,6 +23,14 @@ worth; where the source cannot share the snapshot, or with one worker, a thread 
 reads and builds on the snapshot itself. A batch built by a worker and found to collide with
 another chunk's row is read again here to be built told of it. Both ways give the same
 documents, register and chunk records (tests/test_delta.py holds them side by side).
+
+A delta runs on the host that runs the command, with this host's `[run] workers`, whatever
+`[run] executor` says (a Dask cluster's workers build and load a run's chunks, and a
+reconciliation's): its batches are one ordered stream, each registered, written and recorded in
+one ledger transaction before the next, read under the one snapshot this host holds; and it
+carries the changes made since the run, not the estate, so its reading and building fit one
+host (see `make bench`'s delta figures). The command says so when a distributed executor is
+configured.
 """
 
 from __future__ import annotations
@@ -103,7 +111,16 @@ def delta_services(
     else:
         services = [s for s in project.config.select([]) if s.capture is not None]
     with project.hold([s.name for s in services], command):
+        if project.config.run.scheduler is not None:
+            for service in services:
+                on_event(Note(service.name, ON_THIS_HOST.format(project.config.run.executor)))
         return [DeltaRun(project, s, on_event=on_event).execute() for s in services]
+
+
+ON_THIS_HOST = (
+    "the delta runs on this host, not on {}: its batches are applied one after another, in "
+    "order, under this host's snapshot (reconcile and run use the cluster)"
+)
 
 
 def delta_service(

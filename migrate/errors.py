@@ -11,6 +11,7 @@ import errno
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 EXIT_OK = 0
 EXIT_VERIFY = 1
@@ -35,6 +36,18 @@ class MigrateError(Exception):
         if self.hint:
             parts.append(f"hint: {self.hint}")
         return "\n".join(parts)
+
+    def __reduce__(self) -> tuple[Any, ...]:
+        """Pickled whole (a worker process's error reaches the command as it was raised, with
+        its kind, hint and context), without calling a subclass's own constructor again."""
+        return (_restored, (type(self), dict(self.__dict__)))
+
+
+def _restored(kind: type[MigrateError], state: dict[str, Any]) -> MigrateError:
+    error = kind.__new__(kind)
+    error.__dict__.update(state)
+    Exception.__init__(error, error.render())
+    return error
 
 
 class UsageError(MigrateError):
@@ -117,6 +130,13 @@ def disk_error(path: object, exc: OSError, what: str) -> DiskError:
     else:
         hint = "check the path and the disk, then run again: the command resumes"
     return DiskError(f"cannot write {what} {path}: {reason}", hint=hint)
+
+
+class ExecutorError(MigrateError):
+    """The executor failed: its scheduler cannot be reached or was lost, or a worker kept dying
+    on a chunk. What the ledger records as loaded stays loaded; a run again resumes."""
+
+    exit_code = EXIT_RUNTIME
 
 
 class StagingError(MigrateError):

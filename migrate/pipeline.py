@@ -6,12 +6,14 @@ leaves at worst a phase to redo, and every phase is idempotent. A re-run first f
 last run left pending; it starts a new run (a new snapshot) only when asked (`fresh`) or when the
 mapping now reads different data than the staged chunks hold.
 
-The stages overlap: this process's main thread plans the chunks (one source snapshot); worker
-processes extract, stage and transform them, the CPU-heavy part, reading under that same snapshot
-where the source can share it (`migrate.source.shared`; otherwise the main thread extracts and
-hands them the rows); one loader thread records each chunk in the ledger and writes it to the
-target (one writer, in chunk order). Both hand-offs are bounded, so a slow target applies
-back-pressure to the extract instead of filling memory.
+The stages overlap: this process's main thread plans the chunks (one source snapshot); the
+executor's workers (`migrate.executor`) extract, stage and transform them, the CPU-heavy part,
+reading under that same snapshot where the source can share it with them
+(`migrate.source.shared`; otherwise the main thread extracts and hands them the rows). A chunk
+comes back built, and one loader thread here records it in the ledger and writes it to the
+target (one writer, in chunk order: the local executor), or loaded by the worker that built it
+(a distributed executor: chunks finish in any order, each counted as it comes). Both hand-offs
+are bounded, so a slow target applies back-pressure to the extract instead of filling memory.
 
 Services run one after the other, but the workers do not wait for a service's last loads: once a
 service has handed out its last chunk, the next service that starts a new run plans its chunks on
@@ -24,51 +26,38 @@ from __future__ import annotations
 
 import contextlib
 import itertools
-import os
 import shutil
 import threading
 import time
 from collections import Counter, deque
 from collections.abc import Callable, Iterator, Sequence
-from concurrent.futures import (
-    FIRST_COMPLETED,
-    Future,
-    ProcessPoolExecutor,
-    ThreadPoolExecutor,
-    wait,
-)
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
 from contextlib import ExitStack
 from dataclasses import dataclass, field
 from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
-
-import msgspec
+from typing import TYPE_CHECKING, Any, cast
 
 from migrate.capture import require as require_capture
 from migrate.config import ServiceConfig
-from migrate.document import Reject
-from migrate.errors import MigrateError, RejectLimitError, StagingError
+from migrate.errors import RejectLimitError, StagingError
 from migrate.events import ChunkFinished, EventSink, Note, ServiceFinished, ServiceStarted, ignore
+from migrate.executor import ChunkJob, Executor, Outcome, open_executor
 from migrate.files import private_writer
 from migrate.lease import Lease
 from migrate.ledger import ChunkRecord, ChunkState, Ledger, RunRecord, RunStatus, new_run_id
-from migrate.mapping import DocPlan
+from migrate.loading import ChunkLoaded, ChunkLoader, LoadContext, is_done
 from migrate.mapping.canonical import aggregate
-from migrate.processes import warm_up
 from migrate.project import Project, actor
-from migrate.register import Known, Register
 from migrate.source import ChunkRange, Snapshot, StagedChunk
 from migrate.source.capture import WatermarkCapture
 from migrate.source.shared import ChunkRead, SharedView, settle, share_view
-from migrate.target.base import WriteStats
 from migrate.transform import (
     Extracted,
     ToRead,
     TransformOutput,
     TransformTask,
     transform_chunk,
-    transformers,
 )
 from migrate.watermark import Digests, narrowed
 
@@ -105,21 +94,14 @@ def run_services(
     """Migrate the named services (all, in cutover order, when none are named), holding their
     leases (`command` names this command to anyone refused meanwhile)."""
     services = project.config.select(list(names))
-    count = workers or project.config.run.workers or os.cpu_count() or 1
-    with project.hold([s.name for s in services], command) as lease:
-        if count > 1:
-            warm_up()  # the workers' imports overlap reflection and planning
-        with transformers(count) as pool:
-            make = partial(
-                _ServiceRun,
-                project,
-                pool=pool,
-                workers=count,
-                fresh=fresh,
-                on_event=on_event,
-                lease=lease,
-            )
-            return _Lineup(project, services, make, reads_ahead=pool is not None).run()
+    with (
+        project.hold([s.name for s in services], command) as lease,
+        open_executor(project.config, workers=workers) as executor,
+    ):
+        make = partial(
+            _ServiceRun, project, executor=executor, fresh=fresh, on_event=on_event, lease=lease
+        )
+        return _Lineup(project, services, make, executor=executor).run()
 
 
 class _Lineup:
@@ -132,12 +114,13 @@ class _Lineup:
         services: Sequence[ServiceConfig],
         make: Callable[[ServiceConfig], _ServiceRun],
         *,
-        reads_ahead: bool,
+        executor: Executor,
     ) -> None:
         self.project = project
         self.services = services
         self.make = make
-        self.reads_ahead = reads_ahead  # only workers can read ahead
+        self.executor = executor  # also builds what the verification after each service builds
+        self.reads_ahead = executor.reads_ahead  # only workers can read ahead
         self.upcoming: _ServiceRun | None = None  # the next service, when it reads ahead
 
     def run(self) -> list[ServiceReport]:
@@ -148,7 +131,8 @@ class _Lineup:
                 self.upcoming = None
                 if self.reads_ahead and position + 1 < len(self.services):
                     current.on_drain = partial(self._read_ahead, self.services[position + 1])
-                reports.append(_verified(self.project, service, current.execute()))
+                report = current.execute()
+                reports.append(_verified(self.project, service, report, self.executor))
         except BaseException:
             if self.upcoming is not None:  # its chunks were read for a turn that never comes
                 self.upcoming.close_read_ahead()
@@ -164,12 +148,16 @@ class _Lineup:
         upcoming.read_ahead()
 
 
-def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -> ServiceReport:
+def _verified(
+    project: Project, service: ServiceConfig, report: ServiceReport, executor: Executor
+) -> ServiceReport:
     """The report with a recorded reconciliation of what the run loaded (ledger aggregates against
-    the target's chunk index; chunks are rebuilt from staging only where they differ)."""
+    the target's chunk index; chunks are rebuilt from staging only where they differ, on the
+    run's distributed executor when it has one, else in processes of this machine)."""
     from dataclasses import replace
 
     from migrate.reconcile import Against, Options, reconcile_service
+    from migrate.reconcile.expected import Builders
     from migrate.reconcile.service import changed_by_deltas
 
     # The rejected rows the run let through under [run] max_rejects are accepted by that setting.
@@ -177,23 +165,36 @@ def _verified(project: Project, service: ServiceConfig, report: ServiceReport) -
     run = project.ledger.get_run(report.run_id)
     against = Against.SOURCE if changed_by_deltas(project, run) else Against.STAGING
     options = Options(against=against, accept_rejects=True)
-    check = reconcile_service(project, service, options)
+    builders = Builders(1, executor=executor) if executor.remote else None
+    check = reconcile_service(project, service, options, builders=builders)
     return replace(report, verification=check)
 
 
 @dataclass(frozen=True, slots=True)
 class _Transforming:
     """A chunk in a worker; `snapshot` is set when the worker stages it (the extract is then
-    recorded when the worker is done)."""
+    recorded when the chunk is loaded). `task` builds it (again, should the register find a
+    collision its build did not know)."""
 
     chunk: ChunkRecord
     snapshot: str | None
-    outcome: Future[TransformOutput] | TransformOutput
+    task: TransformTask
+    outcome: Future[Outcome]
     # For a chunk the worker reads itself: the same work done here, should it not get in.
     fallback: Callable[[], TransformOutput] | None = None
 
     def done(self) -> bool:
-        return not isinstance(self.outcome, Future) or self.outcome.done()
+        return self.outcome.done()
+
+    def loaded(self) -> bool:
+        """Whether its worker loaded it (it is counted at once, whatever its place in line)."""
+        outcome = self.outcome
+        return (
+            outcome.done()
+            and not outcome.cancelled()
+            and outcome.exception() is None
+            and isinstance(outcome.result(), ChunkLoaded)
+        )
 
 
 @dataclass(slots=True)
@@ -207,31 +208,21 @@ class _ReadAhead:
     snapshot: Snapshot
     view: SharedView
     ranges: dict[str, list[ChunkRange]]  # by document type, as planned on the snapshot
-    # (document type, chunk index) -> the chunk's bounds and its transform
-    chunks: dict[tuple[str, int], tuple[tuple[str, str], Future[TransformOutput]]] = field(
-        default_factory=dict
-    )
+    # (document type, chunk index) -> the chunk's bounds, its task and its transform
+    chunks: dict[
+        tuple[str, int], tuple[tuple[str, str], TransformTask, Future[TransformOutput]]
+    ] = field(default_factory=dict)
     adopted: bool = False
 
 
 @dataclass(frozen=True, slots=True)
 class _Loading:
-    """A transformed chunk handed to the loader thread."""
+    """A chunk handed to the loader thread (or loaded by its worker already), with the rejects
+    its build reported, which the run counted when it was handed over."""
 
     chunk: ChunkRecord
-    output: TransformOutput
-    future: Future[_Loaded]
-
-
-@dataclass(frozen=True, slots=True)
-class _Loaded:
-    """What the loader did with a chunk: the output it loaded (built again when the ledger's
-    register found a key collision its build did not know), the write, and how many rows of
-    other chunks it withdrew (their rejects)."""
-
-    output: TransformOutput
-    stats: WriteStats
-    withdrawn: int
+    counted: int
+    future: Future[ChunkLoaded]
 
 
 class _LoadStopped(Exception):
@@ -247,9 +238,8 @@ class _ServiceRun:
         self,
         project: Project,
         service: ServiceConfig,
-        pool: ProcessPoolExecutor | None,
         *,
-        workers: int,
+        executor: Executor,
         fresh: bool,
         on_event: EventSink,
         lease: Lease,
@@ -257,8 +247,8 @@ class _ServiceRun:
         self.project = project
         self.lease = lease  # checked before each chunk is recorded
         self.service = service
-        self.pool = pool
-        self.in_flight_limit = max(2, workers * 2)
+        self.executor = executor
+        self.in_flight_limit = executor.slots
         self.fresh = fresh
         self.emit = on_event
         self.ledger: Ledger = project.ledger
@@ -271,7 +261,7 @@ class _ServiceRun:
         self.on_drain: Callable[[], None] | None = None  # once every chunk is handed out
         self._ahead: _ReadAhead | None = None
         self._load_failed = threading.Event()  # once set, the loader writes no further chunk
-        self.register: Register | None = None  # the run's document register, once it is open
+        self.loader: ChunkLoader | None = None  # records and loads built chunks, once it is open
         # The service's change capture, which must be installed before the run's snapshot: the
         # run records where in its log the snapshot stands, and the first delta starts there.
         self.capture = require_capture(project, service) if service.capture else None
@@ -451,14 +441,7 @@ class _ServiceRun:
         )
 
     def _done(self, chunk: ChunkRecord) -> bool:
-        return chunk.state is ChunkState.LOADED and chunk.transform_fingerprint == (
-            self._transform_fingerprint(chunk.doc_type)
-        )
-
-    def _transform_fingerprint(self, doc_type: str) -> str:
-        """What a chunk's transform depends on besides its rows: the document type's compiled
-        mapping and the document size limit."""
-        return f"{self.doc_plans[doc_type].fingerprint}/max={self.max_bytes}"
+        return is_done(chunk, self.doc_plans[chunk.doc_type], self.max_bytes)
 
     @contextlib.contextmanager
     def _snapshot_if_needed(self, run: RunRecord) -> Iterator[Snapshot | None]:
@@ -487,8 +470,7 @@ class _ServiceRun:
                         )
             else:
                 self._say_if_mixed(run, chunks, snapshot.marker)
-            if self.pool is not None:
-                self.view = ahead.view if ahead is not None else self._shared_view(snapshot)
+            self.view = ahead.view if ahead is not None else self._shared_view(snapshot)
             try:
                 yield snapshot
             finally:
@@ -539,8 +521,21 @@ class _ServiceRun:
         )
 
     def _shared_view(self, snapshot: Snapshot) -> SharedView | None:
+        """The snapshot as the executor's workers can read under it, or None: this process then
+        reads every chunk and hands the workers its rows."""
         specs = [d.extract for d in self.plan.doc_types]
-        return share_view(self.project.source, snapshot, specs)
+        view = share_view(self.project.source, snapshot, specs)
+        if view is None or self.executor.shares(view):
+            return view
+        if self.executor.remote:
+            self.emit(
+                Note(
+                    self.service.name,
+                    f"the workers of {self.executor.name} cannot join this source's snapshot "
+                    "from their hosts: this host reads every chunk and sends its rows to them",
+                )
+            )
+        return None
 
     def _plan(self, run: RunRecord, snapshot: Snapshot | None) -> list[ChunkRecord]:
         chunks: list[ChunkRecord] = []
@@ -564,7 +559,7 @@ class _ServiceRun:
         workers, recording nothing. Only for a run that will start afresh and whose workers read
         their own chunks. A failure here is left to the service's own turn, which meets it again
         where it reports failures (and marks the run failed)."""
-        if self.pool is None or self._ahead is not None or not self._starts_afresh():
+        if not self.executor.reads_ahead or self._ahead is not None or not self._starts_afresh():
             return
         stack = ExitStack()
         try:
@@ -587,24 +582,25 @@ class _ServiceRun:
                 lo, hi = chunk.bounds_json()
                 directory = self._staging_dir(doc_type, chunk.index, run_dir)
                 read = ToRead(directory, ChunkRead(view, chunk.index, lo, hi))
-                outcome = self.pool.submit(transform_chunk, self._task(doc_type, chunk.index, read))
-                ahead.chunks[(doc_type, chunk.index)] = ((lo, hi), outcome)
+                task = self._task(doc_type, chunk.index, read)
+                outcome = self.executor.submit(transform_chunk, task)
+                ahead.chunks[(doc_type, chunk.index)] = ((lo, hi), task, outcome)
         except Exception:  # a pool that broke: this service's own turn meets it too
             self.close_read_ahead()
 
-    def _adopt(self, chunk: ChunkRecord) -> Future[TransformOutput] | None:
+    def _adopt(self, chunk: ChunkRecord) -> tuple[TransformTask, Future[TransformOutput]] | None:
         """The transform read ahead for this chunk of the run, if any."""
         if self._ahead is None or chunk.state is not ChunkState.PLANNED:
             return None
         found = self._ahead.chunks.pop((chunk.doc_type, chunk.index), None)
         if found is None:
             return None
-        bounds, outcome = found
+        bounds, task, outcome = found
         if bounds != (chunk.lo, chunk.hi):  # planned otherwise (not expected): read it again,
             if not outcome.cancel():  # once the worker is done with its staging folder
                 wait([outcome])
             return None
-        return outcome
+        return task, outcome
 
     def close_read_ahead(self) -> None:
         """Release what was read ahead: its snapshot, and (unless the run started) its chunks,
@@ -612,7 +608,7 @@ class _ServiceRun:
         ahead, self._ahead = self._ahead, None
         if ahead is None:
             return
-        outcomes = [outcome for _bounds, outcome in ahead.chunks.values()]
+        outcomes = [outcome for _bounds, _task, outcome in ahead.chunks.values()]
         wait([outcome for outcome in outcomes if not outcome.cancel()])
         ahead.stack.close()
         if not ahead.adopted:
@@ -620,10 +616,11 @@ class _ServiceRun:
 
     # -- the chunk loop -----------------------------------------------------------------------
     #
-    # This thread extracts chunks; worker processes stage and transform them; one loader thread
-    # records them in the ledger and writes them to the target, in chunk order. Chunks in
-    # transform and chunks handed to the loader are both bounded, so a slow target holds up the
-    # extract (back-pressure) instead of filling memory.
+    # This thread extracts chunks; the executor's workers stage and transform them (and load
+    # them, where they load); one loader thread records the built ones in the ledger and writes
+    # them to the target, in chunk order. Chunks in transform and chunks handed to the loader
+    # are both bounded, so a slow target holds up the extract (back-pressure) instead of
+    # filling memory.
 
     def _process(
         self,
@@ -634,10 +631,23 @@ class _ServiceRun:
     ) -> None:
         self.rejects = rejects_before
         self.target = self.project.target  # opened here, not first in the loader thread
-        self.register = Register(self.ledger, run.run_id, self.doc_plans, self._add_chunk_rejects)
         if self.rejects > self.max_rejects:  # stopped for them before: still stopped
             raise self._too_many_rejects(None)
         self._loaded_before = self._earlier_run_wrote(run)
+        self.context = LoadContext(
+            self.service.name,
+            run.run_id,
+            str(self.run_dir),
+            self.max_bytes,
+            loaded_before=self._loaded_before,
+        )
+        self.loader = ChunkLoader(
+            self.ledger,
+            self.target,
+            self.context,
+            self.doc_plans,
+            shared=self.executor.remote,
+        )
         pending = deque(todo)
         transforming: deque[_Transforming] = deque()
         loading: deque[_Loading] = deque()
@@ -646,6 +656,9 @@ class _ServiceRun:
                 while True:
                     while loading and loading[0].future.done():
                         self._finish_load(loading.popleft())
+                    for item in [item for item in transforming if item.loaded()]:
+                        transforming.remove(item)  # loaded by its worker: counted as it comes
+                        self._finish_load(self._start_load(run, item, loader))
                     while transforming and transforming[0].done() and len(loading) < LOAD_QUEUE:
                         handed = self._start_load(run, transforming.popleft(), loader)
                         loading.append(handed)
@@ -661,17 +674,14 @@ class _ServiceRun:
                         drained()  # the next service may read ahead
                     if not transforming and not loading:
                         return
-                    # Sleep until the oldest load or the oldest transform (when it is what the
-                    # loop waits for) ends: there is room for neither another chunk nor a load.
+                    # Sleep until the oldest load or a transform under way ends: there is room
+                    # for neither another chunk nor a load.
                     heads: list[Future[Any]] = [loading[0].future] if loading else []
-                    oldest = transforming[0].outcome if transforming else None
-                    if isinstance(oldest, Future) and not oldest.done():
-                        heads.append(oldest)
+                    heads += [item.outcome for item in transforming if not item.done()]
                     wait(heads, return_when=FIRST_COMPLETED)
             finally:
                 for item in transforming:
-                    if isinstance(item.outcome, Future):
-                        item.outcome.cancel()
+                    item.outcome.cancel()
                 for handed in loading:
                     handed.future.cancel()  # a write under way ends; the loader then stops
 
@@ -679,12 +689,14 @@ class _ServiceRun:
         self, run: RunRecord, chunk: ChunkRecord, snapshot: Snapshot | None
     ) -> _Transforming:
         """Extract the chunk when it has no staged files, and send it to be (staged and)
-        transformed."""
+        transformed (and loaded, where the executor's workers load)."""
         source: StagedChunk | Extracted | ToRead
         adopted = self._adopt(chunk)
         if adopted is not None and snapshot is not None:  # read ahead, under this snapshot
             here = partial(self._transform_here, chunk, snapshot)
-            return _Transforming(chunk, snapshot.marker, adopted, here)
+            task, built = adopted
+            outcome = cast(Future[Outcome], built)  # built, never loaded: it was read ahead
+            return _Transforming(chunk, snapshot.marker, task, outcome, here)
         if self._needs_extract(chunk):
             if snapshot is None:
                 raise StagingError(
@@ -700,12 +712,11 @@ class _ServiceRun:
             source = StagedChunk(chunk.staged_path, dict(chunk.rows), chunk.staged_checksum)
         task = self._task(chunk.doc_type, chunk.index, source)
         marker = snapshot.marker if not isinstance(source, StagedChunk) and snapshot else None
-        if self.pool is None:
-            return _Transforming(chunk, marker, transform_chunk(task))
+        job = ChunkJob(task, chunk, marker, self.context, self.project.config, self.lease.holder)
         fallback = None
         if isinstance(source, ToRead) and snapshot is not None:
             fallback = partial(self._transform_here, chunk, snapshot)
-        return _Transforming(chunk, marker, self.pool.submit(transform_chunk, task), fallback)
+        return _Transforming(chunk, marker, task, self.executor.chunk(job), fallback)
 
     def _transform_here(self, chunk: ChunkRecord, snapshot: Snapshot) -> TransformOutput:
         return transform_chunk(
@@ -728,15 +739,11 @@ class _ServiceRun:
         )
 
     def _task(
-        self,
-        doc_type: str,
-        index: int,
-        source: StagedChunk | Extracted | ToRead,
-        *,
-        collided: Known | None = None,
+        self, doc_type: str, index: int, source: StagedChunk | Extracted | ToRead
     ) -> TransformTask:
-        if collided is None and self.register is not None:
-            collided = self.register.known(f"{doc_type}:{index:05d}")
+        collided = None
+        if self.loader is not None:
+            collided = self.loader.register.known(f"{doc_type}:{index:05d}")
         return TransformTask(
             str(self.service.mapping),
             self.project.config.target.bucket_type,
@@ -751,125 +758,59 @@ class _ServiceRun:
         )
 
     @staticmethod
-    def _output(item: _Transforming) -> TransformOutput:
-        """The worker's output; a chunk the worker could not read (`ViewBusy`) is read on the
+    def _output(item: _Transforming) -> Outcome:
+        """The worker's outcome; a chunk the worker could not read (`ViewBusy`) is read on the
         snapshot's connection and transformed here."""
-        if isinstance(item.outcome, TransformOutput):
-            return item.outcome
         return settle(item.outcome, item.fallback)
 
     def _start_load(
         self, run: RunRecord, item: _Transforming, loader: ThreadPoolExecutor
     ) -> _Loading:
         """Hand a transformed chunk to the loader thread (which also records it, so the ledger's
-        commits never hold up the extract)."""
-        output = self._output(item)
-        self.rejects += len(output.rejects)
-        future = loader.submit(self._record_and_load, run, item.chunk, item.snapshot, output)
-        return _Loading(item.chunk, output, future)
+        commits never hold up the extract); a chunk its worker loaded is handed over done."""
+        outcome = self._output(item)
+        if isinstance(outcome, ChunkLoaded):
+            done: Future[ChunkLoaded] = Future()
+            done.set_result(outcome)
+            return _Loading(item.chunk, 0, done)
+        self.rejects += len(outcome.rejects)
+        future = loader.submit(self._record_and_load, item, outcome)
+        return _Loading(item.chunk, len(outcome.rejects), future)
 
-    def _record_and_load(
-        self, run: RunRecord, chunk: ChunkRecord, snapshot: str | None, output: TransformOutput
-    ) -> _Loaded:
-        """In the loader thread, in chunk order: record the extract (when the worker just staged
-        the chunk) and the transform, in one ledger transaction, write the documents, then
-        record the load once the target has acknowledged every one of them.
+    def _record_and_load(self, item: _Transforming, output: TransformOutput) -> ChunkLoaded:
+        """In the loader thread, in chunk order (see `ChunkLoader.load`).
 
         Once a chunk's load has failed, the chunks queued behind it are not loaded: the loader
         thread would otherwise start the next one before the main thread sees the failure."""
         if self._load_failed.is_set():
-            raise _LoadStopped(chunk.chunk_id)
+            raise _LoadStopped(item.chunk.chunk_id)
         try:
             self.lease.check()
-            return self._record_and_load_now(run, chunk, snapshot, output)
+            assert self.loader is not None
+            loaded, _output = self.loader.load(item.chunk, item.snapshot, output, item.task)
+            return loaded
         except BaseException:
             self._load_failed.set()
             raise
 
-    def _record_and_load_now(
-        self, run: RunRecord, chunk: ChunkRecord, snapshot: str | None, output: TransformOutput
-    ) -> _Loaded:
-        doc: DocPlan = self.doc_plans[chunk.doc_type]
-        fingerprint = self._transform_fingerprint(chunk.doc_type)
-        if (
-            chunk.state is ChunkState.TRANSFORMED
-            and chunk.transform_fingerprint == fingerprint
-            and chunk.doc_checksum != output.checksum
-            and not output.collided  # a collision found since is withdrawn from the record too
-        ):
-            raise MigrateError(
-                f"{self.service.name}: chunk {chunk.chunk_id} rebuilt to checksum "
-                f"{output.checksum}, but the ledger recorded {chunk.doc_checksum} for the same "
-                "mapping and staged rows",
-                hint="the staged files or the builder changed under the run; "
-                "start over with `migrate run --fresh`",
-            )
-        assert self.register is not None
-        with self.ledger.together():
-            if snapshot is not None:
-                self.ledger.mark_extracted(
-                    run.run_id,
-                    chunk.chunk_id,
-                    rows=output.staged.rows,
-                    staged_path=output.staged.path,
-                    staged_checksum=output.staged.checksum,
-                    snapshot=snapshot,
-                )
-            rebuild = partial(self._rebuild, chunk, output)
-            settled = self.register.settle(
-                chunk.chunk_id, doc, output, fingerprint=fingerprint, rebuild=rebuild
-            )
-            output = settled.output
-            self._write_chunk_rejects(run, chunk, output.rejects)
-            self.ledger.mark_transformed(
-                run.run_id,
-                chunk.chunk_id,
-                transform_fingerprint=fingerprint,
-                documents=len(output.documents),
-                rejects=len(output.rejects),
-                doc_checksum=output.checksum,
-            )
-        # No row of a collision stays stored, nor a document under a key no row renders now.
-        for bucket_type, bucket, key in settled.deletions:
-            self.target.delete(bucket_type, bucket, key)
-        meta = {"migrate-run": run.run_id, "migrate-chunk": chunk.chunk_id}
-        first_load = chunk.state.rank < ChunkState.TRANSFORMED.rank and not self._loaded_before
-        stats = self.target.write(output.documents, meta=meta, first_load=first_load)
-        self.ledger.mark_loaded(
-            run.run_id,
-            chunk.chunk_id,
-            documents=len(output.documents),
-            written=stats.written,
-            unchanged=stats.unchanged,
-            doc_checksum=output.checksum,
-        )
-        return _Loaded(output, stats, settled.withdrawn)
-
-    def _rebuild(
-        self, chunk: ChunkRecord, output: TransformOutput, known: Known
-    ) -> TransformOutput:
-        """The chunk built again from its staged rows, knowing its keys that other chunks'
-        rows render (in the loader thread: a collision across chunks is rare)."""
-        task = self._task(chunk.doc_type, chunk.index, output.staged, collided=known)
-        return transform_chunk(task)
-
     def _finish_load(self, handed: _Loading) -> None:
         loaded = handed.future.result()
-        output, stats = loaded.output, loaded.stats
-        self.rejects += len(output.rejects) - len(handed.output.rejects) + loaded.withdrawn
-        self.documents += len(output.documents)
-        self.written += stats.written
-        self.unchanged += stats.unchanged
+        self.rejects += loaded.rejects - handed.counted + loaded.withdrawn
+        self.documents += loaded.documents
+        self.written += loaded.written
+        self.unchanged += loaded.unchanged
         self.emit(
             ChunkFinished(
                 self.service.name,
                 handed.chunk.chunk_id,
-                len(output.documents),
-                stats.written,
-                stats.unchanged,
-                len(output.rejects),
+                loaded.documents,
+                loaded.written,
+                loaded.unchanged,
+                loaded.rejects,
             )
         )
+        if self.rejects > self.max_rejects and not handed.counted:
+            raise self._too_many_rejects(handed.chunk)  # found by a worker's load
 
     def _too_many_rejects(self, chunk: ChunkRecord | None) -> RejectLimitError:
         where = f"stopped after chunk {chunk.chunk_id}" if chunk else "nothing more was loaded"
@@ -882,44 +823,6 @@ class _ServiceRun:
         )
 
     # -- reject files ---------------------------------------------------------------------------
-
-    def _chunk_rejects_path(self, chunk: ChunkRecord) -> Path:
-        return self.run_dir / "rejects" / f"{chunk.doc_type}-{chunk.index:05d}.jsonl"
-
-    def _write_chunk_rejects(
-        self, run: RunRecord, chunk: ChunkRecord, rejects: list[Reject]
-    ) -> None:
-        path = self._chunk_rejects_path(chunk)
-        if not rejects:
-            path.unlink(missing_ok=True)
-            return
-        with private_writer(path) as handle:
-            for reject in rejects:
-                handle.write(self._reject_line(run.run_id, chunk.chunk_id, reject))
-
-    def _add_chunk_rejects(self, chunk_id: str, rejects: list[Reject]) -> None:
-        """Append rejects found later to another chunk's reject file (rows withdrawn from it)."""
-        assert self.register is not None
-        record = self.ledger.chunk(self.register.run_id, chunk_id)
-        path = self._chunk_rejects_path(record)
-        before = path.read_bytes() if path.is_file() else b""
-        with private_writer(path) as handle:
-            handle.write(before)
-            for reject in rejects:
-                handle.write(self._reject_line(record.run_id, chunk_id, reject))
-
-    def _reject_line(self, run_id: str, chunk_id: str, reject: Reject) -> bytes:
-        record = {
-            "service": self.service.name,
-            "run_id": run_id,
-            "chunk_id": chunk_id,
-            "doc_type": reject.doc_type,
-            "source_key": reject.source_key,
-            "key": reject.key,
-            "field": reject.field,
-            "reason": reject.reason,
-        }
-        return msgspec.json.encode(record) + b"\n"
 
     def _write_rejects_file(self, run: RunRecord) -> Path | None:
         """Gather the chunks' reject files into the run's one reject file (owner-only)."""

@@ -50,16 +50,24 @@ class Register:
         run_id: str,
         plans: dict[str, DocPlan],
         add_rejects: Callable[[str, list[Reject]], None],
+        *,
+        shared: bool = False,
     ) -> None:
+        """`shared`: other processes register chunks of the run at the same time, so what this
+        one knows of its collisions is never taken as the whole story (the ledger is asked)."""
         self.ledger = ledger
         self.run_id = run_id
         self.plans = plans
         self.add_rejects = add_rejects  # chunk id, rejects to append to its reject file
-        self._collided = ledger.collided_chunks(run_id)
+        self.shared = shared
+        self._collided = set() if shared else ledger.collided_chunks(run_id)
 
     def known(self, chunk_id: str) -> Known | None:
         """What the chunk's build must know: its keys that rows of other chunks render."""
-        if chunk_id not in self._collided:
+        if self.shared:
+            if not self.ledger.collided_keys(self.run_id, chunk_id):
+                return None
+        elif chunk_id not in self._collided:
             return None
         return describe(self.ledger.collisions_of(self.run_id, chunk_id), self.plans)
 
@@ -94,7 +102,7 @@ class Register:
         for row in found.newly_collided:
             by_chunk.setdefault(row.chunk_id, []).append(row)
         for other_chunk, rows in by_chunk.items():
-            self._withdraw(other_chunk, rows, chunk_id, doc, mine)
+            self._withdraw(other_chunk, rows, chunk_id, doc, mine=mine, others=found.others)
         deletions = sorted(
             {(o.bucket_type, o.bucket, o.key) for r in found.others.values() for o in r}
             | set(found.vanished)
@@ -107,10 +115,17 @@ class Register:
         rows: Sequence[Registered],
         by_chunk: str,
         by_doc: DocPlan,
+        *,
         mine: dict[str, str],
+        others: dict[str, list[Registered]],
     ) -> None:
         """Take rows of another chunk out of its recorded documents: a later chunk renders their
-        keys too. A chunk not transformed yet learns it from the register when it is."""
+        keys too. A chunk not transformed yet learns it from the register when it is.
+
+        A withdrawn row's reject names every other row the register knows renders its key (this
+        chunk's, and other chunks' registered before), as a build told of them would: so a
+        collision of two rows reads the same whichever chunk was registered first (many workers
+        register in any order). A third row registered later is not added to the reason."""
         self._collided.add(chunk_id)
         record = self.ledger.chunk(self.run_id, chunk_id)
         if record.state.rank < ChunkState.TRANSFORMED.rank or record.doc_checksum is None:
@@ -120,15 +135,20 @@ class Register:
         names = _key_names(self.plans, record.doc_type)
         rejects = []
         for row in rows:
-            other = describe_row(by_doc.extract.primary_key, mine[row.key], by_chunk)
+            described = [describe_row(by_doc.extract.primary_key, mine[row.key], by_chunk)]
+            described += [
+                describe_row(_key_names(self.plans, o.doc_type), o.source_key, o.chunk_id)
+                for o in others.get(row.key, ())
+                if (o.chunk_id, o.source_key) != (row.chunk_id, row.source_key)
+            ]
             rejects.append(
                 Reject(
                     record.doc_type,
                     source_key_dict(names, row.source_key),
                     row.key,
                     COLLISION_FIELD,
-                    f"key collision: 2 or more rows render this document key; the others are "
-                    f"{other}",
+                    f"key collision: {len(described) + 1} rows render this document key; the "
+                    f"others are {'; '.join(described)}",
                     row.source_key,
                 )
             )

@@ -345,7 +345,7 @@ class _Recorded:
 
 def _recorded(project: Project, monkeypatch: pytest.MonkeyPatch) -> _Recorded:
     recorded = _Recorded(project)
-    monkeypatch.setattr("migrate.pipeline.transformers", recorded.transformers)
+    monkeypatch.setattr("migrate.executor.local.transformers", recorded.transformers)
     return recorded
 
 

@@ -118,7 +118,8 @@ def delta(ctx: click.Context, services: tuple[str, ...], fmt: str, operator: str
     """Apply every source change logged since the last run or delta (default: every service
     with capture). Repeatable, resumable after a kill, idempotent; with nothing to do it returns
     at once, so it can be polled (watermark capture: after comparing every document's rows).
-    Refused once a service is frozen (use `cutover sync`)."""
+    Refused once a service is frozen (use `cutover sync`). Runs on this host even with a Dask
+    [run] executor: its batches are applied one after another, in order, and it says so."""
     from migrate.cutover import run_deltas
 
     _as(operator)

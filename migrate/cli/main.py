@@ -298,7 +298,8 @@ def preview(  # noqa: PLR0917 (click passes every option by position)
     type=click.IntRange(min=1),
     default=None,
     help="Worker processes that read (where the source shares its snapshot), stage and transform "
-    "chunks and prepare their writes (default: [run] workers, else one per core).",
+    "chunks and prepare their writes (default: [run] workers, else one per core). With a Dask "
+    "executor the cluster's workers do, and load them too.",
 )
 @click.option(
     "--fresh",
@@ -325,6 +326,9 @@ def run(
     pass [run] max_rejects stops with exit 1; the rejects file it names says which rows and why.
     A target that stops serving (every host of a Riak URL down, stopping or starting) pauses the
     run with exit 3, saying so; with [target] patience it waits that long, then carries on.
+    With [run] executor = "dask://host:port" the chunks run as tasks on that Dask cluster, each
+    worker loading its own; a worker killed mid-chunk has it run again elsewhere; a scheduler
+    that cannot be reached, or is lost, stops the run with exit 3, and a re-run resumes.
     """
     from migrate.pipeline import run_services
 
@@ -432,7 +436,8 @@ def status(ctx: click.Context, fmt: str) -> None:
     type=click.IntRange(min=1),
     default=None,
     help="Worker processes that read (where the source shares its snapshot) and build chunks "
-    "(default: [run] workers, else one per core).",
+    "(default: [run] workers, else one per core). With a Dask executor the cluster's workers "
+    "do.",
 )
 @click.option(
     "--format",
@@ -481,6 +486,9 @@ def reconcile(  # noqa: PLR0917 (click passes every option by position)
     value, a code with no translation, a key other rows render too...). Exit 0 when everything
     matches, 1 when anything differs or a row is rejected (unless --accept-rejects). Without
     --dry-run the result is recorded in the ledger for `migrate repair` and the cutover gates.
+    With [run] executor = "dask://host:port" each chunk's expected documents are built (and,
+    where the source shares its snapshot, read) by that Dask cluster's workers; the target's
+    side is read and compared here.
     """
     from migrate.reconcile import Against, Options, parse_sample, reconcile_services
 

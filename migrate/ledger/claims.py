@@ -270,6 +270,16 @@ class ClaimStore:
         )
         return {row[0] for row in self._read(query, "reading the run's key collisions")}
 
+    def collided_keys(self, run_id: str, chunk_id: str) -> set[str]:
+        """The keys of the chunk's rows withdrawn for a collision, as registered now (read in the
+        caller's transaction, when there is one)."""
+        d = t.documents
+        query = sa.select(d.c.key).where(
+            d.c.run_id == run_id, d.c.chunk_id == chunk_id, d.c.state == COLLIDED
+        )
+        with self._write(f"reading the key collisions of {chunk_id}") as conn:
+            return set(conn.execute(query).scalars())
+
     def registered(self, run_id: str, chunk_id: str) -> list[Registered]:
         """A chunk's registered rows, in the order they were registered."""
         d = t.documents

@@ -30,6 +30,7 @@ from migrate.ledger.engine import (
     translate_errors,
 )
 from migrate.ledger.leases import LeaseStore
+from migrate.ledger.locks import LockStore
 from migrate.ledger.records import ChunkRecord, RunRecord, chunk_from_row, run_from_row
 from migrate.ledger.states import REQUIRED_BEFORE, ChunkState, RunStatus, cleared_after
 from migrate.ledger.verifications import VerificationStore
@@ -57,7 +58,7 @@ def _mask(value: Any) -> Any:
     return value
 
 
-class Ledger(VerificationStore, ClaimStore, LeaseStore, CutoverStore):
+class Ledger(VerificationStore, ClaimStore, LeaseStore, LockStore, CutoverStore):
     """Run, chunk, checkpoint, verification and audit records in a SQLite or PostgreSQL state
     database."""
 

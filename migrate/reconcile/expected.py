@@ -2,14 +2,18 @@
 bytes as the load, from the source as it is now or from the chunk's staged files.
 
 Building is the CPU-heavy part, so with more than one worker it runs in a process pool (Arrow
-tables pickle); each worker compiles the mapping once per fingerprint and sends back only what the
-comparison needs (keys, checksums and their aggregate), not the documents. Against the source,
-where the snapshot can be shared (`migrate.source.shared`), each worker also reads its chunk's
-rows itself, under the same snapshot, so extraction runs on every core too.
+tables pickle), or, with `[run] executor = "dask://..."`, as tasks on the Dask cluster's workers
+(the executor a run uses, `migrate.executor`); each worker compiles the mapping once per
+fingerprint and sends back only what the comparison needs (keys, checksums and their aggregate),
+not the documents. Against the source, where the snapshot can be shared (`migrate.source.shared`)
+with the workers, each worker also reads its chunk's rows itself, under the same snapshot, so
+extraction runs on every core (every host) too; otherwise this process reads each chunk and the
+task carries its rows. The actual side (the target's chunk index) is read, and compared, here.
 """
 
 from __future__ import annotations
 
+import contextlib
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -19,8 +23,10 @@ from pathlib import Path
 
 import pyarrow as pa
 
+from migrate.config import Config
 from migrate.document import BuildResult, Reject
 from migrate.errors import StagingError
+from migrate.executor import Executor, is_remote, open_executor
 from migrate.ledger import ChunkRecord
 from migrate.mapping import ServicePlan, cached_plan
 from migrate.mapping.canonical import aggregate
@@ -28,7 +34,7 @@ from migrate.processes import worker_pool
 from migrate.reconcile.sample import in_sample
 from migrate.schema import SchemaInfo
 from migrate.source import ChunkRange, Snapshot, StagedChunk, read_staged
-from migrate.source.shared import ChunkRead, read_chunk, settle
+from migrate.source.shared import ChunkRead, SharedView, read_chunk, settle
 
 
 @dataclass(frozen=True, slots=True)
@@ -110,20 +116,30 @@ def expect_chunk(task: BuildTask, plan: ServicePlan | None = None) -> ExpectedCh
 
 
 class Builders:
-    """Where expected sides are built: inline with one worker, else in a process pool started on
-    the first build (a verification the ledger's aggregates prove starts none)."""
+    """Where expected sides are built: on a distributed executor's workers (`executor`), else
+    inline with one worker, else in a process pool of this machine started on the first build
+    (a verification the ledger's aggregates prove starts none)."""
 
-    def __init__(self, workers: int) -> None:
-        self.workers = max(1, workers)
+    def __init__(self, workers: int, *, executor: Executor | None = None) -> None:
+        self.executor = executor
+        # A cluster's builds in flight: as many as it runs chunks (`Executor.slots`, two per
+        # worker thread), so `workers` is half that.
+        self.workers = max(1, workers) if executor is None else max(2, executor.slots // 2)
         self._pool: ProcessPoolExecutor | None = None
+
+    def shares(self, view: SharedView) -> bool:
+        """Whether the builders can read chunks under `view` themselves."""
+        return self.executor is None or self.executor.shares(view)
 
     def start(
         self, task: BuildTask, plan: ServicePlan, *, inline: bool = False
     ) -> Future[ExpectedChunk] | ExpectedChunk:
-        """Build `task` in the pool, or now with `plan` when `inline` (a lone chunk gains
-        nothing from the pool)."""
-        if self.workers == 1 or inline:
+        """Build `task` on a worker, or now with `plan` when `inline` (a lone chunk gains
+        nothing from a worker) or with one local worker."""
+        if inline or (self.executor is None and self.workers == 1):
             return expect_chunk(task, plan)
+        if self.executor is not None:
+            return self.executor.submit(expect_chunk, task)
         if self._pool is None:
             self._pool = worker_pool(self.workers)
         return self._pool.submit(expect_chunk, task)
@@ -141,6 +157,18 @@ class Builders:
             self._pool.shutdown(wait=False, cancel_futures=True)  # interrupted: see processes
             self._pool = None
         self.close()
+
+
+@contextlib.contextmanager
+def open_builders(config: Config, workers: int) -> Iterator[Builders]:
+    """The builders of the executor `[run] executor` names: the Dask cluster's workers, or
+    `workers` processes of this machine (started on the first build)."""
+    if is_remote(config):
+        with open_executor(config) as executor, Builders(1, executor=executor) as builders:
+            yield builders
+        return
+    with Builders(workers) as builders:
+        yield builders
 
 
 def build_in_order(

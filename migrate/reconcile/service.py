@@ -1,8 +1,9 @@
 """Reconciling a service: expected checksums against what the target holds, chunk by chunk.
 
-One source snapshot serves the whole reconciliation. Without --dry-run the result is recorded in
-the ledger (per chunk) with an owner-only differences file that `repair` reads; with --dry-run
-nothing is written anywhere.
+One source snapshot serves the whole reconciliation. Expected sides are built where a run's
+chunks are (`[run] executor`: this machine's processes, or a Dask cluster's workers). Without
+--dry-run the result is recorded in the ledger (per chunk) with an owner-only differences file
+that `repair` reads; with --dry-run nothing is written anywhere.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ import msgspec
 from migrate.config import ServiceConfig
 from migrate.errors import VerificationError
 from migrate.events import EventSink, ServiceFinished, ServiceStarted, ignore
+from migrate.executor import is_remote
 from migrate.files import private_dir, private_writer
 from migrate.ledger import ChunkVerification, RunRecord
 from migrate.ledger.leases import LeaseHeld
@@ -28,7 +30,7 @@ from migrate.processes import warm_up
 from migrate.project import Project, actor
 from migrate.reconcile.check import DocCheck
 from migrate.reconcile.collisions import KeyTracker
-from migrate.reconcile.expected import Builders, ChunkRef
+from migrate.reconcile.expected import Builders, ChunkRef, open_builders
 from migrate.reconcile.model import Against, Kind, Options, ServiceResult
 from migrate.reconcile.sample import sample_label
 from migrate.register import Register
@@ -54,9 +56,9 @@ def reconcile_services(
                 held, why=": a reconciliation now would report the documents in flight as changed"
             )
     workers = _workers(project, options)
-    if workers > 1:
+    if workers > 1 and not is_remote(project.config):
         warm_up()  # the workers' imports overlap reflection and planning
-    with Builders(workers) as builders:
+    with open_builders(project.config, workers) as builders:
         return [
             reconcile_service(project, s, options, builders=builders, on_event=on_event)
             for s in services
@@ -89,7 +91,9 @@ def reconcile_service(
         )
     with contextlib.ExitStack() as stack:
         if builders is None:
-            builders = stack.enter_context(Builders(_workers(project, options)))
+            builders = stack.enter_context(
+                open_builders(project.config, _workers(project, options))
+            )
         snapshot: Snapshot | None = None
         view: SharedView | None = None
         if options.against is Against.SOURCE:
@@ -97,6 +101,8 @@ def reconcile_service(
             if builders.workers > 1:
                 specs = [d.extract for d in plan.doc_types]
                 view = share_view(project.source, snapshot, specs)
+                if view is not None and not builders.shares(view):
+                    view = None  # this process reads every chunk; the tasks carry the rows
         marker = snapshot.marker if snapshot else (run.snapshot if run else "")
         tracker = KeyTracker() if snapshot is not None else None
         known = None

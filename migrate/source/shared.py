@@ -2,8 +2,10 @@
 
 The planning process shares its view (`share_view`) when the source can prove another connection
 sees the same data (see `migrate.source.snapshot`); a worker joins it once (`read_chunk` keeps one
-joined view per process) and reads chunks there, so extraction runs on every core. The view holds
-no secret: the worker reads the password from the environment variable the project names.
+joined view per thread) and reads chunks there, so extraction runs on every core. The view holds
+no secret: the worker reads the password from the environment variable the project names. A
+server's view can be joined from another host too (a Dask worker's); a SQLite file's cannot
+(`travels`).
 
 A SQLite writer waiting to commit (it holds PENDING until the snapshot ends) keeps new readers
 out, so a worker may not get in: after `busy_seconds` its read fails with `ViewBusy`, and the
@@ -23,6 +25,7 @@ the run stops with a message (exit 3).
 from __future__ import annotations
 
 import os
+import threading
 from collections.abc import Callable, Iterable
 from concurrent.futures import Future
 from contextlib import ExitStack
@@ -55,6 +58,7 @@ class SharedView:
     tables: tuple[TableInfo, ...]
     busy_seconds: float = 5.0  # how long a SQLite reader waits for a lock before `ViewBusy`
     schema: str | None = None  # the schema the tables are read from (`Source.schema`)
+    travels: bool = True  # whether a process on another host can join it (not SQLite's)
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,11 +91,13 @@ def share_view(
         snapshot.marker,
         tuple(tables.values()),
         schema=source.schema,
+        travels=source.rules.views_travel,
     )
 
 
 class _Joined:
-    """The one view this process has joined (a worker serves one reconcile or run at a time)."""
+    """The one view this thread has joined (a worker serves one reconcile or run at a time; a
+    Dask worker may run chunks on several threads, each with a view of its own)."""
 
     def __init__(self) -> None:
         self.key: tuple[str, str] | None = None
@@ -154,7 +160,12 @@ class _Joined:
         self._stack.close()
 
 
-_JOINED = _Joined()
+class _PerThread(threading.local):
+    def __init__(self) -> None:
+        self.joined = _Joined()
+
+
+_THREADS = _PerThread()
 _SQLITE_BUSY, _SQLITE_LOCKED = 5, 6
 
 
@@ -163,13 +174,14 @@ def read_chunk(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
     try:
         return _read_once(read, spec)
     except ConnectionLost:
-        _JOINED.leave()  # this worker's connection broke: join the view again, read it again
+        _THREADS.joined.leave()  # this worker's connection broke: join the view again
         return _read_once(read, spec)
 
 
 def _read_once(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
+    joined = _THREADS.joined
     try:
-        snapshot = _JOINED.get(read.view)
+        snapshot = joined.get(read.view)
         snapshot.resume()
     except ViewBusy:
         raise
@@ -178,11 +190,11 @@ def _read_once(read: ChunkRead, spec: ExtractSpec) -> dict[str, pa.Table]:
             key = (read.view.url, read.view.token)
             what = (
                 f"a worker waited {read.view.busy_seconds:g} s for a read lock on the source"
-                if _JOINED.waited != key
+                if joined.waited != key
                 else "a writer waiting to commit still keeps the workers out of the source"
             )
-            _JOINED.leave()
-            _JOINED.waited = key  # the next chunks of this view do not wait for the writer
+            joined.leave()
+            joined.waited = key  # the next chunks of this view do not wait for the writer
             raise ViewBusy(
                 f"{what} (chunk {read.index})",
                 hint="a writer is waiting to commit; the chunk is read on the snapshot's own "
@@ -217,9 +229,10 @@ def settle(outcome: Future[_T], here: Callable[[], _T] | None) -> _T:
 
 
 def leave_view() -> None:
-    """Close this process's joined view (the next read joins again)."""
-    _JOINED.leave()
-    _JOINED.refused = _JOINED.waited = None
+    """Close this thread's joined view (the next read joins again)."""
+    joined = _THREADS.joined
+    joined.leave()
+    joined.refused = joined.waited = None
 
 
 __all__ = [

@@ -1,7 +1,9 @@
 """A real three-node Riak cluster, the target listing all three hosts: one node stopped in the
 middle of a load, and the load carries on through the other two with nothing lost or doubled;
 started again, reads through it alone are exact once handoff ends. Quorums from migrate.toml are
-honoured, and one the cluster cannot meet stops the load at once with a message naming it.
+honoured, and one the cluster cannot meet stops the load at once with a message naming it. And
+a run on a Dask cluster (the distributed executor) loads the three nodes as a local run does
+(first: it needs no node stopped, and finds every node as the cluster started).
 
 The cluster is the session's (about 19 s to start; skipped without the Riak test server folder);
 each test starts again the node it stopped.
@@ -10,6 +12,7 @@ each test starts again the node it stopped.
 from __future__ import annotations
 
 import json
+import shutil
 import time
 import uuid
 from collections.abc import Iterator
@@ -51,6 +54,39 @@ def stored_keys(url: str, bucket_type: str, bucket: str) -> list[str]:
         return sorted(riak.query_index(bucket_type, bucket, "$bucket", bucket))
     finally:
         riak.close()
+
+
+@pytest.mark.postgres
+@pytest.mark.slow
+def test_a_run_on_a_dask_cluster_loads_the_three_nodes_as_a_local_run_does(
+    cluster: RiakNodes,
+    demo_project: Path,
+    demo_template: Path,
+    pg_url: str,
+    embedded_dumps: dict[str, bytes],
+    tmp_path: Path,
+) -> None:
+    """Three Dask worker processes, a PostgreSQL ledger, the target listing the three nodes: each
+    worker loads its own chunks through the nodes, and the dump, every chunk's ledger record and
+    the reconciliation are what a local run into the same cluster gives."""
+    from dask_projects import address, chunk_records, dumps, local_cluster, use_dask
+
+    tag = uuid.uuid4().hex[:8]
+    local = tmp_path / "local"
+    shutil.copytree(demo_template, local)
+    use_riak(local, cluster.url, suffix=f"-l{tag}")
+    use_riak(demo_project, cluster.url, suffix=f"-d{tag}")
+    assert invoke(local, "run").exit_code == 0
+
+    with local_cluster(3) as client:
+        use_dask(demo_project, address(client), pg_url)
+        result = invoke(demo_project, "run")
+        assert result.exit_code == 0, result.output
+        check = invoke(demo_project, "reconcile", "--dry-run")
+    assert check.exit_code == 0, check.output
+
+    assert dumps(demo_project, f"-d{tag}") == embedded_dumps == dumps(local, f"-l{tag}")
+    assert chunk_records(demo_project) == chunk_records(local)
 
 
 def test_a_node_stopped_mid_load_the_load_carries_on_and_handoff_makes_it_exact(

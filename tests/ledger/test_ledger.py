@@ -88,6 +88,7 @@ def test_public_api_is_exactly_all() -> None:
         "cutover",
         "engine",
         "leases",
+        "locks",
         "records",
         "schema",
         "states",

@@ -15,7 +15,7 @@ from postgres_server import PostgresServer
 from migrate.errors import SourceError
 from migrate.source import Source
 from migrate.source.pgcopy import CopyReader
-from migrate.source.shared import _JOINED, ChunkRead, leave_view, read_chunk, share_view
+from migrate.source.shared import _THREADS, ChunkRead, leave_view, read_chunk, share_view
 from migrate.source.snapshot import ConnectionLost
 from migrate.spec import ExtractSpec, NodeKind, NodeSpec
 
@@ -87,9 +87,9 @@ def test_a_worker_whose_connection_drops_mid_chunk_reads_it_again(
         reads = [ChunkRead(view, c.index, *c.bounds_json()) for c in chunks]
         assert _table(read_chunk(reads[0], SPEC)) == expected[0]  # joined, and read
 
-        dropped = _mid_chunk(monkeypatch, admin, lambda: _pid(_JOINED.snapshot))
+        dropped = _mid_chunk(monkeypatch, admin, lambda: _pid(_THREADS.joined.snapshot))
         assert _table(read_chunk(reads[1], SPEC)) == expected[1]  # again, same snapshot
-        assert dropped and dropped[0] != _pid(_JOINED.snapshot)  # on a new connection
+        assert dropped and dropped[0] != _pid(_THREADS.joined.snapshot)  # on a new connection
         assert [_table(read_chunk(r, SPEC)) for r in reads[2:]] == expected[2:]
     source.close()
 

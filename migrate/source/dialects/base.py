@@ -93,6 +93,9 @@ class SourceDialect:
 
     names: ClassVar[tuple[str, ...]] = ()
     token_kind: ClassVar[str] = ""  # the prefix of its view tokens ("" when it has none)
+    # Whether a process on another host can join its views (a server's snapshot can be; a
+    # SQLite file's lock is only this host's, and its path may name another file elsewhere).
+    views_travel: ClassVar[bool] = True
     driver_hint: ClassVar[str] = (
         "install the driver for this URL (oracle+oracledb: `pip install oracledb`; "
         "postgresql+psycopg: `pip install 'psycopg[binary]'`; mysql+pymysql: "

@@ -113,6 +113,7 @@ _HEADERS = _Headers()
 class SQLiteDialect(SourceDialect):
     names = ("sqlite",)
     token_kind = "sqlite"  # noqa: S105 - a prefix, not a secret
+    views_travel = False
 
     @classmethod
     def prepare_url(cls, url: URL, base_dir: Path | None) -> URL:
