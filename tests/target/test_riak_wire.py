@@ -210,6 +210,39 @@ def test_a_connection_lost_mid_answer_is_a_transient_failure(
     assert isinstance(caught.value.__cause__, ConnectionResetError)
 
 
+def test_a_connection_closed_before_its_request_went_fails_as_dropped() -> None:
+    """A node that is stopping closes connections it has just accepted: one lost before its
+    request was written fails that request as dropped (a transient failure the load retries),
+    never as an internal error."""
+    server = socket.create_server(("127.0.0.1", 0))
+    port = server.getsockname()[1]
+
+    def refuse() -> None:
+        conn, _ = server.accept()
+        conn.close()
+
+    thread = threading.Thread(target=refuse, daemon=True)
+    thread.start()
+
+    async def run() -> None:
+        loop = asyncio.get_running_loop()
+        _, conn = await loop.create_connection(
+            lambda: wire.Connection(b"Host: 127.0.0.1\r\n"), "127.0.0.1", port
+        )
+        while conn.transport is not None:  # the close has reached this side
+            await asyncio.sleep(0.01)
+        answer = conn.send(b"GET /ping HTTP/1.1\r\n\r\n", head_only=False, deadline=1.0)
+        with pytest.raises(wire.Dropped) as caught:
+            await answer
+        assert caught.value.early and conn.closed and not conn.reusable
+
+    try:
+        asyncio.run(run())
+    finally:
+        server.close()
+        thread.join(5)
+
+
 def test_a_silent_server_times_out(scripted: Callable[[Script], Scripted]) -> None:
     server = scripted(lambda conn, _: conn.recv(10) is None)  # waits; never answers
 

@@ -133,10 +133,17 @@ class Connection(asyncio.Protocol):
 
     def send(self, request: bytes, *, head_only: bool, deadline: float) -> asyncio.Future[Reply]:
         """Write a whole request; the future holds its answer or a foreign exception (a
-        TimeoutError once the client's sweep finds `deadline` passed)."""
-        assert self.transport is not None and self._waiter is None
+        TimeoutError once the client's sweep finds `deadline` passed). A connection the server
+        closed before the request went (a node stopping closes what it has just accepted) fails
+        it as dropped before a byte of the answer came."""
+        assert self._waiter is None
         self.used = True
-        self._waiter = asyncio.get_running_loop().create_future()
+        waiter = asyncio.get_running_loop().create_future()
+        if self.transport is None:
+            self.closed = True
+            waiter.set_exception(Dropped(early=True))
+            return waiter
+        self._waiter = waiter
         self._head_only = head_only
         self._got = False
         self.deadline = deadline
