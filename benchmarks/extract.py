@@ -354,7 +354,9 @@ def _pg_selects(server: Any, url: str, statements: list[Any]) -> list[str]:
 
 
 @contextmanager
-def _postgres() -> Iterator[Any]:
+def throwaway_postgres() -> Iterator[Any]:
+    """The test suite's throwaway PostgreSQL server, started for a bench case (None when its
+    binaries are not installed)."""
     if str(TESTS_DIR) not in sys.path:
         sys.path.insert(0, str(TESTS_DIR))
     # The test suite's throwaway server, not part of the package (so not type-checked with it).
@@ -372,7 +374,7 @@ def _postgres() -> Iterator[Any]:
 
 def _pg_figures(folder: Path, patients: int, repeats: int) -> list[Figure]:
     name = "extract pds rows/s, PostgreSQL"
-    with _postgres() as server:
+    with throwaway_postgres() as server:
         if server is None:
             return [skipped(CASE, name, "rows/s", "no PostgreSQL binaries in /usr/lib/postgresql")]
         url = server.create_database()

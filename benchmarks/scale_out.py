@@ -28,13 +28,11 @@ what the projection assumes.
 from __future__ import annotations
 
 import contextlib
-import importlib
 import math
 import os
 import secrets
 import shutil
 import statistics
-import sys
 import tempfile
 import time
 from collections.abc import Iterator
@@ -43,10 +41,11 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks.end_to_end import documents_by_service, migrate_command, run_migrate
+from benchmarks.extract import throwaway_postgres
 from benchmarks.harness import Figure, Settings, repeat, skipped
 from benchmarks.riak_run import bench_nodes, wrk_requests, wrk_sample
 from benchmarks.shop import create_project, documents
-from benchmarks.sink import TESTS_DIR, ServerProcess
+from benchmarks.sink import ServerProcess
 from benchmarks.wrk import wrk_path
 from migrate.demo import create_demo
 from migrate.ledger import new_run_id
@@ -74,23 +73,6 @@ def bounds_for(settings: Settings) -> Bounds:
     if settings.documents is not None:
         bounds = Bounds(settings.documents, bounds.repeats, bounds.shop_customers)
     return bounds
-
-
-@contextlib.contextmanager
-def _postgres() -> Iterator[Any]:
-    if str(TESTS_DIR) not in sys.path:
-        sys.path.insert(0, str(TESTS_DIR))
-    # The test suite's throwaway server, not part of the package (so not type-checked with it).
-    module: Any = importlib.import_module("postgres_server")
-    bin_dir = module.find_bin_dir()
-    if bin_dir is None:
-        yield None
-        return
-    server = module.PostgresServer.start(bin_dir)
-    try:
-        yield server
-    finally:
-        server.stop()
 
 
 @contextlib.contextmanager
@@ -238,7 +220,7 @@ def run(settings: Settings) -> list[Figure]:
         import distributed  # noqa: F401
     except ImportError:
         return [skipped(CASE, n, "docs/s", "Dask distributed not installed") for n in names]
-    with _postgres() as server, tempfile.TemporaryDirectory() as tmp:
+    with throwaway_postgres() as server, tempfile.TemporaryDirectory() as tmp:
         if server is None:
             why = "no PostgreSQL binaries in /usr/lib/postgresql (a Dask run needs its ledger)"
             return [skipped(CASE, n, "docs/s", why) for n in names]
