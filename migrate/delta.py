@@ -17,7 +17,7 @@ and rebuilding a document twice writes the same bytes.
 Batches are applied one after another, in order (a collision or a key released by one changes
 what a later one must do), but reading and building the next ones overlaps applying this one:
 worker processes read them under the delta's snapshot, shared with them as a bulk run shares
-its own, and build them (`migrate.transform.rebuild_roots`), since a batch's registering and
+its own, and build them (`rebuild_roots`), since a batch's registering and
 writing take about as much CPU as its reading and building and one process has one core's
 worth; where the source cannot share the snapshot, or with one worker, a thread of this process
 reads and builds on the snapshot itself. A batch built by a worker and found to collide with
@@ -58,12 +58,13 @@ from migrate.ledger.claims import Registered
 from migrate.ledger.cutover import DeltaBatch, DeltaRecord
 from migrate.mapping import DocPlan
 from migrate.project import Project, actor
+from migrate.reconcile.expected import BuildTask, build_chunk
 from migrate.register import Known, describe, key_texts, recount, rejected_rows
 from migrate.source import ChunkRange, Snapshot
 from migrate.source.capture import CaptureEngine, Change, WatermarkCapture
 from migrate.source.chunks import _decode_bound, _encode_bound
 from migrate.source.shared import ChunkRead, SharedView, settle, share_view
-from migrate.transform import Built, RebuildTask, finish_build, rebuild_roots, transformers
+from migrate.transform import Built, finish_build, transformers
 from migrate.watermark import Digests, decode, encode, narrowed
 
 Key = tuple[Any, ...]
@@ -467,17 +468,8 @@ class DeltaRun:
         if not present:
             return _Rebuilt(gone, None, None)
         chunk = self.chunks[(batch.doc_type, batch.chunk_index)]
-        task = RebuildTask(
-            str(self.service.mapping),
-            self.project.config.target.bucket_type,
-            self.plan.fingerprint,
-            self.project.schema(),
-            batch.doc_type,
-            self.max_bytes,
-            ChunkRead(view, chunk.index, chunk.lo, chunk.hi, keys=tuple(present)),
-            prepare=prepare,
-        )
-        return pool.submit(rebuild_roots, task)
+        read = ChunkRead(view, chunk.index, chunk.lo, chunk.hi, keys=tuple(present))
+        return pool.submit(rebuild_roots, self._task(batch, read=read), chunk.index, prepare)
 
     def _roots(self, batch: DeltaBatch) -> list[str]:
         """The register's names of a batch's roots: present, then gone."""
@@ -505,8 +497,31 @@ class DeltaRun:
     def _built(
         self, batch: DeltaBatch, tables: dict[str, pa.Table], known: Known | None = None
     ) -> Built:
-        result = self.plans[batch.doc_type].build(tables, max_bytes=self.max_bytes, collided=known)
-        return finish_build(result, batch.chunk_index, None)
+        """The batch's rows built here, as a worker builds them (`rebuild_roots`)."""
+        task = self._task(batch, tables=tables, known=known)
+        return finish_build(build_chunk(task, self.plan), batch.chunk_index, None)
+
+    def _task(
+        self,
+        batch: DeltaBatch,
+        *,
+        tables: dict[str, pa.Table] | None = None,
+        read: ChunkRead | None = None,
+        known: Known | None = None,
+    ) -> BuildTask:
+        """A build of the batch's roots by the run's mapping (the build a reconciliation makes
+        of a chunk): of rows read here, or to read under the shared view."""
+        return BuildTask(
+            str(self.service.mapping),
+            self.project.config.target.bucket_type,
+            self.plan.fingerprint,
+            self.project.schema(),
+            batch.doc_type,
+            tables,
+            self.max_bytes,
+            read=read,
+            collided=known,
+        )
 
     def _apply(
         self,
@@ -621,6 +636,17 @@ class DeltaRun:
     def _index_of(chunk_id: str) -> int:
         """A chunk's index from its id (`DOC_TYPE:00005`, as the ledger plans them)."""
         return int(chunk_id.rsplit(":", 1)[1])
+
+
+def rebuild_roots(
+    task: BuildTask,
+    chunk_index: int,
+    prepare: Callable[[Sequence[Document]], Sequence[Document]] | None,
+) -> Built:
+    """In a worker process: read a batch's roots under the delta's shared snapshot and build
+    their documents (with their chunk index, laid out by the target's preparer), as
+    `DeltaRun._built` does here. Nothing is written."""
+    return finish_build(build_chunk(task), chunk_index, prepare)
 
 
 _BATCH = 500  # roots per batch: one chunk's, at most this many

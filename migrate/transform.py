@@ -1,7 +1,6 @@
 """The transform phase, run in worker processes: stage a chunk's rows when they were just
 extracted, then build its documents. Pure apart from the staged files: rows in, documents out.
-A delta's rebuild of some roots of a chunk runs here too (`rebuild_roots`): read under the
-delta's shared snapshot and built, nothing staged.
+`finish_build` gives a build the form the loading thread takes (a delta's rebuilds too).
 """
 
 from __future__ import annotations
@@ -178,36 +177,6 @@ def finish_build(
         documents = prepare(documents)
     collided = frozenset(claim.key for claim in result.collided)
     return Built(documents, result.rejects, claims(result), collided)
-
-
-@dataclass(frozen=True, slots=True)
-class RebuildTask:
-    """Some roots of one chunk, which a delta rebuilds: read under the delta's shared snapshot
-    (`read` names the roots) and built by the run's mapping."""
-
-    mapping_path: str
-    default_bucket_type: str
-    fingerprint: str
-    schema: SchemaInfo
-    doc_type: str
-    max_bytes: int
-    read: ChunkRead
-    prepare: Callable[[Sequence[Document]], Sequence[Document]] | None = None
-
-
-def rebuild_roots(task: RebuildTask) -> Built:
-    """Read the task's roots (with everything embedded in them) and build their documents, as
-    the delta's own thread does when no worker can join its snapshot. Nothing is written."""
-    plan = cached_plan(
-        task.mapping_path,
-        default_bucket_type=task.default_bucket_type,
-        fingerprint=task.fingerprint,
-        schema=task.schema,
-    )
-    doc_plan = plan.doc_type(task.doc_type)
-    tables = read_chunk(task.read, doc_plan.extract)
-    result = doc_plan.build(tables, max_bytes=task.max_bytes)
-    return finish_build(result, task.read.index, task.prepare)
 
 
 @contextlib.contextmanager
