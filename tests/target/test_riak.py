@@ -11,14 +11,12 @@ from __future__ import annotations
 import datetime
 import ipaddress
 import json
-import os
 import pickle
 import socket
 import ssl
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
@@ -30,6 +28,7 @@ from cryptography.x509.oid import ExtendedKeyUsageOID, NameOID
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from riak_fake import RiakFake
+from riak_nodes import Node
 
 from migrate.document import Document, IndexValue
 from migrate.errors import ConfigError, TargetError, TransientTargetError
@@ -37,34 +36,7 @@ from migrate.target.riak import RiakHTTP, RiakTarget, parse_url
 from migrate.target.riak import store as riak_store
 from migrate.target.riak.batch import PlannedDocuments
 
-REAL_NODE = os.environ.get("RIAK_URL")
 META = {"migrate-run": "run-1", "migrate-chunk": "7"}
-
-
-@dataclass
-class Node:
-    url: str
-    fake: RiakFake | None
-    bucket: str
-
-    def puts(self) -> int | None:
-        """PUTs that stored something (refused create-only PUTs are requests, not writes)."""
-        return None if self.fake is None else self.fake.writes
-
-
-@pytest.fixture(
-    params=[
-        "fake",
-        pytest.param("real", marks=pytest.mark.skipif(not REAL_NODE, reason="RIAK_URL is not set")),
-    ]
-)
-def node(request: pytest.FixtureRequest) -> Node:
-    bucket = f"people-{uuid.uuid4().hex[:8]}"
-    if request.param == "real":
-        assert REAL_NODE is not None
-        return Node(REAL_NODE, None, bucket)
-    fake: RiakFake = request.getfixturevalue("riak_fake")
-    return Node(fake.url, fake, bucket)
 
 
 @pytest.fixture

@@ -9,43 +9,17 @@ was read (siblings included)."""
 from __future__ import annotations
 
 import json
-import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 
 import pytest
 import xxhash
-from riak_fake import RiakFake
+from riak_nodes import Node
 
 from migrate.document import Document
 from migrate.errors import TargetError
 from migrate.target.riak import RiakHTTP, RiakTarget, parse_url
 
-REAL_NODE = os.environ.get("RIAK_URL")
 JSON = [("Content-Type", "application/json")]
-
-
-@dataclass
-class Node:
-    url: str
-    fake: RiakFake | None
-    bucket: str
-
-
-@pytest.fixture(
-    params=[
-        "fake",
-        pytest.param("real", marks=pytest.mark.skipif(not REAL_NODE, reason="RIAK_URL is not set")),
-    ]
-)
-def node(request: pytest.FixtureRequest) -> Node:
-    bucket = f"people-{uuid.uuid4().hex[:8]}"
-    if request.param == "real":
-        assert REAL_NODE is not None
-        return Node(REAL_NODE, None, bucket)
-    fake: RiakFake = request.getfixturevalue("riak_fake")
-    return Node(fake.url, fake, bucket)
 
 
 @pytest.fixture
