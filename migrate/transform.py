@@ -75,15 +75,10 @@ class TransformOutput:
         """Documents leave the worker as plain tuples: pickle saves those a third faster than
         it saves the Structs through their own reduce, and they are made again as cheaply.
         Prepared documents go as their preparer laid them out. Claims go as tuples too."""
-        payload: Sequence[Any] = self.documents
-        if isinstance(payload, list):
-            payload = [
-                (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in payload
-            ]
-        claims = [(c.key, c.source_key, c.checksum) for c in self.claims]
+        payload, made = _as_rows(self.documents, self.claims)
         return (
             _transform_output,
-            (payload, self.rejects, self.checksum, self.staged, claims, self.collided),
+            (payload, self.rejects, self.checksum, self.staged, made, self.collided),
         )
 
 
@@ -95,10 +90,32 @@ def _transform_output(  # noqa: PLR0917 (pickle passes the fields by position)
     claims: list[tuple[str, str, str]],
     collided: frozenset[str],
 ) -> TransformOutput:
-    if isinstance(documents, list):
-        documents = [Document(*row) for row in documents]
-    made = [Claim(*claim) for claim in claims]
-    return TransformOutput(documents, rejects, checksum, staged, made, collided)
+    objects, claimed = _from_rows(documents, claims)
+    return TransformOutput(objects, rejects, checksum, staged, claimed, collided)
+
+
+_ClaimRow = tuple[str, str, str]
+
+
+def _as_rows(
+    documents: Sequence[Document], claims: Sequence[Claim]
+) -> tuple[Sequence[Any], list[_ClaimRow]]:
+    """Documents (a list of them; prepared ones stay as their preparer laid them out) and
+    claims as plain tuples, for pickle."""
+    payload: Sequence[Any] = documents
+    if isinstance(payload, list):
+        payload = [
+            (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in payload
+        ]
+    return payload, [(c.key, c.source_key, c.checksum) for c in claims]
+
+
+def _from_rows(
+    payload: Sequence[Any], claims: list[_ClaimRow]
+) -> tuple[Sequence[Document], list[Claim]]:
+    """The inverse of `_as_rows`."""
+    documents = [Document(*row) for row in payload] if isinstance(payload, list) else payload
+    return documents, [Claim(*claim) for claim in claims]
 
 
 def transform_chunk(task: TransformTask) -> TransformOutput:
@@ -146,24 +163,18 @@ class Built:
 
     def __reduce__(self) -> tuple[Any, ...]:
         """As `TransformOutput`'s: documents and claims leave the worker as plain tuples."""
-        payload: Sequence[Any] = self.documents
-        if isinstance(payload, list):
-            payload = [
-                (d.bucket_type, d.bucket, d.key, d.value, d.indexes, d.checksum) for d in payload
-            ]
-        made = [(c.key, c.source_key, c.checksum) for c in self.claims]
+        payload, made = _as_rows(self.documents, self.claims)
         return (_built, (payload, self.rejects, made, self.collided))
 
 
 def _built(
     documents: Sequence[Any],
     rejects: list[Reject],
-    made: list[tuple[str, str, str]],
+    made: list[_ClaimRow],
     collided: frozenset[str],
 ) -> Built:
-    if isinstance(documents, list):
-        documents = [Document(*row) for row in documents]
-    return Built(documents, rejects, [Claim(*claim) for claim in made], collided)
+    objects, claimed = _from_rows(documents, made)
+    return Built(objects, rejects, claimed, collided)
 
 
 def finish_build(
