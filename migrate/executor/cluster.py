@@ -109,6 +109,8 @@ class DaskExecutor:
                 executor._wait_for_workers()
                 yield executor
             finally:
+                # The scheduler may be gone (that may be why the block ended): closing the
+                # client must not hide the command's own outcome.
                 with contextlib.suppress(Exception):
                     client.close(timeout=CLOSE_SECONDS)
 
@@ -224,6 +226,8 @@ class _Linked(Future[_T]):
         self._remote = remote
 
     def cancel(self) -> bool:
+        # Best effort: with the scheduler gone the task is gone too; this side is cancelled
+        # all the same.
         with contextlib.suppress(Exception):
             self._remote.cancel()
         return super().cancel()
